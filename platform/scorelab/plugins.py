@@ -1,0 +1,178 @@
+"""The plugin host: loads entry points of group ``scorelab`` one by one, and owns ``register``.
+
+Every plugin, the built-ins included, arrives the same way. The host normalises names, refuses
+duplicates (naming both providers), checks each class against its contract, and keeps going when a
+plugin is broken: the error is recorded, shown by ``scorelab plugins``, and that plugin is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .contracts import KINDS, contract_problems
+from .errors import PluginError, unknown_choice
+
+HOOK_OF_KIND = {kind: f"register_{kind}s" for kind in KINDS}
+
+
+def normalise(name: str) -> str:
+    """Plugin names are compared in one form: lower case, '_' for '-' and spaces."""
+    return re.sub(r"[\s\-]+", "_", name.strip()).lower()
+
+
+def _default_name(cls: Any) -> str:
+    return getattr(cls, "name", None) or re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__)
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or failed) plugin, as ``scorelab plugins`` shows it."""
+
+    name: str
+    package: str | None = None
+    version: str | None = None
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def provider(self) -> str:
+        pkg = f" ({self.package} {self.version})" if self.package else ""
+        return f"'{self.name}'{pkg}"
+
+
+@dataclass
+class Entry:
+    kind: str
+    name: str
+    cls: type
+    plugin: PluginInfo
+
+
+class PluginHost:
+    """A registry of plugin classes by kind and name. Tests make a fresh one each."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._conflicts: dict[tuple[str, str], str] = {}
+        if os.environ.get("SCORELAB_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
+            self.pm.enable_tracing()
+
+    # -- loading -------------------------------------------------------------------------------
+    def load_entry_points(self, only: set[str] | None = None) -> PluginHost:
+        """Load every installed plugin (or those named in ``only``, by entry point or package name)."""
+        if only is None and os.environ.get("SCORELAB_LOAD_PLUGINS"):
+            only = {normalise(n) for n in os.environ["SCORELAB_LOAD_PLUGINS"].split(",") if n.strip()}
+        eps = importlib.metadata.entry_points(group=hookspecs.PROJECT)
+        # Built-ins first, so a clash always names the third party as the second provider.
+        for ep in sorted(eps, key=lambda e: (e.name != "builtins", e.name)):
+            package = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            if only is not None and not ({normalise(ep.name), normalise(package or "")} & only):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin is reported, never fatal
+                info = PluginInfo(ep.name, package, version)
+                info.errors.append(f"failed to import {ep.value}: {_summary(exc)}")
+                self.plugins.append(info)
+                continue
+            self.add(module, ep.name, package, version)
+        return self
+
+    def add(self, plugin: Any, name: str, package: str | None = None, version: str | None = None) -> PluginInfo:
+        """Register one plugin object (a module, or any object with hookimpls) and collect its classes."""
+        info = PluginInfo(name, package, version)
+        self.plugins.append(info)
+        declared = getattr(plugin, "SCORELAB_API_VERSION", hookspecs.API_VERSION)
+        if declared != hookspecs.API_VERSION:
+            info.errors.append(
+                f"written for scorelab hook API version {declared}, this scorelab has version "
+                f"{hookspecs.API_VERSION}; update the plugin (docs/plugins.md lists what changed)"
+            )
+            return info
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except Exception as exc:  # misspelled hook, bad signature
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            info.errors.append(_summary(exc))
+            return info
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        for kind, hook in HOOK_OF_KIND.items():
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            try:
+                caller(register=lambda cls, name=None, _kind=kind: self._register(_kind, cls, name, info))
+            except Exception as exc:
+                info.errors.append(f"{hook} raised {_summary(exc)}")
+        return info
+
+    def _register(self, kind: str, cls: Any, name: str | None, info: PluginInfo) -> None:
+        key = normalise(name or _default_name(cls))
+        problems = contract_problems(kind, cls)
+        if problems:
+            label = getattr(cls, "__name__", repr(cls))
+            info.errors.append(f"{kind} '{key}' ({label}) rejected: " + "; ".join(problems))
+            return
+        existing = self._entries[kind].get(key)
+        if existing is not None:
+            msg = f"{kind} '{key}' is registered by both {existing.plugin.provider} and {info.provider}"
+            info.errors.append(msg + "; the first is kept")
+            self._conflicts[(kind, key)] = msg
+            return
+        cls.name = key  # a registered class knows its public name (used in run names and params)
+        self._entries[kind][key] = Entry(kind, key, cls, info)
+        info.registered.setdefault(kind, []).append(key)
+
+    # -- lookup --------------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._entries[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        key = normalise(name)
+        if (kind, key) in self._conflicts:
+            raise PluginError(self._conflicts[(kind, key)] + "; uninstall one of them")
+        if key not in self._entries[kind]:
+            raise KeyError(unknown_choice(kind, name, self._entries[kind]))
+        return self._entries[kind][key]
+
+    def get(self, kind: str, name: str) -> type:
+        return self.entry(kind, name).cls
+
+    def listing(self) -> list[dict[str, Any]]:
+        """What ``scorelab plugins --json`` prints."""
+        return [
+            {"name": p.name, "package": p.package, "version": p.version,
+             "registers": p.registered, "errors": p.errors}
+            for p in self.plugins
+        ]
+
+
+def _summary(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+_HOST: PluginHost | None = None
+
+
+def host() -> PluginHost:
+    """The process-wide host, loaded lazily on first use and only once."""
+    global _HOST
+    if _HOST is None:
+        _HOST = PluginHost().load_entry_points()
+    return _HOST

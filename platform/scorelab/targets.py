@@ -1,0 +1,50 @@
+"""Help for writing targets: a base class that moves tensor attributes and derives ``provides``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+_OPTIONAL = {
+    "exact_score": "score",
+    "log_prob": "log_prob",
+    "exact_hess_diag": "hess_diag",
+    "mixture": "component_log_probs",
+}
+
+
+class TargetBase:
+    """Subclass with a dataclass of hyperparameters; keep tensors as attributes set in
+    ``__post_init__`` and ``to(device, dtype)`` moves them all. ``provides`` lists what the target
+    offers, from the methods it defines. An analytic target's ``score(x, sigma)`` is the score of the
+    target convolved with N(0, sigma^2 I), so it is noise-conditional too."""
+
+    event_shape: tuple[int, ...]
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                to_dtype = dtype if (dtype is not None and value.is_floating_point()) else value.dtype
+                setattr(self, key, value.to(device=device, dtype=to_dtype))
+        return self
+
+    @property
+    def provides(self) -> frozenset[str]:
+        caps = {cap for cap, method in _OPTIONAL.items() if callable(getattr(self, method, None))}
+        if "exact_score" in caps:
+            caps.add("noise_conditional")
+        if getattr(self, "mean", None) is not None and getattr(self, "covariance", None) is not None:
+            caps.add("moments")
+        return frozenset(caps)
+
+    @property
+    def dim(self) -> int:
+        n = 1
+        for s in self.event_shape:
+            n *= s
+        return n
+
+    def describe(self) -> dict:
+        """Hyperparameters, for run params."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}

@@ -1,0 +1,4 @@
+from .annealed_langevin import AnnealedLangevin
+from .langevin import Langevin
+
+SAMPLERS = [Langevin, AnnealedLangevin]

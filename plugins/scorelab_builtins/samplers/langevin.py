@@ -1,0 +1,44 @@
+"""``langevin``: the unadjusted Langevin algorithm with a fixed step.
+
+    x <- x + h * s(x) + sqrt(2h) * z,    z ~ N(0, I)
+
+One score evaluation a step (the score at the new point is kept for the next step). Without a
+Metropolis correction it samples a biased distribution: on N(0, v) its stationary variance is
+v / (1 - h / (2v)), and it diverges for h >= 2v. Reference: Roberts & Tweedie (1996).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LangevinState:
+    x: torch.Tensor
+    score: torch.Tensor
+
+
+@dataclass
+class LangevinInfo:
+    step_size: float
+
+
+@dataclass
+class Langevin:
+    step_size: float = 0.01
+
+    def __post_init__(self):
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+
+    def init(self, x0: torch.Tensor, oracle, budget: float) -> LangevinState:
+        return LangevinState(x0, oracle.score(x0))
+
+    def step(self, state: LangevinState, oracle, generator: torch.Generator):
+        h = self.step_size
+        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
+        x = state.x + h * state.score + math.sqrt(2 * h) * z
+        return LangevinState(x, oracle.score(x)), LangevinInfo(h)

@@ -1,0 +1,4 @@
+from .gaussian import Gaussian
+from .gmm import GMM
+
+TARGETS = [Gaussian, GMM]
