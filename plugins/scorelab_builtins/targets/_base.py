@@ -11,13 +11,13 @@ from . import _mixture as mx
 
 class MixtureTarget(TargetBase):
     """Subclasses call ``_set_components`` with weights (K,), means (K, d), eigenvectors U (K, d, d)
-    and eigenvalues lam (K, d) of each component's covariance."""
+    and eigenvalues lam (K, d) of each component's covariance; U is None for axis-aligned ones."""
 
     def _set_components(self, weights, means, U, lam) -> None:
         dtype = torch.float64  # built exactly; the runner casts to the run's dtype
         self.mixture_weights = torch.as_tensor(weights, dtype=dtype)
         self._means = torch.as_tensor(means, dtype=dtype)
-        self._U = torch.as_tensor(U, dtype=dtype)
+        self._U = None if U is None else torch.as_tensor(U, dtype=dtype)
         self._lam = torch.as_tensor(lam, dtype=dtype)
         self.event_shape = (self._means.shape[-1],)
 

@@ -1,7 +1,9 @@
 """Exact quantities of a Gaussian mixture, shared by the ``gaussian`` and ``gmm`` targets.
 
-Each component k is N(mu_k, U_k diag(lam_k) U_k^T). Convolving with N(0, sigma^2 I) adds sigma^2 to
-every eigenvalue, so noisy scores and curvature cost no factorisation per call.
+Each component k is N(mu_k, U_k diag(lam_k) U_k^T); ``U`` is None when every component is
+axis-aligned (then no matrix products are needed). Convolving with N(0, sigma^2 I) adds sigma^2 to
+every eigenvalue, so noisy scores and curvature cost no factorisation per call. Arrays are laid out
+component-first: (K, n, d).
 """
 
 from __future__ import annotations
@@ -16,37 +18,50 @@ def _noisy(lam: torch.Tensor, sigma) -> torch.Tensor:
 
 
 def _terms(x, log_w, means, U, lam):
-    """Per-component joint log densities (n, K) and scores g_k = -P_k (x - mu_k), shape (n, K, d)."""
-    y = torch.einsum("nkd,kde->nke", x[:, None, :] - means, U)  # coordinates in each eigenbasis
-    maha = (y * y / lam).sum(-1)
-    joint = log_w - 0.5 * (maha + torch.log(lam).sum(-1) + x.shape[-1] * math.log(2 * math.pi))
-    g = -torch.einsum("nke,kde->nkd", y / lam, U)
+    """Joint log densities log w_k + log N_k(x), shape (K, n), and g_k = -P_k (x - mu_k), (K, n, d)."""
+    diff = x[None] - means[:, None]
+    y = diff if U is None else diff @ U  # coordinates in each component's eigenbasis
+    scaled = y / lam[:, None]
+    maha = (y * scaled).sum(-1)
+    joint = log_w[:, None] - 0.5 * (maha + torch.log(lam).sum(-1)[:, None] + x.shape[-1] * math.log(2 * math.pi))
+    g = -scaled if U is None else -(scaled @ U.transpose(-1, -2))
     return joint, g
+
+
+def _responsibilities(joint):
+    """softmax over components (dim 0), written out: torch's dim-0 softmax is slow on the CPU."""
+    e = torch.exp(joint - joint.max(0, keepdim=True).values)
+    return e / e.sum(0, keepdim=True)
 
 
 def log_prob(x, log_w, means, U, lam, sigma=0.0):
     joint, _ = _terms(x, log_w, means, U, _noisy(lam, sigma))
-    return torch.logsumexp(joint, -1)
+    m = joint.max(0).values
+    return m + torch.log(torch.exp(joint - m).sum(0))
 
 
 def component_log_probs(x, log_w, means, U, lam, sigma=0.0):
-    return _terms(x, log_w, means, U, _noisy(lam, sigma))[0]
+    """(n, K): for assigning samples to components."""
+    return _terms(x, log_w, means, U, _noisy(lam, sigma))[0].T
 
 
 def score(x, log_w, means, U, lam, sigma=0.0):
     joint, g = _terms(x, log_w, means, U, _noisy(lam, sigma))
-    r = torch.softmax(joint, -1)
-    return torch.einsum("nk,nkd->nd", r, g)
+    if g.shape[0] == 1:
+        return g[0]
+    return (_responsibilities(joint)[..., None] * g).sum(0)
 
 
 def hess_diag(x, log_w, means, U, lam, sigma=0.0):
     """diag of the Hessian of log p: sum_k r_k (g_k^2 - diag P_k) - s^2."""
     lam = _noisy(lam, sigma)
     joint, g = _terms(x, log_w, means, U, lam)
-    r = torch.softmax(joint, -1)
-    s = torch.einsum("nk,nkd->nd", r, g)
-    diag_p = torch.einsum("kde,ke->kd", U * U, 1.0 / lam)
-    return torch.einsum("nk,nkd->nd", r, g * g - diag_p) - s * s
+    diag_p = 1.0 / lam if U is None else torch.einsum("kde,ke->kd", U * U, 1.0 / lam)
+    if g.shape[0] == 1:
+        return torch.zeros_like(x) - diag_p[0]
+    r = _responsibilities(joint)[..., None]
+    s = (r * g).sum(0)
+    return (r * (g * g - diag_p[:, None])).sum(0) - s * s
 
 
 def sample(n, generator, weights, means, U, lam):
@@ -54,11 +69,14 @@ def sample(n, generator, weights, means, U, lam):
     z = torch.randn((n, means.shape[-1]), generator=generator, device=means.device, dtype=means.dtype)
     out = torch.zeros_like(z)
     for j in range(means.shape[0]):  # a loop over components keeps memory at n * d
-        out = torch.where((k == j)[:, None], means[j] + (z * lam[j].sqrt()) @ U[j].T, out)
+        y = z * lam[j].sqrt()
+        out = torch.where((k == j)[:, None], means[j] + (y if U is None else y @ U[j].T), out)
     return out
 
 
 def moments(weights, means, U, lam):
+    eye = torch.eye(means.shape[-1], dtype=means.dtype, device=means.device)
+    U = eye.expand(len(means), -1, -1) if U is None else U
     cov_k = torch.einsum("kde,ke,kfe->kdf", U, lam, U)
     mean = weights @ means
     second = torch.einsum("k,kdf->df", weights, cov_k + means[:, :, None] * means[:, None, :])

@@ -35,10 +35,10 @@ class Gaussian(MixtureTarget):
             raise ValueError(f"scale must be > 0, got {self.scale}")
         exps = torch.linspace(0.0, 1.0, self.dim, dtype=torch.float64)
         variances = self.scale**2 * float(self.condition_number) ** (-exps)
-        Q = torch.eye(self.dim, dtype=torch.float64)
+        Q = None
         if self.rotate:
             g = torch.Generator().manual_seed(self.rotation_seed)
             A = torch.randn(self.dim, self.dim, generator=g, dtype=torch.float64)
             Q, R = torch.linalg.qr(A)
             Q = Q * torch.sign(torch.diagonal(R))  # Haar-distributed
-        self._set_components([1.0], torch.full((1, self.dim), self.mean_value), Q[None], variances[None])
+        self._set_components([1.0], torch.full((1, self.dim), self.mean_value), None if Q is None else Q[None], variances[None])

@@ -40,7 +40,7 @@ class GMM(MixtureTarget):
             std = torch.as_tensor(self.stds, dtype=torch.float64)
             if std.shape != (K,) or (std <= 0).any():
                 raise ValueError(f"stds must be {K} positive numbers")
-            lam, U = (std[:, None] ** 2).expand(K, d), torch.eye(d, dtype=torch.float64).expand(K, d, d)
+            lam, U = (std[:, None] ** 2).expand(K, d), None
         else:
             cov = torch.as_tensor(self.covariances, dtype=torch.float64)
             if cov.shape != (K, d, d) or not torch.allclose(cov, cov.transpose(1, 2)):
@@ -48,7 +48,7 @@ class GMM(MixtureTarget):
             lam, U = torch.linalg.eigh(cov)
             if (lam <= 0).any():
                 raise ValueError("covariances must be positive definite")
-        self._set_components(w, mu, U.contiguous(), lam.contiguous())
+        self._set_components(w, mu, U, lam.contiguous())
 
     def component_log_probs(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """log w_k + log N(x; mu_k, Sigma_k + sigma^2 I), shape (n, K): assigns samples to modes."""

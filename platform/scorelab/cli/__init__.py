@@ -1,0 +1,41 @@
+"""The ``scorelab`` command. Each subcommand lives in its own module with ``add(subparsers)`` and
+``run(args) -> int``; heavy imports (torch, MLflow, plugins) happen inside ``run`` only, so
+``scorelab --help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from scorelab import __version__
+from scorelab.errors import ScorelabError
+
+COMMANDS = ["compare", "plugins", "ui"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scorelab", description="Compare samplers for score-based models at equal, honestly counted cost.")
+    parser.add_argument("--version", action="version", version=f"scorelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"scorelab.cli.{name}")
+        module.add(sub).set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args) or 0
+    except ScorelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: open runs are marked KILLED in MLflow with what they had logged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""``scorelab compare CONFIG``: run a comparison and print its table."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add(sub):
+    p = sub.add_parser("compare", help="run a sampler comparison from a YAML config")
+    p.add_argument("config", help="path to a comparison config (see configs/)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from scorelab.compare import run_comparison
+    from scorelab.config import load_comparison
+    from scorelab.plugins import host
+    from scorelab.summary import summary_text
+    from scorelab.tracking import Tracker
+
+    comp = load_comparison(args.config)  # every config error before any work
+    tracker = Tracker(args.tracking_uri)
+    total = len(comp.samplers) * len(comp.seeds)
+    with tqdm(total=total, desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
+        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
+    print(summary_text(result.runs, list(comp.metrics)))
+    w = result.cost_weights
+    print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "
+          f"{result.total_seconds:.1f} s in all, {result.tracking_seconds:.1f} s of it tracking")
+    print(f"MLflow: {tracker.uri}  experiment '{comp.name}', parent run {result.parent_run_id}")
+    print("Browse it with: scorelab ui" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""))
+    return 0

@@ -1,0 +1,31 @@
+"""``scorelab ui``: serve the MLflow store with the MLflow UI on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def add(sub):
+    p = sub.add_parser("ui", help="serve the MLflow UI for the store on 127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri", help="store to serve (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
+    return p
+
+
+def run(args) -> int:
+    from scorelab.tracking import DEFAULT_STORE, default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        print(f"{uri} is already a server: open it in a browser")
+        return 0
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    if uri == default_tracking_uri() and not args.tracking_uri:
+        cmd += ["--default-artifact-root", (DEFAULT_STORE / "artifacts").resolve().as_uri()]
+    print(f"Serving {uri} — open http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0

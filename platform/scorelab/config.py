@@ -1,0 +1,193 @@
+"""Comparison configs: YAML in, a validated :class:`Comparison` out, before any work starts.
+
+Every error names the file, the key path and what would be valid (see :mod:`scorelab.params`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from . import params as P
+from .errors import ConfigError
+
+
+@dataclass
+class InitSpec:
+    """Initial chains, shared by every sampler: N(center, scale^2 I) or U[center +- scale]^d."""
+
+    distribution: Literal["gaussian", "uniform"] = "gaussian"
+    scale: float = 1.0
+    center: float = 0.0
+
+
+@dataclass
+class CostWeightSpec:
+    vjp: float
+    jvp: float
+    curvature: float = 1.0
+
+
+@dataclass
+class ComparisonSpec:
+    """The keys of a comparison config (its schema: the dataclass fields)."""
+
+    name: str
+    target: Any
+    samplers: list
+    budget: float
+    metrics: list
+    chains: int = 1000
+    seeds: list[int] = field(default_factory=lambda: [0])
+    score: str = "exact"
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    init: dict = field(default_factory=dict)
+    checkpoints: int = 12
+    cost_weights: Literal["auto"] | dict = "auto"
+    reference_seed: int = 12345
+
+
+@dataclass
+class SamplerSetting:
+    """One point of a sampler's sweep."""
+
+    name: str
+    cls: type
+    params: dict
+    label: str  # e.g. "langevin[step_size=0.05]", for run names
+
+    def make(self) -> Any:
+        return self.cls(**self.params)
+
+
+@dataclass
+class Comparison:
+    file: str | None
+    spec: ComparisonSpec
+    target: Any
+    init: InitSpec
+    metrics: dict[str, Any]
+    samplers: list[SamplerSetting]
+    cost_weights: CostWeightSpec | None
+    raw: dict
+
+    def __getattr__(self, key):  # budget, chains, seeds, ... read through to the spec
+        return getattr(self.spec, key)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise ConfigError("no such config file", file=file)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=file) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of keys at the top level", file=file)
+    return data
+
+
+def load_comparison(path: str | Path, host=None) -> Comparison:
+    return parse_comparison(load_yaml(path), file=str(path), host=host)
+
+
+def parse_comparison(raw: dict, file: str | None = None, host=None) -> Comparison:
+    if host is None:
+        from .plugins import host as default_host
+
+        host = default_host()
+    (top,) = P.check_params(ComparisonSpec, raw, "", file)
+    spec = P.instantiate(ComparisonSpec, top, "", file)
+    _check_values(spec, file)
+
+    target = P.build(host, "target", spec.target, "target", file)
+    (init_params,) = P.check_params(InitSpec, spec.init, "init", file)
+    init = InitSpec(**init_params)
+    if init.scale <= 0:
+        raise ConfigError(f"must be > 0, got {init.scale}", file=file, key="init.scale")
+
+    provides = set(target.provides)
+    if spec.score != "exact":
+        raise ConfigError(f"unknown score source '{spec.score}'. Valid: exact", file=file, key="score")
+    if "exact_score" not in provides:
+        raise ConfigError(f"target '{target.name}' has no exact score; give a trained model", file=file, key="score")
+
+    metrics = {}
+    if not isinstance(spec.metrics, list) or not spec.metrics:
+        raise ConfigError("expected a non-empty list of metrics", file=file, key="metrics")
+    for i, entry in enumerate(spec.metrics):
+        metric = P.build(host, "metric", entry, f"metrics[{i}]", file)
+        _check_requires(metric, provides | {"reference"}, f"metrics[{i}]", file, f"target '{target.name}'")
+        metrics[metric.name] = metric
+
+    samplers = []
+    if not isinstance(spec.samplers, list) or not spec.samplers:
+        raise ConfigError("expected a non-empty list of samplers", file=file, key="samplers")
+    for i, entry in enumerate(spec.samplers):
+        path = f"samplers[{i}]"
+        name, params = P.split_entry(entry, path, file)
+        cls = P.resolve_class(host, "sampler", name, path, file)
+        _check_requires(cls, provides, path, file, f"the exact score of target '{target.name}'")
+        for setting in P.check_params(cls, params, path, file, sweep=True):
+            P.instantiate(cls, setting, path, file)  # the class's own value checks, now
+            label = cls.name + ("[" + ",".join(f"{k}={_short(v)}" for k, v in setting.items()) + "]" if setting else "")
+            samplers.append(SamplerSetting(cls.name, cls, setting, label))
+    _dedupe_labels(samplers)
+
+    weights = None
+    if isinstance(spec.cost_weights, dict):
+        (w,) = P.check_params(CostWeightSpec, spec.cost_weights, "cost_weights", file)
+        weights = CostWeightSpec(**w)
+        for k, v in w.items():
+            if v <= 0:
+                raise ConfigError(f"must be > 0, got {v}", file=file, key=f"cost_weights.{k}")
+    return Comparison(file, spec, target, init, metrics, samplers, weights, raw)
+
+
+def _check_values(spec: ComparisonSpec, file: str | None) -> None:
+    def bad(key, msg):
+        raise ConfigError(msg, file=file, key=key)
+
+    if not re.fullmatch(r"[\w .\-]+", spec.name):
+        bad("name", f"use letters, digits, spaces, '.', '_' or '-' (it names the MLflow experiment), got {spec.name!r}")
+    if not spec.budget > 0:
+        bad("budget", f"must be > 0 (cost units: score evaluations), got {spec.budget}")
+    if spec.chains < 2:
+        bad("chains", f"must be >= 2, got {spec.chains}")
+    if not spec.seeds:
+        bad("seeds", "must list at least one seed")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        bad("seeds", f"seeds repeat: {spec.seeds}")
+    if spec.checkpoints < 1:
+        bad("checkpoints", f"must be >= 1, got {spec.checkpoints}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", spec.device):
+        bad("device", f"expected auto, cpu, cuda, cuda:N or mps, got {spec.device!r}")
+
+
+def _check_requires(obj: Any, provides: set, path: str, file: str | None, what: str) -> None:
+    missing = [r for r in getattr(obj, "requires", ()) if r not in provides]
+    if missing:
+        raise ConfigError(
+            f"{obj.name} requires {', '.join(missing)}, which {what} does not provide "
+            f"(it provides: {', '.join(sorted(provides)) or 'nothing'})", file=file, key=path)
+
+
+def _short(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _dedupe_labels(settings: list[SamplerSetting]) -> None:
+    seen: dict[str, int] = {}
+    for s in settings:
+        seen[s.label] = seen.get(s.label, 0) + 1
+        if seen[s.label] > 1:
+            s.label = f"{s.label}#{seen[s.label]}"

@@ -1,0 +1,167 @@
+"""Turning a config entry into a plugin instance: names, keys and types checked against the class.
+
+A plugin's dataclass fields are its schema. An entry is ``{name: ..., <field>: <value>, ...}`` (or
+just the name). Unknown keys, missing required fields and wrong types are errors naming the key
+path; a ``ValueError`` from the class's own checks is reported at the entry's path too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import types
+import typing
+from typing import Any, Literal, Union
+
+from .errors import ConfigError, unknown_choice
+
+_MISSING = object()
+
+
+def join(path: str, key: str) -> str:
+    """Key paths as a user writes them: ``samplers[1].step_size``."""
+    return f"{path}.{key}" if path else key
+
+
+def type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        return f"list of {type_name(inner)}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp`` (ints accepted for floats), or raise TypeError with what was expected."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return coerce(value, option)
+            except TypeError:
+                pass
+    elif origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, list):
+            return [coerce(v, inner) for v in value]
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+    else:
+        return value
+    raise TypeError(f"expected {type_name(tp)}, got {value!r}")
+
+
+def fields_of(cls: type) -> dict[str, tuple[Any, Any]]:
+    """{field: (type, default or _MISSING)} for a plugin dataclass."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else _MISSING
+        )
+        out[f.name] = (hints.get(f.name, Any), default)
+    return out
+
+
+def split_entry(entry: Any, path: str, file: str | None) -> tuple[str, dict]:
+    """(name, other keys) of an entry given as ``name`` or ``{name: ..., ...}``."""
+    if isinstance(entry, str):
+        return entry, {}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"expected a name or a mapping with 'name', got {entry!r}", file=file, key=path)
+    if "name" not in entry:
+        raise ConfigError("missing key 'name'", file=file, key=path)
+    if not isinstance(entry["name"], str):
+        raise ConfigError(f"'name' must be a string, got {entry['name']!r}", file=file, key=join(path, 'name'))
+    rest = {k: v for k, v in entry.items() if k != "name"}
+    return entry["name"], rest
+
+
+def resolve_class(host, kind: str, name: str, path: str, file: str | None) -> type:
+    try:
+        return host.get(kind, name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0], file=file, key=join(path, 'name')) from None
+    except Exception as exc:  # e.g. a name two plugins claim
+        raise ConfigError(str(exc), file=file, key=join(path, 'name')) from None
+
+
+def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep: bool = False) -> list[dict]:
+    """Check ``params`` against ``cls``'s fields; with ``sweep``, a list given for a non-list field is a
+    sweep. Returns the settings (one dict, or the cartesian product of the sweeps)."""
+    schema = fields_of(cls)
+    choices, axes = {}, {}
+    for key, value in params.items():
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"unknown key '{key}' for {getattr(cls, 'name', cls.__name__)}{hint} "
+                f"Valid keys: {', '.join(sorted(schema)) or '(none)'}", file=file, key=join(path, key))
+        tp = schema[key][0]
+        values = value if sweep and isinstance(value, list) and not _accepts_list(tp) else None
+        if values is not None and not values:
+            raise ConfigError("an empty list sweeps over nothing", file=file, key=join(path, key))
+        try:
+            if values is None:
+                choices[key] = coerce(value, tp)
+            else:
+                axes[key] = [coerce(v, tp) for v in values]
+        except TypeError as exc:
+            raise ConfigError(str(exc), file=file, key=join(path, key)) from None
+    missing = [k for k, (_, default) in schema.items() if default is _MISSING and k not in params]
+    if missing:
+        raise ConfigError(f"missing required key(s) {', '.join(missing)}", file=file, key=path)
+    return [{**choices, **dict(zip(axes, combo, strict=True))} for combo in itertools.product(*axes.values())]
+
+
+def instantiate(cls: type, params: dict, path: str, file: str | None) -> Any:
+    """``cls(**params)``, with the class's own value checks reported at ``path``."""
+    try:
+        return cls(**params)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid {getattr(cls, 'name', cls.__name__)}: {exc}", file=file, key=path) from None
+
+
+def build(host, kind: str, entry: Any, path: str, file: str | None) -> Any:
+    """One plugin instance from a config entry (no sweeps)."""
+    name, params = split_entry(entry, path, file)
+    cls = resolve_class(host, kind, name, path, file)
+    (setting,) = check_params(cls, params, path, file)
+    return instantiate(cls, setting, path, file)
+
+
+def _accepts_list(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is list or tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_accepts_list(a) for a in typing.get_args(tp))
+    return False
+
+
+__all__ = ["build", "check_params", "coerce", "instantiate", "resolve_class", "split_entry", "unknown_choice"]

@@ -1,0 +1,21 @@
+"""Shared fixtures: a fresh plugin host per test, and a temporary MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+
+import scorelab_builtins
+from scorelab.plugins import PluginHost
+
+
+@pytest.fixture
+def host() -> PluginHost:
+    """A host with only the built-ins, registered the way the entry point would."""
+    h = PluginHost()
+    h.add(scorelab_builtins, "builtins", "scorelab", "test")
+    return h
+
+
+@pytest.fixture
+def tracking_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
