@@ -68,7 +68,8 @@ def summary_text(runs, metrics: list[str]) -> str:
 def summary_markdown(runs, metrics: list[str]) -> str:
     header, body = summary_table(runs, metrics)
     rows = [header, ["---"] * len(header), *body]
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n\nValues: mean ± sd over seeds at the full budget.\n"
+    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    return table + "\n\nValues: mean ± sd over seeds at the full budget.\n"
 
 
 def summary_csv(runs, metrics: list[str]) -> str:

@@ -47,4 +47,6 @@ class TargetBase:
 
     def describe(self) -> dict:
         """Hyperparameters, for run params."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}
+        if not dataclasses.is_dataclass(self):
+            return {}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -21,6 +21,13 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
 
 
+def artifact_root(uri: str) -> str | None:
+    """For a sqlite store, artifacts live beside the database (``runs/artifacts``); a server decides its own."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+
+
 class Tracker:
     """A thin, batching layer over ``MlflowClient``. ``seconds`` counts time spent in tracking."""
 
@@ -28,7 +35,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri or default_tracking_uri()
-        if self.uri.startswith("sqlite:///") and not self.uri.startswith("sqlite:////"):
+        if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(self.uri)
         self.flush_seconds = flush_seconds
@@ -50,10 +57,7 @@ class Tracker:
                 if exp.lifecycle_stage == "deleted":
                     self.client.restore_experiment(exp.experiment_id)
                 return exp.experiment_id
-            location = None
-            if self.uri == f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}":
-                location = (DEFAULT_STORE / "artifacts").resolve().as_uri()
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
 
         return self._timed(get_or_create)
 

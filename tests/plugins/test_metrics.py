@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.stats
-import scorelab_builtins
 import torch
+
+import scorelab_builtins
 from scorelab.contracts import CAPABILITIES
 from scorelab.plugins import PluginHost
 from scorelab_builtins.metrics import (
@@ -196,7 +197,7 @@ def test_mmd_is_unbiased_and_shrinks_under_equal_distributions():
 def test_mmd_grows_with_a_mean_shift():
     # Under the median heuristic the bandwidth grows with the shift too, but MMD^2 still increases
     # (closed form above with l^2 ~ median |X - Y|^2). Equal distributions at n = 1000 give a
-    # spread of order 1e-4 (previous test, scaled by 1/n), far below the gaps checked here.
+    # spread under 1e-3 (previous test's spread, scaled by 1/n), far below the gaps checked here.
     x, y = normal(1000, 2, 10), normal(1000, 2, 11)
     values = [MMD()(x, y + torch.tensor([s, 0.0], dtype=torch.float64)) for s in (0.0, 0.5, 1.0, 2.0)]
     assert abs(values[0]) < 2e-3

@@ -15,7 +15,10 @@ TARGETS = {
     "gmm-isotropic": lambda: GMM(weights=[0.8, 0.2], means=[[-2.0, 0.0], [2.0, 1.0]], stds=[1.0, 0.5]),
     "gmm-full": lambda: GMM(
         weights=[0.3, 0.7], means=[[0.0, 0.0, 1.0], [1.0, -1.0, 0.0]],
-        covariances=[[[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 2.0]], [[0.4, 0.0, 0.0], [0.0, 1.0, -0.2], [0.0, -0.2, 0.3]]],
+        covariances=[
+            [[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 2.0]],
+            [[0.4, 0.0, 0.0], [0.0, 1.0, -0.2], [0.0, -0.2, 0.3]],
+        ],
     ),
 }
 
@@ -40,7 +43,8 @@ def test_hessian_diagonal_matches_autograd(name, sigma):
     target = TARGETS[name]()
     x = _points(target, n=16).requires_grad_(True)
     s = target.score(x, sigma)
-    diag = torch.stack([torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(target.dim)], -1)
+    rows = [torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(target.dim)]
+    diag = torch.stack(rows, -1)
     torch.testing.assert_close(target.hess_diag(x.detach(), sigma), diag, rtol=1e-10, atol=1e-10)
 
 

@@ -17,8 +17,9 @@ left-over bias of at most 2e-6 in the mean and 1e-12 in the covariance, against 
 import math
 
 import pytest
-import scorelab_kinetic_langevin
 import torch
+
+import scorelab_kinetic_langevin
 from scorelab.oracle import ScoreOracle
 from scorelab.plugins import PluginHost
 from scorelab_kinetic_langevin import KineticLangevin

@@ -14,7 +14,7 @@ def add(sub):
 
 
 def run(args) -> int:
-    from scorelab.tracking import DEFAULT_STORE, default_tracking_uri
+    from scorelab.tracking import artifact_root, default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     if uri.startswith(("http://", "https://")):
@@ -22,8 +22,8 @@ def run(args) -> int:
         return 0
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    if uri == default_tracking_uri() and not args.tracking_uri:
-        cmd += ["--default-artifact-root", (DEFAULT_STORE / "artifacts").resolve().as_uri()]
+    if artifact_root(uri):
+        cmd += ["--default-artifact-root", artifact_root(uri)]
     print(f"Serving {uri} — open http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
     try:
         return subprocess.call(cmd)

@@ -41,4 +41,5 @@ class Gaussian(MixtureTarget):
             A = torch.randn(self.dim, self.dim, generator=g, dtype=torch.float64)
             Q, R = torch.linalg.qr(A)
             Q = Q * torch.sign(torch.diagonal(R))  # Haar-distributed
-        self._set_components([1.0], torch.full((1, self.dim), self.mean_value), None if Q is None else Q[None], variances[None])
+        mean = torch.full((1, self.dim), self.mean_value)
+        self._set_components([1.0], mean, None if Q is None else Q[None], variances[None])

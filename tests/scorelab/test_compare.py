@@ -1,0 +1,152 @@
+"""A comparison end to end on a temporary MLflow store, read back with MlflowClient."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from scorelab.compare import run_comparison
+from scorelab.config import parse_comparison
+from scorelab.hookspecs import hookimpl
+from scorelab.tracking import Tracker
+
+BASE = {
+    "name": "unit",
+    "target": {"name": "gmm", "weights": [0.8, 0.2], "means": [[-4, -4], [4, 4]], "stds": [1, 1]},
+    "budget": 60,
+    "chains": 200,
+    "seeds": [0, 1],
+    "checkpoints": 4,
+    "init": {"distribution": "uniform", "scale": 6.0},
+    "cost_weights": {"vjp": 3, "jvp": 4},
+    "metrics": ["sliced_wasserstein", "mode_weight_error"],
+    "samplers": [{"name": "langevin", "step_size": [0.05, 0.2]}, {"name": "annealed_langevin", "levels": 3}],
+}
+
+
+def _children(client, result):
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    return {r.info.run_name: r for r in runs}
+
+
+def _artifacts(client, run_id):
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+def test_parent_child_runs_curves_and_artifacts(host, tracking_uri):
+    comp = parse_comparison(BASE, "inline.yaml", host)
+    result = run_comparison(comp, Tracker(tracking_uri), plugins=host.listing())
+    client = MlflowClient(tracking_uri)
+
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["scorelab.role"] == "comparison"
+    assert {"config.yaml", "plugins.json", "summary.md", "summary.csv", "environment.json"} <= _artifacts(
+        client, parent.info.run_id)
+    assert "langevin[step_size=0.05]" in Path(client.download_artifacts(parent.info.run_id, "summary.md")).read_text()
+
+    children = _children(client, result)
+    assert set(children) == {f"{label} seed={s}" for label in
+                             ("langevin[step_size=0.05]", "langevin[step_size=0.2]", "annealed_langevin[levels=3]")
+                             for s in (0, 1)}
+    run = children["langevin[step_size=0.2] seed=1"]
+    assert run.data.tags["scorelab.sampler"] == "langevin" and run.data.tags["scorelab.seed"] == "1"
+    assert run.data.tags["scorelab.role"] == "evaluation" and run.data.tags["scorelab.target"] == "gmm"
+    assert run.data.params["step_size"] == "0.2" and run.data.params["seed"] == "1"
+    assert run.data.metrics["calls.nfe"] == 60 and run.data.metrics["diverged"] == 0
+    curve = client.get_metric_history(run.info.run_id, "sliced_wasserstein")
+    steps = [m.step for m in curve]
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] == 60 and len(steps) >= 4
+    assert "samples.png" in _artifacts(client, run.info.run_id)
+    assert run.info.artifact_uri.startswith(Path(tracking_uri.removeprefix("sqlite:///")).parent.as_uri())
+    assert all(r.info.status == "FINISHED" for r in children.values())
+
+
+def test_same_config_and_seed_give_the_same_result(host, tmp_path):
+    finals = []
+    for i in range(2):
+        comp = parse_comparison(BASE, None, host)
+        result = run_comparison(comp, Tracker(f"sqlite:///{tmp_path / f'{i}.db'}"))
+        finals.append([(r.label, r.seed, r.metrics) for r in result.runs])
+    assert finals[0] == finals[1]
+
+
+def test_diverging_sampler_is_recorded_and_the_comparison_goes_on(host, tracking_uri):
+    config = {**BASE, "seeds": [0], "samplers": [{"name": "langevin", "step_size": [0.1, 50.0]}]}
+    result = run_comparison(parse_comparison(config, None, host), Tracker(tracking_uri))
+    by_label = {r.label: r for r in result.runs}
+    assert by_label["langevin[step_size=0.1]"].diverged_at is None
+    bad = by_label["langevin[step_size=50]"]
+    assert bad.diverged_at is not None and bad.diverged_at < 60 and math.isnan(bad.metrics["sliced_wasserstein"])
+    run = MlflowClient(tracking_uri).get_run(bad.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["scorelab.status"] == "diverged"
+    assert run.data.metrics["diverged"] == 1 and run.data.metrics["diverged_at_cost"] == bad.diverged_at
+
+
+@dataclass
+class _State:
+    x: torch.Tensor
+    k: int = 0
+
+
+@dataclass
+class Flaky:
+    """Raises ``error`` at step ``at``."""
+
+    at: int = 5
+    error: str = "runtime"
+
+    def init(self, x0, oracle, budget):
+        return _State(x0)
+
+    def step(self, state, oracle, generator):
+        if state.k == self.at:
+            raise KeyboardInterrupt() if self.error == "interrupt" else RuntimeError("sampler bug")
+        return _State(state.x + 0.01 * oracle.score(state.x), state.k + 1), None
+
+
+class _FlakyPlugin:
+    @hookimpl
+    def register_samplers(self, register):
+        register(Flaky, name="flaky")
+
+
+def test_failing_sampler_fails_its_run_only(host, tracking_uri):
+    host.add(_FlakyPlugin(), "flaky")
+    config = {**BASE, "seeds": [0], "samplers": ["flaky", {"name": "langevin", "step_size": 0.1}]}
+    result = run_comparison(parse_comparison(config, None, host), Tracker(tracking_uri))
+    flaky, good = result.runs
+    assert flaky.status == "FAILED" and "sampler bug" in flaky.error and good.status == "FINISHED"
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(flaky.run_id).info.status == "FAILED"
+    assert "error.txt" in _artifacts(client, flaky.run_id)
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_interrupt_marks_runs_killed_and_keeps_what_was_logged(host, tracking_uri):
+    host.add(_FlakyPlugin(), "flaky")
+    config = {**BASE, "seeds": [0], "checkpoints": 30,
+              "samplers": [{"name": "langevin", "step_size": 0.1}, {"name": "flaky", "at": 40, "error": "interrupt"}]}
+    tracker = Tracker(tracking_uri)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(parse_comparison(config, None, host), tracker)
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert by_name["compare unit"].info.status == "KILLED"
+    assert by_name["langevin[step_size=0.1] seed=0"].info.status == "FINISHED"
+    killed = by_name["flaky[at=40,error=interrupt] seed=0"]
+    assert killed.info.status == "KILLED"
+    # checkpoints before the interrupt were buffered, and flushed when the run was closed
+    assert len(client.get_metric_history(killed.info.run_id, "sliced_wasserstein")) >= 10
+
+
+def test_quickstart_config_parses(host):
+    from scorelab.config import load_comparison
+
+    comp = load_comparison(Path(__file__).parents[2] / "configs" / "quickstart.yaml", host)
+    assert {s.name for s in comp.samplers} == {"langevin", "annealed_langevin"}
