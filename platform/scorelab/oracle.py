@@ -113,6 +113,14 @@ class ScoreOracle:
         self.counts.curvature += 1
         return self._source.hess_diag(x, sigma)
 
+    def score_and_learned_diag(self, x: torch.Tensor, sigma: Sigma = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s(x), learned diag of the score Jacobian) from a model with a second-order head. One NFE:
+        both heads come out of the same forward pass."""
+        self._require("second_order_head")
+        self._check_sigma(sigma)
+        self.counts.nfe += 1
+        return self._source.score_and_diag(x, sigma)
+
     def log_prob_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(x) up to a constant, s(x)). One NFE: the score's evaluation yields the value."""
         self._require("log_prob")
