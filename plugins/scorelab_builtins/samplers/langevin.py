@@ -40,5 +40,5 @@ class Langevin:
     def step(self, state: LangevinState, oracle, generator: torch.Generator):
         h = self.step_size
         z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = state.x + h * state.score + math.sqrt(2 * h) * z
+        x = torch.add(state.x, state.score, alpha=h).add_(z, alpha=math.sqrt(2 * h))
         return LangevinState(x, oracle.score(x)), LangevinInfo(h)

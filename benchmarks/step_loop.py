@@ -1,0 +1,72 @@
+"""Steps/s of scorelab's step loop against a bare Langevin loop on the same target and device.
+
+The bare loop is the floor: the same update with the target's score called directly, no oracle,
+no divergence tracking. The ratio is scorelab's overhead per step.
+
+    python benchmarks/step_loop.py --device auto --chains 10000 --dim 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from scorelab.chain import run_chain
+from scorelab.device import device_name, resolve_device, synchronize
+from scorelab.oracle import ScoreOracle
+from scorelab.sources import ExactScore
+from scorelab_builtins.samplers import Langevin
+from scorelab_builtins.targets import Gaussian
+
+
+def bare(target, x, steps, h, generator):
+    s = target.score(x, 0.0)
+    for _ in range(steps):
+        z = torch.randn(x.shape, generator=generator, device=x.device)
+        x = torch.add(x, s, alpha=h).add_(z, alpha=math.sqrt(2 * h))
+        s = target.score(x, 0.0)
+    return x
+
+
+def timed(fn, device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--chains", type=int, default=10_000)
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    target = Gaussian(dim=args.dim, condition_number=10.0).to(device, torch.float32)
+    x0 = torch.randn(args.chains, args.dim, device=device)
+    h = 0.01
+
+    def ours():
+        oracle = ScoreOracle(ExactScore(target))
+        run_chain(Langevin(step_size=h), oracle, x0, args.steps + 1, torch.Generator(device).manual_seed(0))
+
+    def floor():
+        bare(target, x0, args.steps, h, torch.Generator(device).manual_seed(0))
+
+    ours(), floor()  # warm-up
+    t_ours = min(timed(ours, device) for _ in range(args.repeats))
+    t_bare = min(timed(floor, device) for _ in range(args.repeats))
+    print(f"device {device_name(device)}, {args.chains} chains, d={args.dim}, {args.steps} steps")
+    print(f"bare loop      {args.steps / t_bare:10.0f} steps/s")
+    print(f"scorelab loop  {args.steps / t_ours:10.0f} steps/s")
+    print(f"ratio scorelab/bare time: {t_ours / t_bare:.3f}")
+
+
+if __name__ == "__main__":
+    main()
