@@ -1,0 +1,30 @@
+"""``digits``: the 8x8 handwritten digits that scikit-learn ships (1,797 images, no download).
+
+Pixels 0..16 are scaled to [-1, 1]; images are (1, 8, 8). A ``held_out`` fraction is split off
+once from ``seed`` and is the reference for metrics (see ``_dataset``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._dataset import DataSetTarget
+
+
+@dataclass
+class Digits(DataSetTarget):
+    held_out: float = 0.2
+    seed: int = 0
+
+    name = "digits"
+
+    def __post_init__(self):
+        self._check_split()
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ValueError("the digits data set needs scikit-learn (pip install scikit-learn)") from None
+        images = torch.as_tensor(load_digits().images, dtype=torch.float64)
+        self._set_points((images / 8.0 - 1.0)[:, None])
