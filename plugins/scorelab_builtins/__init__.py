@@ -14,6 +14,22 @@ def register_samplers(register):
 
 
 @hookimpl
+def register_objectives(register):
+    from .objectives import OBJECTIVES
+
+    for cls in OBJECTIVES:
+        register(cls)
+
+
+@hookimpl
+def register_models(register):
+    from .models import MODELS
+
+    for cls in MODELS:
+        register(cls)
+
+
+@hookimpl
 def register_targets(register):
     from .targets import TARGETS
 
