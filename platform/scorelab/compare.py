@@ -26,7 +26,8 @@ from .device import device_name, resolve_device
 from .oracle import CostWeights, ScoreOracle
 from .plots import samples_figure
 from .schedules import log_spaced_checkpoints
-from .sources import ExactScore
+from .errors import ConfigError
+from .sources import ExactScore, model_source
 from .summary import summary_csv, summary_markdown
 from .tracking import Tracker
 
@@ -80,7 +81,7 @@ def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None =
     device = resolve_device(comp.device)
     dtype = getattr(torch, comp.dtype)
     target = comp.target.to(device, dtype)
-    source = ExactScore(target)
+    source = make_source(comp, target, device, dtype, tracker.uri)
     reference = reference_samples(comp, device)
     if comp.cost_weights is not None:
         weights = CostWeights(**dataclasses.asdict(comp.cost_weights))
@@ -172,6 +173,28 @@ def _run_one(comp, setting: SamplerSetting, seed, run_id, tracker: Tracker, sour
         tracker.log_figure(run_id, samples_figure(chain.state.x, reference, f"{setting.label} seed={seed}"),
                            "samples.png")
     return result
+
+
+def make_source(comp: Comparison, target, device, dtype, tracking_uri: str | None = None):
+    """The comparison's score source: the target's exact score, or the trained model at the MLflow URI
+    in ``score``, checked against the target's shape and what the samplers require."""
+    if comp.score == "exact":
+        return ExactScore(target)
+    try:
+        source = model_source(comp.score, tracking_uri=tracking_uri, device=device, dtype=dtype)
+    except (LookupError, ValueError) as exc:
+        raise ConfigError(str(exc), file=comp.file, key="score") from None
+    shape = tuple(source.network.event_shape)
+    if shape != tuple(target.event_shape):
+        raise ConfigError(f"the model at {comp.score} was trained on shape {shape}; target '{target.name}' has "
+                          f"shape {tuple(target.event_shape)}", file=comp.file, key="score")
+    for setting in comp.samplers:
+        missing = [r for r in getattr(setting.cls, "requires", ()) if r not in source.provides]
+        if missing:
+            raise ConfigError(f"sampler {setting.name} requires {', '.join(missing)}, which the model at {comp.score} "
+                              f"does not provide (it provides: {', '.join(sorted(source.provides)) or 'nothing'})",
+                              file=comp.file, key="score")
+    return source
 
 
 def resolved_config(comp: Comparison, weights: CostWeights, device) -> dict:

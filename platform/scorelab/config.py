@@ -14,6 +14,7 @@ import yaml
 
 from . import params as P
 from .errors import ConfigError
+from .training.export import MODEL_URI
 
 
 @dataclass
@@ -116,9 +117,11 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         raise ConfigError(f"must be > 0, got {init.scale}", file=file, key="init.scale")
 
     provides = set(target.provides)
-    if spec.score != "exact":
-        raise ConfigError(f"unknown score source '{spec.score}'. Valid: exact", file=file, key="score")
-    if "exact_score" not in provides:
+    exact = spec.score == "exact"
+    if not exact and not MODEL_URI.fullmatch(spec.score):
+        raise ConfigError(f"unknown score source '{spec.score}'. Valid: exact, or a trained model's MLflow URI "
+                          "(runs:/<run-id>/model, models:/<name>/<version>)", file=file, key="score")
+    if exact and "exact_score" not in provides:
         raise ConfigError(f"target '{target.name}' has no exact score; give a trained model", file=file, key="score")
 
     metrics = {}
@@ -136,7 +139,8 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         path = f"samplers[{i}]"
         name, params = P.split_entry(entry, path, file)
         cls = P.resolve_class(host, "sampler", name, path, file)
-        _check_requires(cls, provides, path, file, f"the exact score of target '{target.name}'")
+        if exact:  # a model's capabilities are checked when it is loaded (compare.make_source)
+            _check_requires(cls, provides, path, file, f"the exact score of target '{target.name}'")
         for setting in P.check_params(cls, params, path, file, sweep=True):
             P.instantiate(cls, setting, path, file)  # the class's own value checks, now
             label = cls.name + ("[" + ",".join(f"{k}={_short(v)}" for k, v in setting.items()) + "]" if setting else "")

@@ -1,4 +1,4 @@
-"""Score sources an oracle can wrap: a target's exact score (trained networks live in training)."""
+"""Score sources an oracle can wrap: a target's exact score, or a trained network loaded by MLflow URI."""
 
 from __future__ import annotations
 
@@ -26,3 +26,53 @@ class ExactScore:
 
     def log_prob_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.target.log_prob(x), self.target.score(x, 0.0)
+
+
+class ModelScore:
+    """A trained score network (see ``scorelab_builtins.models``) as a score source.
+
+    Provides ``noise_conditional`` for networks called s(x, sigma) (asked without a noise level, they
+    answer at ``default_sigma``, the smallest level they were trained on), ``log_prob`` for
+    energy-parametrised ones (up to a constant), and ``second_order_head`` where a learned diagonal
+    of the score Jacobian comes out of the same forward pass (``score_and_diag``).
+    """
+
+    def __init__(self, network: torch.nn.Module, default_sigma: float | None = None, uri: str | None = None):
+        self.network = network.eval().requires_grad_(False)
+        self.uri = uri
+        self.conditional = bool(network.noise_conditional)
+        if self.conditional and default_sigma is None:
+            raise ValueError("a noise-conditional network needs a default noise level")
+        self.default_sigma = default_sigma
+        caps = {"noise_conditional": self.conditional, "log_prob": getattr(network, "energy", False),
+                "second_order_head": getattr(network, "second_order", False)}
+        self.provides = frozenset(k for k, v in caps.items() if v)
+
+    def _args(self, sigma) -> tuple:
+        if not self.conditional:
+            return ()
+        return (self.default_sigma if sigma is None else sigma,)
+
+    def score(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        return self.network(x, *self._args(sigma))
+
+    def score_and_diag(self, x: torch.Tensor, sigma=None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.network.score_and_diag(x, *self._args(sigma))
+
+    def log_prob_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from torch.func import grad_and_value
+
+        def log_prob(y):
+            value = self.network.log_prob(y, *self._args(None))
+            return value.sum(), value
+
+        score, (_, value) = grad_and_value(log_prob, has_aux=True)(x)
+        return value, score
+
+
+def model_source(uri: str, *, tracking_uri: str | None = None, device=None, dtype=None, host=None) -> ModelScore:
+    """The trained model at an MLflow URI (``runs:/<run-id>/model``, ``models:/<name>/<version>``)."""
+    from .training.export import download, load_network
+
+    network, spec = load_network(download(uri, tracking_uri), device=device, dtype=dtype, host=host)
+    return ModelScore(network, spec.get("default_sigma"), uri)

@@ -11,6 +11,8 @@ _OPTIONAL = {
     "log_prob": "log_prob",
     "exact_hess_diag": "hess_diag",
     "mixture": "component_log_probs",
+    "data_splits": "train_split",
+    "labels": "train_labels",
 }
 
 

@@ -61,7 +61,7 @@ BROKEN = [
     ("seeds: [0, 1]", "seeds: 3", "seeds", "expected list of int, got 3"),
     ("chains: 50", "chains: 50\ndevice: gpu", "device", "expected auto, cpu, cuda, cuda:N or mps"),
     ("chains: 50", "chains: 50\nchain: 4", "chain", "did you mean 'chains'?"),
-    ("chains: 50", "chains: 50\nscore: runs:/abc/model", "score", "unknown score source"),
+    ("chains: 50", "chains: 50\nscore: runs:/abc", "score", "unknown score source"),
     ("chains: 50", "chains: 50\ninit: {distribution: cauchy}", "init.distribution", "expected 'gaussian' | 'uniform'"),
     ("chains: 50", "chains: 50\ncost_weights: {vjp: 0, jvp: 2}", "cost_weights.vjp", "must be > 0"),
     ("levels: 5", "levels: 0", "samplers[1]", "levels must be >= 1"),
