@@ -11,7 +11,7 @@ import sys
 from scorelab import __version__
 from scorelab.errors import ScorelabError
 
-COMMANDS = ["compare", "plugins", "ui"]
+COMMANDS = ["compare", "report", "train", "plugins", "ui"]
 
 
 def build_parser() -> argparse.ArgumentParser:
