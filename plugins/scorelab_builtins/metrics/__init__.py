@@ -1,8 +1,20 @@
 """Built-in metrics of sample quality against a reference or the target; lower is better."""
 
+from .energy import EnergyDistance
+from .ksd import KSD
 from .mmd import MMD
 from .mode_weight import ModeWeightError
 from .moments import CovarianceError, MeanError
+from .nll import NLL
 from .sliced_wasserstein import SlicedWasserstein
 
-METRICS = [SlicedWasserstein, MMD, MeanError, CovarianceError, ModeWeightError]
+METRICS = [
+    SlicedWasserstein,
+    MMD,
+    EnergyDistance,
+    KSD,
+    NLL,
+    MeanError,
+    CovarianceError,
+    ModeWeightError,
+]
