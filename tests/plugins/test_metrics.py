@@ -45,7 +45,8 @@ def two_modes(w0: float = 0.8) -> GMM:
     return GMM(weights=[w0, 1 - w0], means=[[-4.0, 0.0], [4.0, 0.0]], stds=[0.5, 0.5])
 
 
-# The metrics the mixture above can feed.
+# The metrics the mixture above can feed (the data-set metrics have their own contract tests in
+# test_metrics_digits.py).
 ON_MIXTURES = [cls for cls in METRICS if set(getattr(cls, "requires", ())) <= two_modes().provides]
 
 
@@ -65,6 +66,8 @@ def test_builtins_register_every_metric_under_its_name():
         "mean_error",
         "covariance_error",
         "mode_weight_error",
+        "digits_fd",
+        "digits_nn_copy",
     }
     for cls in METRICS:
         assert set(getattr(cls, "requires", ())) <= CAPABILITIES.keys()

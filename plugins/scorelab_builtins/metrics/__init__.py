@@ -1,5 +1,6 @@
 """Built-in metrics of sample quality against a reference or the target; lower is better."""
 
+from .digits import DigitsFD, DigitsNNCopy
 from .energy import EnergyDistance
 from .ksd import KSD
 from .mmd import MMD
@@ -17,4 +18,6 @@ METRICS = [
     MeanError,
     CovarianceError,
     ModeWeightError,
+    DigitsFD,
+    DigitsNNCopy,
 ]

@@ -1,0 +1,152 @@
+"""``digits_fd`` and ``digits_nn_copy`` on the 8x8 digits that scikit-learn ships (no download).
+
+The built-in ``digits`` target keeps no class labels, so these tests give it some: ``LabelledDigits``
+adds ``train_labels()`` / ``held_out_labels()`` taken through the very permutation the target splits
+with (checked against its points), which is all ``digits_fd`` asks of a data set. The classifier is
+trained once for the module, into a temporary cache directory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from scorelab_builtins.metrics import DigitsFD, DigitsNNCopy, _classifier
+from scorelab_builtins.metrics.digits import copy_threshold, features, frechet_distance, nearest_distance
+from scorelab_builtins.targets import Digits
+
+sklearn_datasets = pytest.importorskip("sklearn.datasets")
+
+
+@dataclass
+class LabelledDigits(Digits):
+    def __post_init__(self):
+        super().__post_init__()
+        data = sklearn_datasets.load_digits()
+        perm = torch.randperm(len(data.target), generator=torch.Generator().manual_seed(self.seed))
+        n_held = len(self.held_out_points)
+        images = torch.as_tensor(data.images, dtype=torch.float64)[:, None] / 8.0 - 1.0
+        assert torch.equal(images[perm[:n_held]], self.held_out_points)  # the target's own split
+        labels = torch.as_tensor(data.target)
+        self._held_out_labels, self._train_labels = labels[perm[:n_held]], labels[perm[n_held:]]
+
+    def train_labels(self) -> torch.Tensor:
+        return self._train_labels
+
+    def held_out_labels(self) -> torch.Tensor:
+        return self._held_out_labels
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The labelled digits, with the classifier cache in a temporary directory, on one thread (small
+    matrices on a shared 2-core machine: see test_metrics_stein)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCORELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setattr(_classifier, "_MEMORY", {})
+        yield LabelledDigits()
+    torch.set_num_threads(threads)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_capabilities(digits):
+    assert {"data_splits", "labels"} <= digits.provides
+    assert set(DigitsFD.requires) <= digits.provides and set(DigitsNNCopy.requires) <= digits.provides
+    assert "labels" not in Digits().provides  # the built-in target: digits_fd is refused at config time
+
+
+def test_the_classifier_is_accurate_and_cached_on_disk(digits):
+    # 98.6% of the 359 held-out images are classified right (measured); 95% leaves 6 binomial
+    # standard errors (sqrt(0.986 * 0.014 / 359) = 0.6%) for a different BLAS or CPU.
+    net = _classifier.classifier(digits.train_split(), digits.train_labels(), torch.device("cpu"))
+    logits = net(digits.held_out_split().to(torch.float64))
+    assert (logits.argmax(1) == digits.held_out_labels()).double().mean() > 0.95
+    files = list(_classifier.cache_dir().glob("classifier-*.pt"))
+    assert len(files) == 1
+    # A new process (memory cleared) loads the file instead of training: the same features exactly.
+    _classifier._MEMORY.clear()
+    again = _classifier.classifier(digits.train_split(), digits.train_labels(), torch.device("cpu"))
+    x = digits.held_out_split()[:50]
+    assert again is not net and torch.equal(features(again, x.double()), features(net, x.double()))
+    # The key follows the data: another split, another network; float32 data, the same one.
+    assert _classifier.data_key(digits.train_split(), digits.train_labels()) == _classifier.data_key(
+        digits.train_split().float(), digits.train_labels())
+    other = Digits(seed=1)
+    assert _classifier.data_key(other.train_split(), digits.train_labels()) != files[0].stem.split("-")[1]
+
+
+def test_frechet_distance_matches_scipy():
+    # |mu_a - mu_b|^2 + tr(C_a + C_b - 2 sqrtm(C_a C_b)) with scipy's general matrix square root;
+    # a rank-deficient C_a (fewer points than dimensions) included.
+    g = np.random.default_rng(0)
+    for n_a in (200, 5):
+        a, b = g.normal(size=(n_a, 6)), g.normal(size=(300, 6)) @ g.normal(size=(6, 6)) + 0.5
+        ca, cb = np.cov(a.T), np.cov(b.T)
+        expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * scipy.linalg.sqrtm(ca @ cb).real)
+        assert float(frechet_distance(torch.from_numpy(a), torch.from_numpy(b))) == pytest.approx(expected, rel=1e-8)
+
+
+def test_fd_of_held_out_digits_is_far_below_that_of_noise(digits):
+    # Measured: FD(held-out, train) = 2.07; noise with each pixel's training mean and standard
+    # deviation (independent Gaussian) reads 57, uniform noise on [-1, 1] 110. Required: 10x apart.
+    fd, train, held = DigitsFD(), digits.train_split(), digits.held_out_split()
+    real = fd(held, train, digits)
+    noise = train.mean(0) + train.std(0) * torch.randn(held.shape, generator=gen(1), dtype=torch.float64)
+    assert 0 < real < 0.1 * fd(noise, train, digits)
+    assert fd(held, train, digits) == real  # deterministic
+    assert fd(held.float(), train.float(), digits) == pytest.approx(real, rel=1e-4)  # float32 runs
+    # FD of a set with itself is 0 (to rounding), and it grows as held-out images are blurred into noise
+    assert abs(fd(held, held, digits)) < 1e-8
+    values = [fd((1 - t) * held + t * noise, train, digits) for t in (0.0, 0.25, 0.5, 1.0)]
+    assert values == sorted(values)
+    bad = held.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    assert math.isnan(fd(bad, train, digits))
+
+
+def test_nn_copy_flags_training_images_and_not_new_ones(digits):
+    nn, train, held = DigitsNNCopy(), digits.train_split(), digits.held_out_split()
+    # The threshold and the distances the module docstring quotes.
+    d = nearest_distance(held.reshape(len(held), -1), train.reshape(len(train), -1))
+    assert copy_threshold(digits, 0.01) == pytest.approx(1.21, abs=0.005)
+    assert float(d.median()) == pytest.approx(2.07, abs=0.005)
+    assert float(d.min()) == pytest.approx(0.66, abs=0.005)
+    # Held-out images: the false-alarm rate, 4 of 359 below the 1% quantile (linear interpolation
+    # puts it between the 4th and 5th smallest distance).
+    assert nn(held, None, digits) == pytest.approx(4 / 359)
+    # Training images, also with noise of 0.05 per pixel (about 0.4 away, under 1.21): all copies.
+    copies = train[:300]
+    assert nn(copies, None, digits) == 1.0
+    assert nn(copies + 0.05 * torch.randn(copies.shape, generator=gen(2), dtype=torch.float64), None, digits) == 1.0
+    noise = 2 * torch.rand(held.shape, generator=gen(3), dtype=torch.float64) - 1
+    assert nn(noise, None, digits) == 0.0
+    # Half copies, half new: half (give or take the false alarms among the new ones).
+    mixed = torch.cat([train[:100], held[:100]])
+    assert 0.5 <= nn(mixed, None, digits) <= 0.5 + 0.03
+    assert DigitsNNCopy(threshold=100.0)(held, None, digits) == 1.0
+    assert math.isnan(nn(torch.full_like(held[:3], float("nan")), None, digits))
+
+
+@pytest.mark.parametrize("bad", [{"quantile": 0.0}, {"quantile": 1.0}, {"threshold": 0.0}])
+def test_nn_copy_refuses_bad_hyperparameters(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        DigitsNNCopy(**bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(digits):
+    held, train = digits.held_out_split(), digits.train_split()
+    for metric in (DigitsFD(), DigitsNNCopy()):
+        on_cpu = metric(held, train, digits)
+        on_gpu = metric(held.cuda().float(), train.cuda().float(), LabelledDigits().to("cuda", torch.float32))
+        assert on_gpu == pytest.approx(on_cpu, rel=1e-4, abs=1e-5)
