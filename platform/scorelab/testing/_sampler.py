@@ -1,0 +1,401 @@
+"""``check_sampler``: a sampler class against the Sampler contract and against known answers.
+
+Short runs (a few steps on a few chains) check the shape of what ``init`` and ``step`` return,
+batching, dtypes, devices, reproducibility, that every score call was paid for, and that ``step``
+does not synchronise with the host. Two long runs check the chains' moments on Gaussians with known
+answers: N(1, 2) in 1-D with many chains, and N(1, diag(v)) in 100-D with v from 0.5 to 2, both
+started from N(0, I).
+
+A sampler declares what the checks should expect from it with optional class attributes:
+
+- ``stationary_variance(self, variance) -> float``: the per-coordinate variance its chains reach on
+  N(mu, variance) at its hyperparameters, when that differs from ``variance`` (ULA:
+  ``variance / (1 - h / (2 * variance))``). The moment checks then allow only sampling error and
+  a 2 % allowance instead of 10 %.
+- ``deterministic = True``: it draws no random numbers (an ODE integrator), so a different generator
+  may give the same chains.
+- ``chains_interact = True``: chains share information (e.g. a step size adapted on the acceptance
+  averaged over chains), so moving one chain may move the others.
+- ``host_syncs = "why"``: ``step`` reads device values on the host by design (e.g. a solver that runs
+  on the host); the no-sync check then reports what it found as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._common import check_contract, class_and_params, fields_of_record, kit_devices, new_report, same
+from ._known import SAMPLER_CAPABILITIES, CountingOracle, CountingSource, DiagonalGaussian
+from ._report import Fail, Report, call
+from ._watch import HostSyncWatch, scrambled_global_rng
+
+SHORT_BUDGET = 100.0  # what init is told in the short runs; they stop after SHORT_STEPS steps anyway
+SHORT_STEPS = 5
+GAUSSIANS = ((1, 4000), (100, 100))  # (dimension, chains) of the moment checks
+Z = 5.0  # statistical tolerances are Z standard errors: a false alarm has probability < 1e-6 per check
+
+
+@dataclass
+class _Run:
+    x0: torch.Tensor
+    xs: list[torch.Tensor]  # state.x after init, then after each step
+    infos: list[Any]
+    state: Any
+    oracle: CountingOracle
+    source: CountingSource
+    syncs: list[str]
+    cost_after_init: float
+
+
+def _short_gaussian(shape: tuple[int, ...], device, dtype) -> DiagonalGaussian:
+    n = math.prod(shape)
+    variance = torch.linspace(0.5, 2.0, n, dtype=torch.float64).reshape(shape)
+    return DiagonalGaussian(torch.full(shape, 0.5, dtype=torch.float64), variance).to(device, dtype)
+
+
+def _start(chains: int, shape: tuple[int, ...], device, dtype, seed: int = 1234) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn((chains, *shape), generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def _run(make: Callable[[], Any], x0: torch.Tensor, seed: int, *, steps: int = SHORT_STEPS,
+         budget: float = SHORT_BUDGET, target: DiagonalGaussian | None = None, watch: bool = False) -> _Run:
+    device, dtype = x0.device, x0.dtype
+    target = target or _short_gaussian(tuple(x0.shape[1:]), device, dtype)
+    source = CountingSource(target)
+    oracle = CountingOracle(source)
+    sampler = make()
+    before = _fields(sampler)
+    x_in = x0.clone()
+    generator = torch.Generator(device).manual_seed(seed)
+    state = call("init(x0, oracle, budget)", sampler.init, x_in, oracle, budget)
+    _check_state(state, x0, "init")
+    xs, infos, syncs = [state.x.detach().clone()], [], []
+    cost_after_init = oracle.cost
+    for k in range(1, steps + 1):
+        if getattr(state, "finished", False) is True:
+            break
+        sync_watch = HostSyncWatch(device)
+        if watch:
+            with sync_watch:
+                out = call(f"step {k}", sampler.step, state, oracle, generator)
+        else:
+            out = call(f"step {k}", sampler.step, state, oracle, generator)
+        syncs += [e for e in sync_watch.events if e not in syncs]
+        state, info = _unpack(out, k)
+        _check_state(state, x0, f"step {k}")
+        _check_info(info, x0, k)
+        xs.append(state.x.detach().clone())
+        infos.append(info)
+    if not same(x_in, x0):
+        raise Fail("init or step changed the x0 tensor it was given, in place; the runner hands the same initial "
+                   "chains to its checkpoints and plots: copy before updating (x = x0 + ..., or x0.clone())")
+    if _fields(sampler) != before:
+        raise Fail(f"running it changed the sampler's own fields ({before} -> {_fields(sampler)}); keep everything "
+                   "that changes from step to step in the state, so one instance can run any number of chains")
+    return _Run(x0, xs, infos, state, oracle, source, syncs, cost_after_init)
+
+
+def _fields(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
+
+
+def _unpack(out: Any, k: int) -> tuple[Any, Any]:
+    if not isinstance(out, tuple) or len(out) != 2:
+        got = f"a tuple of {len(out)}" if isinstance(out, tuple) else f"a {type(out).__name__}"
+        raise Fail(f"step {k} returned {got}; step must return a pair (state, info), info a dataclass of "
+                   "per-step diagnostics or None")
+    return out
+
+
+def _check_state(state: Any, x0: torch.Tensor, where: str) -> None:
+    x = getattr(state, "x", None)
+    if not isinstance(x, torch.Tensor):
+        raise Fail(f"the state {where} returned ({type(state).__name__}) has no tensor attribute 'x': the state "
+                   "must hold all chains as one tensor in state.x")
+    if x.shape != x0.shape:
+        raise Fail(f"{where} changed the shape of the chains from {tuple(x0.shape)} to {tuple(x.shape)}; state.x "
+                   f"must keep one row per chain ({x0.shape[0]} chains) and the event shape {tuple(x0.shape[1:])}")
+    if x.device != x0.device:
+        raise Fail(f"{where} moved the chains from {x0.device} to {x.device}; create every tensor on the chains' "
+                   "device (device=state.x.device)")
+    if x.dtype != x0.dtype:
+        raise Fail(f"{where} changed the chains' dtype from {x0.dtype} to {x.dtype}; create tensors with "
+                   "dtype=state.x.dtype (a float64 constant tensor promotes float32 chains)")
+    if x.requires_grad:
+        raise Fail(f"state.x after {where} requires grad: the chains keep an autograd graph of their history. "
+                   "Use oracle.vjp / oracle.jvp for derivatives, and detach what you keep")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        rows = bad.reshape(len(x), -1).any(1)
+        raise Fail(f"{where} produced NaN or inf in {int(rows.sum())} of {len(x)} chains (on a well-conditioned "
+                   "Gaussian with exact score, from finite chains)")
+    finished = getattr(state, "finished", False)
+    if not isinstance(finished, bool):
+        raise Fail(f"state.finished after {where} is a {type(finished).__name__}; it must be a Python bool "
+                   "(the runner reads it every step, and reading a tensor would synchronise)")
+
+
+def _check_info(info: Any, x0: torch.Tensor, k: int) -> None:
+    if info is None:
+        return
+    fields = fields_of_record(info)
+    if fields is None:
+        raise Fail(f"step {k} returned info of type {type(info).__name__}; info must be a dataclass (or "
+                   "NamedTuple) of per-step diagnostics, or None: the runner logs its fields by name")
+    n = x0.shape[0]
+    for key, value in fields.items():
+        if isinstance(value, bool | int | float):
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise Fail(f"info.{key} is a {type(value).__name__}; info fields must be numbers or tensors "
+                       "(the runner averages them)")
+        if value.device != x0.device:
+            raise Fail(f"info.{key} is on {value.device}, the chains on {x0.device}: keep diagnostics on the "
+                       "chains' device (the runner reads them only at checkpoints)")
+        if value.ndim > 0 and value.shape[0] != n:
+            raise Fail(f"info.{key} has shape {tuple(value.shape)}: use a scalar or one value per chain "
+                       f"(leading dimension {n})")
+
+
+def check_sampler(
+    sampler: Any,
+    *,
+    params: dict | None = None,
+    devices: Sequence[str | torch.device] | None = None,
+    gaussian: bool = True,
+    rel_tol: float | None = None,
+    budget: float = 800.0,
+) -> Report:
+    """Check a sampler class (or instance) against the Sampler contract; returns a :class:`Report`.
+
+    Parameters
+    ----------
+    sampler : the class (built with its defaults, or ``params``) or an instance.
+    params : hyperparameters for the checks, e.g. a step size suited to the Gaussians the checks use.
+    devices : devices to run on; default the CPU, and CUDA when present.
+    gaussian : run the two moment checks (the slow part, ~1 s each).
+    rel_tol : allowed relative bias of the moments on top of sampling error; default 0.1, or 0.02
+        for a sampler that declares ``stationary_variance``.
+    budget : cost budget of each moment run, in score evaluations.
+    """
+    cls, params = class_and_params(sampler, params)
+    report = new_report("sampler", cls)
+    make = check_contract(report, "sampler", cls, params)
+    if make is None:
+        return report
+    with report.check("init and step signatures"):
+        _check_signatures(cls)
+    missing = set(getattr(cls, "requires", ())) - SAMPLER_CAPABILITIES
+    if missing:
+        report.skip("running it", f"it requires {sorted(missing)}, which the kit's Gaussian score source does not "
+                    f"provide (it provides {sorted(SAMPLER_CAPABILITIES)})")
+        return report
+    if not report.ok:
+        return report
+
+    cpu = torch.device("cpu")
+    base: _Run | None = None
+    with report.check("init and step (state, info, finite chains)"):
+        base = _run(make, _start(8, (3,), cpu, torch.float64), seed=0, watch=True)
+    if base is None:
+        report.skip("everything else", "it needs init and step to work")
+        return report
+
+    with report.check("honest cost (calls counted = calls made)"):
+        _check_cost(base)
+    _check_syncs(report, cls, base, cpu)
+    _check_batching(report, cls, make)
+    _check_randomness(report, cls, make)
+    with report.check("float32 chains stay float32"):
+        _run(make, _start(8, (3,), cpu, torch.float32), seed=0)
+    for device in kit_devices(devices):
+        if device.type == "cpu":
+            continue
+        run = None
+        with report.check(f"runs on {device} (chains, info and state stay there)"):
+            run = _run(make, _start(8, (3,), device, torch.float32), seed=0, watch=True)
+        if run is not None:
+            _check_syncs(report, cls, run, device)
+    if not torch.cuda.is_available() and devices is None:
+        report.skip("runs on cuda", "no CUDA device here")
+    if gaussian:
+        for dim, chains in GAUSSIANS:
+            with report.check(f"moments on a {dim}-D Gaussian"):
+                _check_gaussian(make, dim, chains, budget, rel_tol)
+    else:
+        report.skip("moments on Gaussians", "gaussian=False")
+    return report
+
+
+def _check_signatures(cls: type) -> None:
+    for method, args in (("init", ("x0", "oracle", "budget")), ("step", ("state", "oracle", "generator"))):
+        try:
+            inspect.signature(getattr(cls, method)).bind(None, *args)
+        except TypeError:
+            sig = inspect.signature(getattr(cls, method))
+            raise Fail(f"{method}{sig} cannot be called as {method}({', '.join(args)})") from None
+        except ValueError:  # no signature (a C function): the runs will tell
+            pass
+
+
+def _check_cost(run: _Run) -> None:
+    c, s = run.oracle.counts, run.source
+    problems = []
+    if s.evaluations != c.nfe:
+        problems.append(f"{s.evaluations} score evaluations reached the score source, the oracle charged {c.nfe}")
+    if s.products != c.vjp + c.jvp:
+        problems.append(f"{s.products} VJPs/JVPs were computed, the oracle charged {c.vjp + c.jvp}")
+    if s.curvature != c.curvature:
+        problems.append(f"{s.curvature} exact curvature calls were made, the oracle charged {c.curvature}")
+    if problems:
+        raise Fail("; ".join(problems) + ". The sampler reaches the score without paying for it (e.g. through "
+                   "oracle._source): call only the oracle's public methods")
+    if s.differentiated:
+        raise Fail(f"oracle.score was called {s.differentiated} time(s) on a tensor that requires grad: "
+                   "differentiating the score that way gets a VJP for the price of one evaluation. "
+                   "Use oracle.vjp, oracle.jvp or oracle.hess_diag, which charge for it")
+    steps = len(run.xs) - 1
+    finished = getattr(run.state, "finished", False)
+    if steps and run.oracle.cost <= run.cost_after_init and not finished:
+        raise Fail(f"{steps} steps cost nothing: the runner stops at the budget or when state.finished is set, "
+                   "so this sampler would never stop")
+
+
+def _check_syncs(report: Report, cls: type, run: _Run, device: torch.device) -> None:
+    name = f"no host syncs in step ({device.type})"
+    excuse = getattr(cls, "host_syncs", None)
+    if excuse:
+        report.skip(name, f"the sampler declares host_syncs = {excuse!r}; seen: {'; '.join(run.syncs) or 'none'}")
+        return
+    with report.check(name):
+        if run.syncs:
+            raise Fail("step reads device values on the host, which stalls a GPU every step: " + "; ".join(run.syncs))
+
+
+def _check_batching(report: Report, cls: type, make) -> None:
+    cpu, f64 = torch.device("cpu"), torch.float64
+    with report.check("one chain"):
+        _run(make, _start(1, (3,), cpu, f64), seed=0)
+    with report.check("event shape (2, 3) (images, not only vectors)"):
+        _run(make, _start(4, (2, 3), cpu, f64), seed=0)
+    if getattr(cls, "chains_interact", False):
+        report.skip("chains are independent", "the sampler declares chains_interact = True")
+    else:
+        with report.check("chains are independent"):
+            x0 = _start(6, (3,), cpu, f64)
+            moved = x0.clone()
+            moved[0] += 0.5
+            a, b = _run(make, x0, seed=3), _run(make, moved, seed=3)
+            for k, (xa, xb) in enumerate(zip(a.xs, b.xs, strict=False)):
+                if not torch.allclose(xa[1:], xb[1:], rtol=1e-10, atol=1e-12):
+                    raise Fail(f"moving chain 0 at the start changed the other chains by step {k}: chains must not "
+                               "share statistics (a mean over chains, a norm over the whole batch); reduce over "
+                               "event dimensions only, or declare chains_interact = True if this is by design")
+    if getattr(cls, "deterministic", False):
+        report.skip("each chain draws its own noise", "the sampler declares deterministic = True")
+    else:
+        with report.check("each chain draws its own noise"):
+            x0 = _start(1, (3,), cpu, f64).expand(6, 3).clone()
+            run = _run(make, x0, seed=5)
+            if len(run.xs) > 1 and torch.equal(run.xs[-1][0], run.xs[-1][1]):
+                raise Fail("chains started at one point are still identical after the steps: draw noise with the "
+                           "chains' shape (torch.randn(state.x.shape, generator=generator, ...)), not one draw "
+                           "broadcast over chains; a sampler that uses no randomness declares deterministic = True")
+
+
+def _check_randomness(report: Report, cls: type, make) -> None:
+    cpu = torch.device("cpu")
+    x0 = _start(8, (3,), cpu, torch.float64)
+    with report.check("reproducible under a fixed generator"):
+        with scrambled_global_rng(11):
+            a = _run(make, x0, seed=7)
+        with scrambled_global_rng(22):
+            b = _run(make, x0, seed=7)
+        if len(a.xs) != len(b.xs) or not all(same(p, q) for p, q in zip(a.xs, b.xs, strict=True)):
+            raise Fail("two runs with the same generator seed gave different chains: the sampler draws random "
+                       "numbers from a global source (torch.randn without generator=, numpy.random, random); "
+                       "pass generator=generator to every torch random function")
+    if getattr(cls, "deterministic", False):
+        report.skip("uses the generator it is given", "the sampler declares deterministic = True")
+        return
+    with report.check("uses the generator it is given"):
+        a, b = _run(make, x0, seed=7), _run(make, x0, seed=8)
+        if len(a.xs) > 1 and all(same(p, q) for p, q in zip(a.xs, b.xs, strict=False)):
+            raise Fail("different generator seeds gave identical chains: the generator passed to step is not used. "
+                       "Draw noise with generator=generator; a sampler that uses no randomness declares "
+                       "deterministic = True")
+
+
+def _check_gaussian(make, dim: int, chains: int, budget: float, rel_tol: float | None) -> None:
+    f64, cpu = torch.float64, torch.device("cpu")  # the chains run in float32, as comparisons do by default
+    if dim == 1:
+        mean, var = torch.ones(1, dtype=f64), torch.full((1,), 2.0, dtype=f64)
+        what = f"N(1, 2) in 1-D ({chains} chains from N(0, 1), budget {budget:g})"
+    else:
+        mean, var = torch.ones(dim, dtype=f64), torch.logspace(math.log10(0.5), math.log10(2.0), dim, dtype=f64)
+        what = f"N(1, diag(v)) in {dim}-D, v from 0.5 to 2 ({chains} chains from N(0, I), budget {budget:g})"
+    target = DiagonalGaussian(mean, var).to(cpu, torch.float32)
+    sampler = make()
+    declared = getattr(sampler, "stationary_variance", None)
+    if declared is not None:
+        expected = torch.tensor([float(call("stationary_variance(v)", declared, float(v))) for v in var], dtype=f64)
+        if not torch.isfinite(expected).all() or (expected <= 0).any():
+            raise Fail(f"stationary_variance declares {expected.tolist()[:3]}... on {what}: the sampler is unstable "
+                       "at these hyperparameters; pass params= with a stable setting to the check")
+        allowance = 0.02 if rel_tol is None else rel_tol
+    else:
+        expected, allowance = var, 0.1 if rel_tol is None else rel_tol
+
+    x0 = _start(chains, (dim,), cpu, torch.float32, seed=99)
+    source = CountingSource(target)
+    oracle = CountingOracle(source)
+    generator = torch.Generator().manual_seed(2024)
+    state = call("init", sampler.init, x0, oracle, budget)
+    steps, cap = 0, int(20 * budget) + 100
+    while oracle.cost < budget and not getattr(state, "finished", False):
+        if steps >= cap:
+            raise Fail(f"after {steps} steps the cost is {oracle.cost:g} of a budget of {budget:g} and "
+                       "state.finished is not set: a comparison would never end")
+        state, _ = call(f"step {steps + 1}", sampler.step, state, oracle, generator)
+        steps += 1
+    x = state.x.detach().to(f64)
+    bad = ~torch.isfinite(x).all(1)
+    if bad.any():
+        raise Fail(f"on {what}, {int(bad.sum())} chains hold NaN or inf after {steps} steps (cost {oracle.cost:g})")
+
+    sd = expected.sqrt()
+    mean_err = ((x.mean(0) - mean) / sd).abs()  # in standard deviations
+    var_ratio = x.var(0) / expected
+    n = chains
+    mean_tol = Z / math.sqrt(n) + allowance
+    var_tol = Z * math.sqrt(2 / (n - 1)) + allowance
+    problems = []
+    i = int(mean_err.argmax())
+    if mean_err[i] > mean_tol:
+        problems.append(f"mean {float(x[:, i].mean()):.4g} where {float(mean[i]):.4g} is expected"
+                        + (f" (coordinate {i})" if dim > 1 else "")
+                        + f": off by {float(mean_err[i]):.3g} sd, more than {mean_tol:.3g}")
+    j = int((var_ratio - 1).abs().argmax())
+    if abs(float(var_ratio[j]) - 1) > var_tol:
+        problems.append(f"variance {float(x[:, j].var()):.4g} where {float(expected[j]):.4g} is expected"
+                        + (f" (coordinate {j}, v = {float(var[j]):.3g})" if dim > 1 else "")
+                        + f": ratio {float(var_ratio[j]):.3f}, outside 1 ± {var_tol:.3f}")
+    if dim > 1:
+        avg_tol = Z * math.sqrt(2 / (n - 1)) / math.sqrt(dim) + allowance
+        if abs(float(var_ratio.mean()) - 1) > avg_tol:
+            problems.append(f"variances are {float(var_ratio.mean()):.3f} times the expected ones on average, "
+                            f"outside 1 ± {avg_tol:.3f}")
+    if problems:
+        bias = ("its declared stationary_variance" if declared is not None
+                else "no declared bias (a sampler whose bias is known declares stationary_variance(variance); "
+                     "ULA's is variance / (1 - h / (2 variance)))")
+        raise Fail(f"on {what} after {steps} steps: " + "; ".join(problems)
+                   + f". Tolerance: {Z:g} standard errors plus {allowance:.0%} for {bias}")
