@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import scorelab_builtins
 from scorelab.plugins import PluginHost
+
+# The tests' tensors are small: one thread avoids oversubscribing the cores when pytest shares them.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -1,57 +1,50 @@
-"""A comparison: every sampler setting x seed, same initial chains, same budget, tracked in MLflow.
+"""A comparison: tuning, then evaluation, at equal cost from the same chains, tracked in MLflow.
 
-One parent run per comparison (resolved config, plugin list, summary table) and one child run per
-(sampler setting, seed) with params, quality-vs-cost curves (``step`` = cost), counts, wall time and
-a samples plot. A diverged chain is recorded as such and the comparison goes on; a sampler that
-raises is recorded as FAILED and the comparison goes on; Ctrl-C marks the open runs KILLED.
+1. Quality floors: each metric between two independent exact sample sets of the chains' size.
+2. Tuning: every setting of a swept sampler runs on the tuning seeds; the best per sampler is the
+   one that reaches quality (primary metric <= multiple x floor) for the least cost.
+3. Evaluation: each sampler's best setting runs on the evaluation seeds; only these runs enter the
+   headline table, with speedups over the baseline and bootstrap intervals over seeds.
+
+MLflow: one parent run (resolved config, plugins, floors, summary, plots) and one child run per
+(setting, seed, phase). A diverged chain is recorded as such and the comparison goes on; a sampler
+that raises fails its own run; Ctrl-C marks the open runs KILLED with what they had logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform as _platform
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from .analysis import RunRecord, Study, select_best
 from .chain import Checkpoint, run_chain
 from .config import Comparison, SamplerSetting
 from .contracts import hyperparameters
 from .cost import measure_cost_weights
 from .device import device_name, resolve_device
+from .errors import ConfigError
+from .floors import quality_floor
 from .oracle import CostWeights, ScoreOracle
 from .plots import samples_figure
+from .reporting import headline_metrics, report_files
 from .schedules import log_spaced_checkpoints
-from .errors import ConfigError
 from .sources import ExactScore, model_source
-from .summary import summary_csv, summary_markdown
 from .tracking import Tracker
-
-
-@dataclass
-class RunResult:
-    label: str
-    sampler: str
-    seed: int
-    run_id: str
-    status: str  # FINISHED, FAILED
-    metrics: dict[str, float] = field(default_factory=dict)
-    cost: float = 0.0
-    steps: int = 0
-    wall_time: float = 0.0
-    diverged_at: float | None = None
-    error: str | None = None
 
 
 @dataclass
 class ComparisonResult:
     experiment_id: str
     parent_run_id: str
-    runs: list[RunResult]
+    runs: list[RunRecord]
+    rows: list  # analysis.Row, one per sampler
+    study: Study
     device: str
     cost_weights: CostWeights
     tracking_seconds: float
@@ -70,9 +63,20 @@ def initial_chains(comp: Comparison, seed: int, device, dtype) -> torch.Tensor:
     return x.to(device=device, dtype=dtype)
 
 
-def reference_samples(comp: Comparison, device) -> torch.Tensor:
-    g = torch.Generator(device).manual_seed(comp.reference_seed)
-    return comp.target.sample(comp.chains, g)
+@dataclass
+class _Setup:
+    comp: Comparison
+    tracker: Tracker
+    experiment_id: str
+    parent: str
+    source: Any
+    reference: torch.Tensor
+    weights: CostWeights
+    checkpoints: list[float]
+    device: torch.device
+    dtype: torch.dtype
+    tags: dict
+    order: int = 0  # children are numbered, so a report rebuilt from MLflow lists them in the same order
 
 
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None,
@@ -82,97 +86,143 @@ def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None =
     dtype = getattr(torch, comp.dtype)
     target = comp.target.to(device, dtype)
     source = make_source(comp, target, device, dtype, tracker.uri)
-    reference = reference_samples(comp, device)
+    reference = target.sample(comp.chains, torch.Generator(device).manual_seed(comp.reference_seed))
     if comp.cost_weights is not None:
         weights = CostWeights(**dataclasses.asdict(comp.cost_weights))
     else:
         weights = measure_cost_weights(source, initial_chains(comp, comp.seeds[0], device, dtype))
-    checkpoints = log_spaced_checkpoints(comp.budget, comp.checkpoints)
+    # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
+    floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
+              for name, metric in comp.metrics.items() if getattr(metric, "discrepancy", True)}
+    study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors)
 
     experiment_id = tracker.experiment(comp.name)
-    common_tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
+    tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
     parent = tracker.start_run(
-        experiment_id, f"compare {comp.name}", tags={**common_tags, "scorelab.role": "comparison"},
+        experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
         params={"target": target.name, "budget": comp.budget, "chains": comp.chains, "seeds": comp.seeds,
-                "device": device_name(device), "dtype": comp.dtype,
+                "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
+                "quality_multiple": comp.quality_multiple, "device": device_name(device), "dtype": comp.dtype,
                 **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()}},
     )
+    tracker.log_metrics(parent, {f"floor.{k}": v for k, v in floors.items()}, step=0)
     tracker.log_dict(parent, resolved_config(comp, weights, device), "config.yaml")
     if plugins is not None:
         tracker.log_dict(parent, plugins, "plugins.json")
     tracker.log_dict(parent, environment(device), "environment.json")
+    monitor = _system_metrics(parent, tracker) if device.type == "cuda" else None
+    setup = _Setup(comp, tracker, experiment_id, parent, source, reference, weights,
+                   log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags)
 
-    runs: list[RunResult] = []
-    child = None
+    by_sampler: dict[str, list[SamplerSetting]] = {}
+    for s in comp.samplers:
+        by_sampler.setdefault(s.name, []).append(s)
+    records: list[RunRecord] = []
     try:
+        tuned = [s for s in comp.samplers if len(by_sampler[s.name]) > 1]
+        for setting in tuned:
+            for seed in comp.tuning_seeds:
+                records.append(_run_one(setup, setting, seed, "tuning", progress))
+        best = select_best([r for r in records if r.role == "tuning"], study)
+        best.update({name: settings[0].label for name, settings in by_sampler.items() if len(settings) == 1})
         for setting in comp.samplers:
-            for seed in comp.seeds:
-                name = f"{setting.label} seed={seed}"
-                child = tracker.start_run(
-                    experiment_id, name, parent=parent,
-                    tags={**common_tags, "scorelab.sampler": setting.name, "scorelab.setting": setting.label,
-                          "scorelab.seed": seed, "scorelab.role": "evaluation"},
-                    params={"sampler": setting.name, "seed": seed, "budget": comp.budget,
-                            "chains": comp.chains, **hyperparameters(setting.make())},
-                )
-                result = _run_one(comp, setting, seed, child, tracker, source, weights, reference,
-                                  checkpoints, device, dtype)
-                tracker.end(child, result.status)
-                child = None
-                runs.append(result)
-                if progress is not None:
-                    progress.update(1)
+            if best[setting.name] == setting.label:
+                for seed in comp.seeds:
+                    records.append(_run_one(setup, setting, seed, "evaluation", progress))
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        for run_id in filter(None, (child, parent)):
-            tracker.set_tags(run_id, {"scorelab.status": status.lower()})
-            tracker.end(run_id, status)
+        tracker.set_tags(parent, {"scorelab.status": status.lower()})
+        tracker.end(parent, status)
         raise
+    finally:
+        if monitor is not None:
+            monitor.finish()
 
-    tracker.log_text(parent, summary_markdown(runs, list(comp.metrics)), "summary.md")
-    tracker.log_text(parent, summary_csv(runs, list(comp.metrics)), "summary.csv")
-    tracker.log_metrics(parent, {"tracking_seconds": tracker.seconds,
+    rows, files = report_files(records, study)
+    for name, content in files.items():
+        if isinstance(content, str):
+            tracker.log_text(parent, content, name)
+        else:
+            tracker.log_figure(parent, content, name)
+    headline = headline_metrics(rows)
+    tracker.log_metrics(parent, {**headline, "tracking_seconds": tracker.seconds,
                                  "total_seconds": time.perf_counter() - started}, step=0)
     tracker.end(parent, "FINISHED")
-    return ComparisonResult(experiment_id, parent, runs, device_name(device), weights, tracker.seconds,
-                            time.perf_counter() - started)
+    return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
+                            tracker.seconds, time.perf_counter() - started)
 
 
-def _run_one(comp, setting: SamplerSetting, seed, run_id, tracker: Tracker, source, weights, reference,
-             checkpoints, device, dtype) -> RunResult:
-    result = RunResult(setting.label, setting.name, seed, run_id, "FINISHED")
-    generator = torch.Generator(device).manual_seed(seed)
-    oracle = ScoreOracle(source, weights)
-    x0 = initial_chains(comp, seed, device, dtype)
+def _run_one(setup: _Setup, setting: SamplerSetting, seed: int, role: str, progress) -> RunRecord:
+    comp, tracker = setup.comp, setup.tracker
+    run_id = tracker.start_run(
+        setup.experiment_id, f"{setting.label} seed={seed}" + (" (tuning)" if role == "tuning" else ""),
+        parent=setup.parent,
+        tags={**setup.tags, "scorelab.sampler": setting.name, "scorelab.setting": setting.label,
+              "scorelab.seed": seed, "scorelab.role": role, "scorelab.order": setup.order},
+        params={"sampler": setting.name, "seed": seed, "budget": comp.budget, "chains": comp.chains,
+                **hyperparameters(setting.make())},
+    )
+    setup.order += 1
+    record = RunRecord(setting.label, setting.name, seed, role, "FINISHED", run_id)
+    try:
+        _sample(setup, setting, seed, record)
+    except KeyboardInterrupt:
+        tracker.set_tags(run_id, {"scorelab.status": "killed"})
+        tracker.end(run_id, "KILLED")
+        raise
+    except Exception as exc:  # a broken sampler fails its own run, not the comparison
+        record.status = "FAILED"
+        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
+        error = f"{type(exc).__name__}: {exc}"[:5000]
+        tracker.set_tags(run_id, {"scorelab.status": "failed", "scorelab.error": error})
+    tracker.end(run_id, record.status)
+    if progress is not None:
+        progress.update(1)
+    return record
+
+
+def _sample(setup: _Setup, setting: SamplerSetting, seed: int, record: RunRecord) -> None:
+    comp, tracker, run_id = setup.comp, setup.tracker, record.run_id
+    oracle = ScoreOracle(setup.source, setup.weights)
 
     def on_checkpoint(cp: Checkpoint) -> None:
-        values = {name: metric(cp.state.x, reference, comp.target) for name, metric in comp.metrics.items()}
-        result.metrics = values
+        step = round(cp.cost)
+        x = cp.state.x
+        values = {name: float(metric(x, setup.reference, comp.target)) for name, metric in comp.metrics.items()}
+        for name, value in values.items():
+            record.curves.setdefault(name, []).append((step, value))
+        record.wall.append((step, cp.wall_time))
         extra = {f"info.{k}": v for k, v in cp.info.items()}
-        tracker.log_metrics(run_id, {**values, **extra, "wall_time_s": cp.wall_time}, step=round(cp.cost))
+        tracker.log_metrics(run_id, {**values, **extra, "wall_time_s": cp.wall_time}, step=step)
 
-    try:
-        chain = run_chain(setting.make(), oracle, x0, comp.budget, generator, checkpoints, on_checkpoint)
-    except Exception as exc:  # a broken sampler fails its own run, not the comparison
-        result.status, result.error = "FAILED", f"{type(exc).__name__}: {exc}"
-        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
-        tracker.set_tags(run_id, {"scorelab.status": "failed", "scorelab.error": result.error[:5000]})
-        return result
-
-    result.cost, result.steps, result.wall_time = chain.cost, chain.steps, chain.wall_time
-    result.diverged_at = chain.diverged_at
-    counts = dataclasses.asdict(chain.counts)
-    final = {"cost": chain.cost, "steps": chain.steps, "wall_time_s": chain.wall_time,
-             "diverged": float(chain.diverged_at is not None), **{f"calls.{k}": v for k, v in counts.items()}}
+    x0 = initial_chains(comp, seed, setup.device, setup.dtype)
+    generator = torch.Generator(setup.device).manual_seed(seed)
+    chain = run_chain(setting.make(), oracle, x0, comp.budget, generator, setup.checkpoints, on_checkpoint)
+    record.cost, record.diverged_at = chain.cost, chain.diverged_at
+    final = {"cost": chain.cost, "steps": chain.steps, "sampling_seconds": chain.wall_time,
+             "diverged": float(chain.diverged_at is not None),
+             **{f"calls.{k}": v for k, v in dataclasses.asdict(chain.counts).items()}}
     if chain.diverged_at is not None:
         final["diverged_at_cost"] = chain.diverged_at
-        result.metrics = {k: math.nan for k in comp.metrics}
     tracker.log_metrics(run_id, final, step=round(chain.cost))
     tracker.set_tags(run_id, {"scorelab.status": "diverged" if chain.diverged_at is not None else "ok"})
     if chain.diverged_at is None:
-        tracker.log_figure(run_id, samples_figure(chain.state.x, reference, f"{setting.label} seed={seed}"),
-                           "samples.png")
-    return result
+        title = f"{setting.label} seed={seed}"
+        tracker.log_figure(run_id, samples_figure(chain.state.x, setup.reference, title), "samples.png")
+
+
+def _system_metrics(run_id: str, tracker: Tracker):
+    """MLflow's GPU/CPU utilisation and memory monitor for the comparison's parent run, if installed."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=5, samples_before_logging=1,
+                                       tracking_uri=tracker.uri)
+        monitor.start()
+        return monitor
+    except ImportError as exc:  # psutil / nvidia-ml-py missing: say so where the user looks
+        tracker.set_tags(run_id, {"scorelab.system_metrics": f"off ({exc}); pip install 'scorelab[gpu]'"})
+        return None
 
 
 def make_source(comp: Comparison, target, device, dtype, tracking_uri: str | None = None):
@@ -199,9 +249,13 @@ def make_source(comp: Comparison, target, device, dtype, tracking_uri: str | Non
 
 def resolved_config(comp: Comparison, weights: CostWeights, device) -> dict:
     """The config as it ran: every default filled in, sweeps expanded, weights as used."""
+    skip = ("target", "samplers", "metrics", "tuning_seeds", "primary_metric", "baseline")
     return {
-        **{k: v for k, v in dataclasses.asdict(comp.spec).items() if k not in ("target", "samplers", "metrics")},
+        **{k: v for k, v in dataclasses.asdict(comp.spec).items() if k not in skip},
         "device": str(device),
+        "tuning_seeds": comp.tuning_seeds,
+        "primary_metric": comp.primary,
+        "baseline": comp.baseline,
         "target": {"name": comp.target.name, **comp.target.describe()},
         "init": dataclasses.asdict(comp.init),
         "metrics": [{"name": n, **hyperparameters(m)} for n, m in comp.metrics.items()],
@@ -216,5 +270,3 @@ def environment(device) -> dict:
 
     return {"scorelab": scorelab.__version__, "torch": torch.__version__, "python": _platform.python_version(),
             "device": device_name(device), "platform": _platform.platform()}
-
-

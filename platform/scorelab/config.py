@@ -51,6 +51,10 @@ class ComparisonSpec:
     checkpoints: int = 12
     cost_weights: Literal["auto"] | dict = "auto"
     reference_seed: int = 12345
+    tuning_seeds: list[int] | None = None  # default when a sampler sweeps: seeds + 1000
+    primary_metric: str | None = None  # default: the first metric
+    quality_multiple: float = 1.5  # quality is reached at primary metric <= multiple x its floor
+    baseline: str | None = None  # default: langevin, when compared
 
 
 @dataclass
@@ -76,6 +80,9 @@ class Comparison:
     samplers: list[SamplerSetting]
     cost_weights: CostWeightSpec | None
     raw: dict
+    tuning_seeds: list[int] = field(default_factory=list)
+    primary: str = ""
+    baseline: str | None = None
 
     def __getattr__(self, key):  # budget, chains, seeds, ... read through to the spec
         return getattr(self.spec, key)
@@ -143,9 +150,32 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
             _check_requires(cls, provides, path, file, f"the exact score of target '{target.name}'")
         for setting in P.check_params(cls, params, path, file, sweep=True):
             P.instantiate(cls, setting, path, file)  # the class's own value checks, now
-            label = cls.name + ("[" + ",".join(f"{k}={_short(v)}" for k, v in setting.items()) + "]" if setting else "")
-            samplers.append(SamplerSetting(cls.name, cls, setting, label))
-    _dedupe_labels(samplers)
+            samplers.append(SamplerSetting(cls.name, cls, setting, cls.name))
+    _label(samplers)
+
+    names = {s.name for s in samplers}
+    swept = any(sum(s.name == n for s in samplers) > 1 for n in names)
+    tuning_seeds = spec.tuning_seeds
+    if tuning_seeds is None:
+        tuning_seeds = [s + 1000 for s in spec.seeds] if swept else []
+    if set(tuning_seeds) & set(spec.seeds):
+        both = sorted(set(tuning_seeds) & set(spec.seeds))
+        raise ConfigError(f"tuning seeds must differ from evaluation seeds; both have {both}",
+                          file=file, key="tuning_seeds")
+    if swept and not tuning_seeds:
+        raise ConfigError("a sweep needs tuning seeds (the best setting is chosen on them, then evaluated on 'seeds')",
+                          file=file, key="tuning_seeds")
+    primary = spec.primary_metric or next(iter(metrics))
+    if primary not in metrics:
+        raise ConfigError(P.unknown_choice("metric", primary, metrics) + " (primary_metric must be one of 'metrics')",
+                          file=file, key="primary_metric")
+    if spec.quality_multiple < 1:
+        raise ConfigError(f"must be >= 1 (a multiple of the quality floor), got {spec.quality_multiple}",
+                          file=file, key="quality_multiple")
+    baseline = spec.baseline or ("langevin" if "langevin" in names else None)
+    if baseline is not None and baseline not in names:
+        raise ConfigError(P.unknown_choice("baseline sampler", baseline, names) + " (the baseline must be compared)",
+                          file=file, key="baseline")
 
     weights = None
     if isinstance(spec.cost_weights, dict):
@@ -154,7 +184,7 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         for k, v in w.items():
             if v <= 0:
                 raise ConfigError(f"must be > 0, got {v}", file=file, key=f"cost_weights.{k}")
-    return Comparison(file, spec, target, init, metrics, samplers, weights, raw)
+    return Comparison(file, spec, target, init, metrics, samplers, weights, raw, tuning_seeds, primary, baseline)
 
 
 def _check_values(spec: ComparisonSpec, file: str | None) -> None:
@@ -189,9 +219,19 @@ def _short(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _dedupe_labels(settings: list[SamplerSetting]) -> None:
-    seen: dict[str, int] = {}
+def _label(settings: list[SamplerSetting]) -> None:
+    """Name each setting by what tells it apart from the sampler's other settings:
+    ``langevin[step_size=0.05]``, or just ``annealed_langevin`` when it has one setting."""
+    by_name: dict[str, list[SamplerSetting]] = {}
     for s in settings:
-        seen[s.label] = seen.get(s.label, 0) + 1
-        if seen[s.label] > 1:
-            s.label = f"{s.label}#{seen[s.label]}"
+        by_name.setdefault(s.name, []).append(s)
+    for name, group in by_name.items():
+        keys = [k for k in dict.fromkeys(k for s in group for k in s.params)
+                if len({repr(s.params.get(k)) for s in group}) > 1]
+        seen: dict[str, int] = {}
+        for s in group:
+            shown = ",".join(f"{k}={_short(s.params[k])}" for k in keys if k in s.params)
+            s.label = f"{name}[{shown}]" if shown else name
+            seen[s.label] = seen.get(s.label, 0) + 1
+            if seen[s.label] > 1:  # the same setting listed twice
+                s.label = f"{s.label}#{seen[s.label]}"

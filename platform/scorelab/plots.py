@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 
-def samples_figure(samples: torch.Tensor, reference: torch.Tensor, title: str, max_points: int = 3000):
-    """Scatter of the first two coordinates of samples (over the reference); 1-D data as histograms."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def samples_figure(samples: torch.Tensor, reference: torch.Tensor, title: str, max_points: int = 3000):
+    """Scatter of the first two coordinates of samples (over the reference); 1-D data as histograms."""
+    plt = _pyplot()
     s = samples[:max_points].detach().double().cpu().reshape(min(len(samples), max_points), -1).numpy()
     r = reference[:max_points].detach().double().cpu().reshape(min(len(reference), max_points), -1).numpy()
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
@@ -25,5 +33,64 @@ def samples_figure(samples: torch.Tensor, reference: torch.Tensor, title: str, m
         ax.set_ylabel("x[1]")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=8, markerscale=4)
+    fig.tight_layout()
+    return fig
+
+
+def quality_vs_cost_figure(evaluation, metric: str, study):
+    """One line per sampler (median over seeds) with the min-max band shaded; floor and threshold dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    by_sampler = {}
+    for run in evaluation:
+        if run.ok and run.curves.get(metric):
+            by_sampler.setdefault(run.label, []).append(run.curves[metric])
+    for label, curves in by_sampler.items():
+        costs = sorted({c for curve in curves for c, _ in curve})
+        values = np.array([[_at(curve, c) for c in costs] for curve in curves])
+        line = ax.plot(costs, np.nanmedian(values, 0), label=label, lw=1.5)[0]
+        if len(curves) > 1:
+            ax.fill_between(costs, np.nanmin(values, 0), np.nanmax(values, 0), color=line.get_color(), alpha=0.2)
+    floor, threshold = study.floors.get(metric, math.nan), study.threshold(metric)
+    if floor > 0:
+        ax.axhline(floor, color="gray", ls=":", lw=1, label="floor (exact vs exact)")
+    if threshold is not None:
+        ax.axhline(threshold, color="black", ls="--", lw=1, label=f"{study.multiple:g} × floor")
+    ax.set_xscale("log")
+    positive = [v for curves in by_sampler.values() for curve in curves for _, v in curve if v > 0]
+    if positive and all(v > 0 for curves in by_sampler.values() for curve in curves for _, v in curve):
+        ax.set_yscale("log")
+    ax.set_xlabel("cost (score evaluations)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs cost (median over seeds, band: min to max)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _at(curve, cost):
+    """Value of a step curve at ``cost``: the last checkpoint at or before it."""
+    value = math.nan
+    for c, v in curve:
+        if c > cost:
+            break
+        value = v
+    return value
+
+
+def speedup_figure(rows, study):
+    """Speedup over the baseline in cost and in wall time, with bootstrap intervals."""
+    plt = _pyplot()
+    rows = [r for r in rows if not math.isnan(r.speedup_cost[0])]
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(rows) + 1.5), dpi=100)
+    y = np.arange(len(rows))
+    for offset, attr, name in ((-0.18, "speedup_cost", "cost"), (0.18, "speedup_wall", "wall time")):
+        vals = np.array([getattr(r, attr) for r in rows]).reshape(-1, 3)
+        err = np.abs(vals[:, 1:].T - vals[:, 0])
+        ax.barh(y + offset, vals[:, 0], height=0.34, xerr=err, capsize=3, label=name)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(y, [r.label for r in rows], fontsize=7)
+    ax.set_xlabel(f"speedup over {study.baseline} to reach {study.primary} ≤ {study.multiple:g} × floor")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

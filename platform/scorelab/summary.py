@@ -1,83 +1,81 @@
-"""The comparison table: one row per sampler setting, mean and spread over seeds."""
+"""Rendering the comparison's answer: terminal text, Markdown and CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-import statistics
-from collections import defaultdict
+
+from .analysis import Row, RunRecord, Study
 
 
-def _group(runs):
-    groups = defaultdict(list)
-    for r in runs:
-        groups[r.label].append(r)
-    return groups
+def _num(v: float) -> str:
+    if math.isnan(v):
+        return "-"
+    return "not reached" if math.isinf(v) else f"{v:.3g}"
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def _pm(pair: tuple[float, float]) -> str:
+    mean, sd = pair
+    return _num(mean) if math.isnan(sd) or math.isinf(mean) else f"{_num(mean)} ± {_num(sd)}"
 
 
-def summary_rows(runs, metrics: list[str]) -> list[dict]:
-    """Per setting: each metric's mean and sd over the seeds that finished without diverging."""
-    rows = []
-    for label, group in _group(runs).items():
-        ok = [r for r in group if r.status == "FINISHED" and r.diverged_at is None]
-        row = {"sampler": label, "seeds": len(group), "ok": len(ok),
-               "diverged": sum(r.diverged_at is not None for r in group),
-               "failed": sum(r.status == "FAILED" for r in group)}
-        for m in metrics:
-            row[m], row[f"{m}_sd"] = _mean_sd([r.metrics.get(m, math.nan) for r in ok])
-        row["cost"], _ = _mean_sd([r.cost for r in ok])
-        row["wall_s"], _ = _mean_sd([r.wall_time for r in ok])
-        rows.append(row)
-    return rows
+def _ci(triple: tuple[float, float, float]) -> str:
+    ratio, low, high = triple
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}× [{low:.2f}, {high:.2f}]"
 
 
-def _fmt(v: float) -> str:
-    return "-" if math.isnan(v) else f"{v:.4g}"
-
-
-def summary_table(runs, metrics: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = ["sampler", "ok/seeds", *metrics, "cost", "wall s"]
+def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]:
+    header = ["sampler", "setting", "ok", *study.metrics, f"cost to {study.primary}",
+              "wall s to it", f"speedup vs {study.baseline} (cost)", "speedup (wall)"]
     body = []
-    for row in summary_rows(runs, metrics):
-        status = f"{row['ok']}/{row['seeds']}"
-        if row["diverged"]:
-            status += f" ({row['diverged']} diverged)"
-        if row["failed"]:
-            status += f" ({row['failed']} failed)"
-        cells = [f"{_fmt(row[m])} ± {_fmt(row[m + '_sd'])}" for m in metrics]
-        body.append([row["sampler"], status, *cells, _fmt(row["cost"]), _fmt(row["wall_s"])])
+    for r in rows:
+        ok = f"{r.ok}/{r.runs}" + ("" if r.reached == r.runs else f", reached {r.reached}")
+        body.append([r.sampler, r.label, ok, *[_pm(r.final[m]) for m in study.metrics], _pm(r.cost_to_quality),
+                     _pm(r.wall_to_quality), _ci(r.speedup_cost), _ci(r.speedup_wall)])
     return header, body
 
 
-def summary_text(runs, metrics: list[str]) -> str:
-    """A plain-text table for the terminal."""
-    header, body = summary_table(runs, metrics)
+def _legend(study: Study) -> str:
+    threshold = study.threshold(study.primary)
+    quality = (f"{study.primary} ≤ {study.multiple:g} × floor {study.floors.get(study.primary, math.nan):.3g} "
+               f"= {threshold:.3g}") if threshold is not None else f"{study.primary} has no positive floor"
+    return (f"Evaluation seeds only; each sampler at its best setting from the tuning seeds. Metrics at the full "
+            f"budget, mean ± sd over seeds. Quality reached when {quality}; speedups are ratios of mean cost "
+            f"(or wall time) to reach it, with 95 % bootstrap intervals over seeds.")
+
+
+def text_table(rows: list[Row], study: Study) -> str:
+    header, body = headline(rows, study)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body), "", _legend(study)])
 
 
-def summary_markdown(runs, metrics: list[str]) -> str:
-    header, body = summary_table(runs, metrics)
-    rows = [header, ["---"] * len(header), *body]
-    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
-    return table + "\n\nValues: mean ± sd over seeds at the full budget.\n"
+def markdown(rows: list[Row], study: Study, tuning: list[tuple[str, str, float, float]] | None = None) -> str:
+    header, body = headline(rows, study)
+    lines = ["| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body]]
+    out = "## Comparison\n\n" + "\n".join(lines) + "\n\n" + _legend(study) + "\n"
+    floors = ", ".join(f"{m} {study.floors[m]:.3g}" for m in study.metrics if m in study.floors)
+    out += f"\nQuality floors (metric between two independent exact sample sets of the same size): {floors}.\n"
+    if tuning:
+        out += "\n## Tuning (tuning seeds)\n\n| setting | selected | mean cost to quality | mean " + study.primary
+        out += " |\n| --- | --- | --- | --- |\n"
+        out += "\n".join(f"| {label} | {'yes' if chosen else ''} | {_num(c)} | {_num(f)} |"
+                         for label, chosen, c, f in tuning) + "\n"
+    return out
 
 
-def summary_csv(runs, metrics: list[str]) -> str:
-    """Every run, one row each: the raw figures behind the table."""
+def runs_csv(runs: list[RunRecord], study: Study) -> str:
+    """Every run, tuning and evaluation: the raw figures behind the tables."""
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["sampler", "setting", "seed", "run_id", "status", "diverged_at", "cost", "steps", "wall_s", *metrics])
-    for r in runs:
-        w.writerow([r.sampler, r.label, r.seed, r.run_id, r.status, r.diverged_at, r.cost, r.steps,
-                    round(r.wall_time, 4), *[r.metrics.get(m, "") for m in metrics]])
+    w.writerow(["role", "sampler", "setting", "seed", "status", "diverged_at", "cost", "run_id",
+                *[f"final.{m}" for m in study.metrics], *[f"cost_to_quality.{m}" for m in study.metrics]])
+    for r in sorted(runs, key=lambda r: (r.role != "tuning", r.sampler, r.label, r.seed)):
+        w.writerow([r.role, r.sampler, r.label, r.seed, r.status, r.diverged_at, r.cost, r.run_id,
+                    *[r.final(m) for m in study.metrics], *[study.cost_to_quality(r, m) for m in study.metrics]])
     return out.getvalue()

@@ -33,14 +33,15 @@ def _write(tmp_path, text):
 def test_good_config_parses_with_sweep(tmp_path, host):
     comp = load_comparison(_write(tmp_path, GOOD), host)
     assert [s.label for s in comp.samplers] == [
-        "langevin[step_size=0.05]", "langevin[step_size=0.2]", "annealed_langevin[levels=5]"]
+        "langevin[step_size=0.05]", "langevin[step_size=0.2]", "annealed_langevin"]
+    assert comp.tuning_seeds == [1000, 1001] and comp.primary == "sliced_wasserstein" and comp.baseline == "langevin"
     assert comp.budget == 100.0 and comp.seeds == [0, 1]
 
 
 BROKEN = [
     # (replace this, with that, expected key path, expected words in the message)
     ("name: langevin\n", "name: langevn\n", "samplers[0].name",
-     "did you mean 'langevin'? Registered samplers: annealed_langevin, langevin"),
+     "did you mean 'langevin'? Registered samplers: "),
     ("step_size: [0.05, 0.2]", "step_size: fast", "samplers[0].step_size", "expected float, got 'fast'"),
     ("step_size: [0.05, 0.2]", "stepsize: 0.1", "samplers[0].stepsize",
      "did you mean 'step_size'? Valid keys: step_size"),
@@ -65,6 +66,12 @@ BROKEN = [
     ("chains: 50", "chains: 50\ninit: {distribution: cauchy}", "init.distribution", "expected 'gaussian' | 'uniform'"),
     ("chains: 50", "chains: 50\ncost_weights: {vjp: 0, jvp: 2}", "cost_weights.vjp", "must be > 0"),
     ("levels: 5", "levels: 0", "samplers[1]", "levels must be >= 1"),
+    ("chains: 50", "chains: 50\ntuning_seeds: [1, 2]", "tuning_seeds",
+     "must differ from evaluation seeds; both have [1]"),
+    ("chains: 50", "chains: 50\ntuning_seeds: []", "tuning_seeds", "a sweep needs tuning seeds"),
+    ("chains: 50", "chains: 50\nprimary_metric: mmd", "primary_metric", "unknown metric 'mmd'"),
+    ("chains: 50", "chains: 50\nbaseline: mala", "baseline", "unknown baseline sampler 'mala'"),
+    ("chains: 50", "chains: 50\nquality_multiple: 0.5", "quality_multiple", "must be >= 1"),
     ("  - name: langevin\n", "  - langevin: {}\n", "samplers[0]", "missing key 'name'"),
 ]
 

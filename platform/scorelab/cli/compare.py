@@ -19,18 +19,21 @@ def run(args) -> int:
     from scorelab.compare import run_comparison
     from scorelab.config import load_comparison
     from scorelab.plugins import host
-    from scorelab.summary import summary_text
+    from scorelab.summary import text_table
     from scorelab.tracking import Tracker
 
     comp = load_comparison(args.config)  # every config error before any work
     tracker = Tracker(args.tracking_uri)
-    total = len(comp.samplers) * len(comp.seeds)
+    tuned = {s.name for s in comp.samplers if sum(t.name == s.name for t in comp.samplers) > 1}
+    total = sum(len(comp.tuning_seeds) for s in comp.samplers if s.name in tuned) + len(comp.seeds) * len(
+        {s.name for s in comp.samplers})
     with tqdm(total=total, desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
         result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
-    print(summary_text(result.runs, list(comp.metrics)))
+    print(text_table(result.rows, result.study))
     w = result.cost_weights
     print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "
           f"{result.total_seconds:.1f} s in all, {result.tracking_seconds:.1f} s of it tracking")
     print(f"MLflow: {tracker.uri}  experiment '{comp.name}', parent run {result.parent_run_id}")
-    print("Browse it with: scorelab ui" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""))
+    print("Browse it with: scorelab ui" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else "")
+          + f"; rebuild the report with: scorelab report {result.parent_run_id}")
     return 0

@@ -1,0 +1,113 @@
+"""The comparison report, from run records: the same files whether they go to MLflow (at the end
+of a comparison) or to a folder (``scorelab report``, rebuilt from MLflow alone)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .analysis import RunRecord, Study, analyse, select_best, tuning_table
+from .plots import quality_vs_cost_figure, speedup_figure
+from .summary import markdown, runs_csv
+
+
+def report_files(records: list[RunRecord], study: Study) -> tuple[list, dict[str, Any]]:
+    """(headline rows, {artifact path: text or matplotlib figure})."""
+    tuning = [r for r in records if r.role == "tuning"]
+    evaluation = [r for r in records if r.role == "evaluation"]
+    rows = analyse(evaluation, study)
+    files: dict[str, Any] = {
+        "summary.md": markdown(rows, study, tuning_table(tuning, select_best(tuning, study), study)),
+        "runs.csv": runs_csv(records, study),
+    }
+    for metric in study.metrics:
+        files[f"plots/{metric}_vs_cost.png"] = quality_vs_cost_figure(evaluation, metric, study)
+    if study.baseline and any(not math.isnan(r.speedup_cost[0]) for r in rows if r.sampler != study.baseline):
+        files["plots/speedup.png"] = speedup_figure(rows, study)
+    return rows, files
+
+
+def headline_metrics(rows) -> dict[str, float]:
+    """Per-sampler figures logged on the parent run, so the MLflow UI can chart and compare them."""
+    out = {}
+    for row in rows:
+        out[f"reached.{row.sampler}"] = row.reached / row.runs
+        if math.isfinite(row.cost_to_quality[0]):
+            out[f"cost_to_quality.{row.sampler}"] = row.cost_to_quality[0]
+        if not math.isnan(row.speedup_cost[0]):
+            out[f"speedup.{row.sampler}"] = row.speedup_cost[0]
+    return out
+
+
+def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord]]:
+    """The parent run named by ``ref`` (a parent run id, or an experiment name: its latest
+    comparison), its study settings and floors, and every child run as a RunRecord."""
+    from .errors import ScorelabError
+
+    parent = _find_parent(client, ref)
+    if parent is None:
+        raise ScorelabError(f"no comparison found for '{ref}': give a parent run id or an experiment name")
+    config = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "config.yaml")).read_text())
+    metrics = [m["name"] for m in config["metrics"]]
+    floors = {k.removeprefix("floor."): v for k, v in parent.data.metrics.items() if k.startswith("floor.")}
+    study = Study(metrics, config["primary_metric"], config["quality_multiple"], config["baseline"], floors)
+
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  max_results=50000)
+    records = []
+    for run in sorted(children, key=lambda r: int(r.data.tags.get("scorelab.order", 0))):
+        tags, m = run.data.tags, run.data.metrics
+        record = RunRecord(
+            label=tags["scorelab.setting"], sampler=tags["scorelab.sampler"], seed=int(tags["scorelab.seed"]),
+            role=tags["scorelab.role"], status=run.info.status, run_id=run.info.run_id, cost=m.get("cost", 0.0),
+            diverged_at=m.get("diverged_at_cost"))
+        for metric in metrics:
+            record.curves[metric] = _history(client, run.info.run_id, metric)
+        record.wall = _history(client, run.info.run_id, "wall_time_s")
+        records.append(record)
+    return parent, study, records
+
+
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    points = sorted(client.get_metric_history(run_id, key), key=lambda p: (p.step, p.timestamp))
+    return [(p.step, p.value) for p in points]
+
+
+def _find_parent(client, ref: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(ref)
+        if run.data.tags.get("scorelab.role") == "comparison":
+            return run
+    except MlflowException:
+        pass
+    experiment = client.get_experiment_by_name(ref)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], "tags.`scorelab.role` = 'comparison'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def write_report(folder: Path, files: dict[str, Any]) -> Path:
+    """Write the report's files; ``summary.md`` becomes ``report.md``, with the plots linked below it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for name, content in files.items():
+        path = folder / ("report.md" if name == "summary.md" else name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            content.savefig(path)
+            plots.append(name)
+            import matplotlib.pyplot as plt
+
+            plt.close(content)
+    report = folder / "report.md"
+    report.write_text(report.read_text() + "\n## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots) + "\n")
+    return report
