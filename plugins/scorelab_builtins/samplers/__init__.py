@@ -1,4 +1,21 @@
+from .adaptive_langevin import AdaptiveLangevin
 from .annealed_langevin import AnnealedLangevin
+from .curvature_step_langevin import CurvatureStepLangevin
+from .hessian_diag_langevin import HessianDiagLangevin
 from .langevin import Langevin
+from .mala import Mala
+from .ozaki_langevin import OzakiLangevin
+from .probability_flow_ode import ProbabilityFlowODE
+from .rmsprop_langevin import RmspropLangevin
 
-SAMPLERS = [Langevin, AnnealedLangevin]
+SAMPLERS = [
+    Langevin,
+    AnnealedLangevin,
+    Mala,
+    RmspropLangevin,
+    HessianDiagLangevin,
+    AdaptiveLangevin,
+    CurvatureStepLangevin,
+    OzakiLangevin,
+    ProbabilityFlowODE,
+]

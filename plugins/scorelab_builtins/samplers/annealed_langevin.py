@@ -1,25 +1,73 @@
-"""``annealed_langevin``: Langevin dynamics over decreasing noise levels (NCSN).
+"""``annealed_langevin``: Langevin dynamics over decreasing noise levels (NCSN), with a choice of
+preconditioner and step rule at every level.
 
-For sigma_1 > ... > sigma_L (geometric), T steps at each level with step
-alpha_i = epsilon * sigma_i^2 / sigma_L^2:
+For sigma_1 > ... > sigma_L (geometric), T steps at each level of
 
-    x <- x + alpha_i * s(x, sigma_i) + sqrt(2 alpha_i) * z
+    x <- x + h M s(x, sigma_i) + sqrt(2 h M) z,    z ~ N(0, I)
 
-then, optionally, one denoising step x <- x + sigma_L^2 * s(x, sigma_L) (NCSNv2). Large noise
-levels let chains cross between separated modes, so mode weights come out right where plain
-Langevin keeps the weights of its starting points. One score evaluation a step; unless
-``steps_per_level`` is set, the budget is split evenly across levels. The chain finishes when the
-schedule ends. References: Song & Ermon (2019); Song & Ermon (2020) for the denoising step.
+then, optionally, one denoising step x <- x + sigma_L^2 * s(x, sigma_L) (NCSNv2). Large noise levels
+let chains cross between separated modes, so mode weights come out right where plain Langevin keeps
+the weights of its starting points. Unless ``steps_per_level`` is set, the budget is split evenly
+across levels. The chain finishes when the schedule ends.
+
+The preconditioner M (diagonal, restarted at every level, since the noisy target changes):
+
+- ``none``: M = I.
+- ``rmsprop``: M = 1 / (damping + sqrt(V)), V a running average of s^2 within the level (as in
+  ``rmsprop_langevin``, without the Gamma term; default damping 1e-5).
+- ``hessian_diag``: M = 1 / (max(c, 0) + damping), c = -diag J of the noisy score from
+  ``curvature`` (hutchinson / exact / learned), refreshed every ``refresh_every`` steps of the level
+  and smoothed with ``ema`` (as in ``hessian_diag_langevin``; default damping 1e-2).
+
+The step rule h:
+
+- ``ncsn``: h = epsilon * sigma_i^2 / sigma_L^2 (Song & Ermon 2019; with M = I).
+- ``constant``: h = epsilon at every level, for a preconditioner that already scales with the
+  noise (with ``hessian_diag``, M grows like sigma^2 at large sigma).
+- ``snr``: score_sde's Langevin corrector, h = 2 (snr |z| / |M^(1/2) s|)^2 with the norms averaged
+  over chains (Song et al. 2021, ``LangevinCorrector``; snr = 0.16 for CIFAR-10), one h for all.
+- ``secant`` / ``power``: h = step_scale / L per chain, L the curvature of the preconditioned
+  score along the last move (|M^(1/2) ds| / |M^(-1/2) dx|), or from power iterations on
+  M^(1/2) J M^(1/2) (JVPs), as in ``curvature_step_langevin``. The secant restarts nothing at a new
+  level: it keeps its last L until the next move gives a fresh one, and the step bounds below catch
+  the change of scale. The very first step uses the smallest allowed step.
+- ``adaptive``: Euler–Maruyama vs Heun error control with per-chain accept/reject, as in
+  ``adaptive_langevin`` (rejected chains stay put and keep their Brownian increment; 2 NFE a step).
+
+For the per-chain rules (secant, power, adaptive) each chain's largest effective step h max(M) is
+kept in [min_step, max_step] * sigma_i^2: the score of p convolved with N(0, sigma^2 I) has
+curvature at most 1 / sigma^2, so steps up to 2 sigma^2 are stable whatever the data. The bounds
+act on h, so drift and noise keep the same M.
+
+Cost per step: 1 NFE (``adaptive``: 2); a ``hessian_diag`` refresh costs ``probes`` VJPs instead of
+the NFE (Hutchinson), or an extra CURV (exact), or nothing extra (learned); a ``power`` refresh
+costs ``power_iterations`` JVPs instead of the NFE (and on top of a Hutchinson refresh when both
+fall on one step). The denoising step 1 NFE. ``init`` costs nothing.
+
+Known bias: every level is an unadjusted chain (ULA's bias at that level's step, see ``langevin``),
+the schedule is finite, and the last level is the target blurred by sigma_L (the denoising step
+trades the blur for a shrinkage).
+
+References: Song & Ermon (2019), "Generative Modeling by Estimating Gradients of the Data
+Distribution"; Song & Ermon (2020) for the denoising step; Song et al. (2021), score_sde
+``sampling.py`` for the snr rule; the samplers named above for the other rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from scorelab.schedules import geometric_sigmas
+
+from . import _curvature as C
+from .adaptive_langevin import BrownianMemory, error_norm, next_step
+from .curvature_step_langevin import power_curvature, secant_curvature
+from .rmsprop_langevin import rmsprop_average, rmsprop_preconditioner
 
 
 @dataclass
@@ -29,12 +77,22 @@ class AnnealedState:
     sigmas: list[float]
     steps_per_level: int
     finished: bool = False
+    # carried within a level by the preconditioners and step rules that need them
+    v: torch.Tensor | None = None  # rmsprop's running average of s^2
+    diag: torch.Tensor | None = None  # hessian_diag's smoothed curvature
+    prev_x: torch.Tensor | None = None  # secant: the last point and its score
+    prev_score: torch.Tensor | None = None
+    curvature: torch.Tensor | None = None  # secant/power: L per chain
+    vector: torch.Tensor | None = None  # power: the current unit vector per chain
+    step: torch.Tensor | None = None  # adaptive: h per chain
+    memory: BrownianMemory | None = None  # adaptive: unused Brownian increments of rejected attempts
 
 
 @dataclass
 class AnnealedInfo:
     sigma: float
-    step_size: float
+    step_size: float | torch.Tensor  # mean effective step h M
+    accepted: float | torch.Tensor = 1.0  # per chain under ``adaptive``
 
 
 @dataclass
@@ -45,6 +103,21 @@ class AnnealedLangevin:
     epsilon: float = 2e-5
     steps_per_level: int | None = None
     denoise: bool = True
+    step_rule: Literal["ncsn", "constant", "snr", "secant", "power", "adaptive"] = "ncsn"
+    snr: float = 0.16
+    step_scale: float = 0.5
+    power_iterations: int = 1
+    abs_tol: float = 0.0078
+    rel_tol: float = 0.0
+    min_step: float = 1e-4
+    max_step: float = 1.0
+    preconditioner: Literal["none", "rmsprop", "hessian_diag"] = "none"
+    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"
+    probes: int = 1
+    refresh_every: int = 1
+    ema: float = 0.0
+    alpha: float = 0.99
+    damping: float | None = None  # None: 1e-5 for rmsprop, 1e-2 for hessian_diag
 
     requires = ("noise_conditional",)
 
@@ -57,23 +130,113 @@ class AnnealedLangevin:
             raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
         if self.steps_per_level is not None and self.steps_per_level < 1:
             raise ValueError(f"steps_per_level must be >= 1, got {self.steps_per_level}")
+        rules = ("ncsn", "constant", "snr", "secant", "power", "adaptive")
+        if self.step_rule not in rules:
+            raise ValueError(f"step_rule must be one of {', '.join(rules)}, got {self.step_rule!r}")
+        if self.preconditioner not in ("none", "rmsprop", "hessian_diag"):
+            raise ValueError(f"preconditioner must be none, rmsprop or hessian_diag, got {self.preconditioner!r}")
+        if self.step_rule == "power" and self.preconditioner == "rmsprop":
+            raise ValueError("step_rule 'power' cannot be combined with preconditioner 'rmsprop' (its M needs "
+                             "the score the power iteration is computing); use 'secant'")
+        for key in ("snr", "step_scale", "abs_tol"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not 0 < self.min_step <= self.max_step:
+            raise ValueError(f"need 0 < min_step <= max_step (units of sigma^2), got {self.min_step}, {self.max_step}")
+        if self.power_iterations < 1:
+            raise ValueError(f"power_iterations must be >= 1, got {self.power_iterations}")
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        if self.damping is not None and not self.damping > 0:
+            raise ValueError(f"damping must be > 0, got {self.damping}")
+        damping = 1.0 if self.damping is None else self.damping
+        C.check_fields(self.curvature, self.probes, "vjp", self.refresh_every, self.ema, damping)
+        extra = C.REQUIRES[self.curvature] if self.preconditioner == "hessian_diag" else ()
+        self.requires = type(self).requires + extra
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> AnnealedState:
-        T = self.steps_per_level or int((budget - self.denoise) // self.levels)
+        per_step = 2 if self.step_rule == "adaptive" else 1
+        T = self.steps_per_level or int((budget - self.denoise) // (self.levels * per_step))
         if T < 1:
             raise ValueError(f"a budget of {budget} is too small for {self.levels} levels")
         return AnnealedState(x0, 0, geometric_sigmas(self.sigma_max, self.sigma_min, self.levels), T)
 
     def step(self, state: AnnealedState, oracle, generator: torch.Generator):
-        level, sigma_last = state.k // state.steps_per_level, state.sigmas[-1]
+        level, j = divmod(state.k, state.steps_per_level)
+        sigma_last = state.sigmas[-1]
         if level >= len(state.sigmas):  # the schedule is over: one denoising step, then done
             x = state.x + sigma_last**2 * oracle.score(state.x, sigma_last)
-            return AnnealedState(x, state.k + 1, state.sigmas, state.steps_per_level, True), AnnealedInfo(
-                sigma_last, sigma_last**2
-            )
-        sigma = state.sigmas[level]
-        alpha = self.epsilon * (sigma / sigma_last) ** 2
-        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = state.x + alpha * oracle.score(state.x, sigma) + math.sqrt(2 * alpha) * z
+            return dataclasses.replace(state, x=x, k=state.k + 1, finished=True), AnnealedInfo(
+                sigma_last, sigma_last**2)
+        sigma, x, new_level = state.sigmas[level], state.x, j == 0
+        rule, precond = self.step_rule, self.preconditioner
+        damping = self.damping if self.damping is not None else (1e-5 if precond == "rmsprop" else 1e-2)
+
+        # 1. The score at x (with curvature or power iterations where they are due), and M.
+        s, diag, v, m = None, state.diag, state.v, None
+        if precond == "hessian_diag" and j % self.refresh_every == 0:
+            s, c = C.score_and_curvature(oracle, x, sigma, self.curvature, probes=self.probes, generator=generator)
+            diag = c if new_level else C.smooth(diag, c, self.ema)
+        if precond == "hessian_diag":
+            m = C.inverse_curvature(diag, damping)
+        lam, vector = state.curvature, state.vector
+        if rule == "power" and j % self.refresh_every == 0:
+            if vector is None:
+                vector = torch.ones_like(x) / x[0].numel() ** 0.5
+            s_power, lam, vector = power_curvature(oracle, x, vector, self.power_iterations, sigma,
+                                                   None if m is None else m.sqrt())
+            s = s_power if s is None else s
+        if s is None:
+            s = oracle.score(x, sigma)
+        if precond == "rmsprop":
+            v = rmsprop_average(None if new_level else v, s, self.alpha)
+            m = rmsprop_preconditioner(v, damping)
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+        # 2. The step h, and the effective step h M of each coordinate. Per-chain rules keep h of
+        # shape (n,) and bound it so that the chain's largest effective step lies in [lo, hi].
+        h: float | torch.Tensor
+        n, wide = x.shape[0], C.batch_shape(x)
+        if rule == "ncsn":
+            h = self.epsilon * (sigma / sigma_last) ** 2
+        elif rule == "constant":
+            h = self.epsilon
+        elif rule == "snr":
+            whitened = s if m is None else m.sqrt() * s
+            h = 2 * (self.snr * z.flatten(1).norm(dim=1).mean() / whitened.flatten(1).norm(dim=1).mean()) ** 2
+        else:
+            if rule == "secant" and state.prev_x is not None and not new_level:
+                r = torch.ones_like(x) if m is None else m.sqrt()
+                lam = secant_curvature((x - state.prev_x) / r, r * (s - state.prev_score))
+            if rule == "adaptive":
+                h = state.step if state.step is not None else x.new_zeros(n)
+            else:  # secant, power; no secant yet: the smallest step
+                h = x.new_zeros(n) if lam is None else self.step_scale / lam.reshape(n)
+            top = 1.0 if m is None else m.flatten(1).amax(1)
+            h = h.clamp(min=self.min_step * sigma**2 / top).clamp(max=self.max_step * sigma**2 / top)
+        if rule == "adaptive":
+            memory = state.memory if state.memory is not None else BrownianMemory.empty(x, 8)
+            h, dw, memory = memory.take(h, generator)  # the Brownian increment, kept through rejections
+        eff = h.reshape(wide) if isinstance(h, torch.Tensor) and h.ndim == 1 else h
+        if m is not None:
+            eff = eff * m
+
+        # 3. The move.
         done = not self.denoise and state.k + 1 >= len(state.sigmas) * state.steps_per_level
-        return AnnealedState(x, state.k + 1, state.sigmas, state.steps_per_level, done), AnnealedInfo(sigma, alpha)
+        carried = dict(k=state.k + 1, finished=done, v=v, diag=diag)
+        if rule != "adaptive":
+            root = math.sqrt(2 * eff) if isinstance(eff, float) else torch.sqrt(2 * eff)
+            x_new = x + eff * s + root * z
+            new = dataclasses.replace(state, x=x_new, prev_x=x, prev_score=s, curvature=lam, vector=vector, **carried)
+            return new, AnnealedInfo(sigma, eff if isinstance(eff, float) else eff.mean())
+        noise = math.sqrt(2) * dw if m is None else torch.sqrt(2 * m) * dw  # sqrt(2M) dW, dW ~ N(0, h)
+        x_em = x + eff * s + noise
+        s_em = oracle.score(x_em, sigma)
+        x_heun = x + 0.5 * eff * (s + s_em) + noise
+        err = error_norm(x_heun - x_em, x, x_heun, self.abs_tol, self.rel_tol)
+        floor = self.min_step * sigma**2 / (1.0 if m is None else m.flatten(1).amax(1))
+        accept = (err <= 1) | (h <= floor)  # at the floor a step is taken whatever its error
+        x_new = torch.where(accept.reshape(wide), x_heun, x)
+        h_new = next_step(h, err, 0.9, 0.9, 0.0, math.inf)  # bounded at the next step
+        new = dataclasses.replace(state, x=x_new, step=h_new, memory=memory.give_back(h, dw, ~accept), **carried)
+        return new, AnnealedInfo(sigma, eff.mean(), accept.to(x.dtype))
