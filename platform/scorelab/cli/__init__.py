@@ -11,7 +11,7 @@ import sys
 from scorelab import __version__
 from scorelab.errors import ScorelabError
 
-COMMANDS = ["compare", "report", "train", "plugins", "ui"]
+COMMANDS = ["compare", "report", "train", "plugins", "ui", "new-plugin", "check-plugin"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scorelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"scorelab.cli.{name}")
+        module = importlib.import_module(f"scorelab.cli.{name.replace('-', '_')}")
         module.add(sub).set_defaults(_run=module.run)
     return parser
 
