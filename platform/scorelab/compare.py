@@ -239,7 +239,7 @@ def make_source(comp: Comparison, target, device, dtype, tracking_uri: str | Non
         raise ConfigError(f"the model at {comp.score} was trained on shape {shape}; target '{target.name}' has "
                           f"shape {tuple(target.event_shape)}", file=comp.file, key="score")
     for setting in comp.samplers:
-        missing = [r for r in getattr(setting.cls, "requires", ()) if r not in source.provides]
+        missing = [r for r in getattr(setting.make(), "requires", ()) if r not in source.provides]
         if missing:
             raise ConfigError(f"sampler {setting.name} requires {', '.join(missing)}, which the model at {comp.score} "
                               f"does not provide (it provides: {', '.join(sorted(source.provides)) or 'nothing'})",
