@@ -1,11 +1,13 @@
 """The pyfunc face of a scorelab score model (MLflow "models from code"): predict(x) gives scores.
 
-Input: an (n, d) array of flattened points; params ``sigma`` (a noise level, for noise-conditional
-networks). Output: the (n, d) scores. Needs scorelab and its model plugins installed.
+Input: a DataFrame of n flattened points (columns x0 .. x{d-1}); params ``sigma`` (a noise level, for
+noise-conditional networks). Output: the (n, d) scores, same columns. Needs scorelab and its model
+plugins installed.
 """
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import torch
 from mlflow.models import set_model
 
@@ -18,12 +20,11 @@ class ScoreModelPyfunc(mlflow.pyfunc.PythonModel):
 
         self.network, self.spec = load_network(Path(context.artifacts["spec"]).parent.parent)
 
-    def predict(self, context, model_input, params=None):
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32)).reshape(-1, *self.spec["event_shape"])
-        if not self.network.noise_conditional:
-            return self.network(x).reshape(len(x), -1).numpy()
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        x = torch.as_tensor(np.array(model_input, dtype=np.float32)).reshape(-1, *self.spec["event_shape"])
         sigma = (params or {}).get("sigma") or self.spec["default_sigma"]
-        return self.network(x, sigma).reshape(len(x), -1).numpy()
+        s = self.network(x, sigma) if self.network.noise_conditional else self.network(x)
+        return pd.DataFrame(s.reshape(len(x), -1).numpy(), columns=model_input.columns)
 
 
 set_model(ScoreModelPyfunc())

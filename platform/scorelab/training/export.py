@@ -3,7 +3,8 @@
 The directory is an ordinary MLflow pyfunc model (``MLmodel``, environment files) whose artifacts
 are ``weights.pt`` (a state dict, loaded with ``weights_only``: no pickled code runs) and
 ``spec.json`` (the model plugin's name and hyperparameters, the event shape, the noise levels it
-was trained on). ``mlflow.pyfunc.load_model(uri).predict(x, params={"sigma": s})`` gives scores;
+was trained on). ``mlflow.pyfunc.load_model(uri).predict(frame, params={"sigma": s})`` gives scores
+of the flattened points in ``frame`` (columns x0, x1, ...);
 scorelab itself rebuilds the network from the spec through the plugin host, so the oracle can
 differentiate through it. Nothing is fetched from outside: the store is all it needs.
 """
@@ -11,12 +12,16 @@ differentiate through it. Nothing is fetched from outside: the store is all it n
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 SPEC_FILE = "spec.json"
@@ -44,12 +49,16 @@ def save_model_dir(path: Path, network: torch.nn.Module, spec: dict[str, Any]) -
         weights, spec_file = Path(tmp) / WEIGHTS_FILE, Path(tmp) / SPEC_FILE
         torch.save({k: v.detach().cpu() for k, v in network.state_dict().items()}, weights)
         spec_file.write_text(json.dumps({"format": FORMAT, **spec}, indent=2))
-        example = torch.zeros(2, *spec["event_shape"]).reshape(2, -1).numpy()
+        d = math.prod(spec["event_shape"])
+        example = pd.DataFrame(np.zeros((2, d), dtype=np.float32), columns=[f"x{i}" for i in range(d)])
         signature = infer_signature(example, example, params={"sigma": float(spec.get("default_sigma") or 0.0)})
-        mlflow.pyfunc.save_model(
-            str(path), python_model=str(Path(__file__).with_name("_pyfunc.py")),
-            artifacts={"weights": str(weights), "spec": str(spec_file)}, signature=signature,
-            pip_requirements=[f"scorelab=={scorelab.__version__}", f"torch>={torch.__version__.split('+')[0]}"])
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        with warnings.catch_warnings():  # MLflow asks for an input example, which would run the model
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.save_model(
+                str(path), python_model=str(Path(__file__).with_name("_pyfunc.py")),
+                artifacts={"weights": str(weights), "spec": str(spec_file)}, signature=signature,
+                pip_requirements=[f"scorelab=={scorelab.__version__}", f"torch>={torch.__version__.split('+')[0]}"])
 
 
 def download(uri: str, tracking_uri: str | None = None) -> Path:

@@ -1,0 +1,45 @@
+"""``scorelab train CONFIG`` / ``scorelab train --resume RUN_ID``: train a score model, log it to MLflow."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add(sub):
+    p = sub.add_parser("train", help="train a score model from a YAML config (or resume a killed run)")
+    p.add_argument("config", nargs="?", help="path to a training config (see configs/train_*.yaml)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue this killed training run from its last checkpoint")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args) -> int:
+    from scorelab.errors import ScorelabError
+    from scorelab.tracking import Tracker
+    from scorelab.training import load_training, resume, train
+
+    if (args.config is None) == (args.resume is None):
+        raise ScorelabError("give a config file, or --resume RUN_ID (not both)")
+    training = load_training(args.config) if args.config else None  # every config error before any work
+    tracker = Tracker(args.tracking_uri)
+    progress = not args.quiet
+    try:
+        result = train(training, tracker, progress=progress) if training else resume(args.resume, tracker,
+                                                                                       progress=progress)
+    except (KeyboardInterrupt, Exception) as exc:
+        run_id = getattr(exc, "scorelab_run_id", None)
+        if run_id:
+            print(f"\ntraining stopped; continue from its last checkpoint with: scorelab train --resume {run_id}"
+                  + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""), file=sys.stderr)
+        raise
+    esm = [v for k, v in result.final.items() if k.startswith("esm_relative/")]
+    figures = f"loss {result.final['loss']:.4g}, held-out loss {result.final['eval_loss']:.4g}" + (
+        f", relative ESM error {min(esm):.3g} to {max(esm):.3g} over {len(esm)} noise levels" if esm else "")
+    resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
+    print(f"trained {result.steps} steps in {result.seconds:.1f} s{resumed}: {figures}")
+    print(f"model: {result.model_uri}" + (f"  (registered version {result.registered_version})"
+                                          if result.registered_version else ""))
+    print(f"use it in a comparison with  score: {result.model_uri}")
+    print(f"MLflow: {tracker.uri}  run {result.run_id}")
+    return 0

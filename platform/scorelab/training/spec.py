@@ -1,0 +1,209 @@
+"""Training configs: YAML in, a validated :class:`Training` out, before any work starts.
+
+Every error names the file, the key path and what would be valid. Besides types and ranges, the
+pieces are checked against each other: an objective's ``requires`` against what the model
+(``noise_conditional``, ``second_order_head``, ``log_prob``) or the target (``exact_score``, ...)
+provides, the objective's noise levels against the model, the batch against a data set's size, the
+model against the data's shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .. import params as P
+from ..config import load_yaml
+from ..errors import ConfigError
+
+#: Capabilities an objective may require of the model; every other one is asked of the target.
+MODEL_CAPABILITIES = ("noise_conditional", "second_order_head", "log_prob")
+
+
+@dataclass
+class TrainSpec:
+    """The keys of a training config (its schema: the dataclass fields)."""
+
+    name: str  # the MLflow experiment
+    target: Any
+    model: Any
+    objective: Any
+    steps: int
+    batch_size: int = 256
+    optimizer: dict = field(default_factory=dict)
+    schedule: dict = field(default_factory=dict)
+    ema: float = 0.999  # decay of the weight average the saved model uses; 0 keeps the last weights
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    checkpoint_every: int = 500
+    log_every: int = 50
+    eval_every: int | None = None  # default: checkpoint_every
+    eval_samples: int = 2000
+    register_as: str | None = None  # register the trained model under this name in the model registry
+
+
+@dataclass
+class OptimizerSpec:
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.9  # sgd only
+
+
+@dataclass
+class ScheduleSpec:
+    """Learning-rate schedule: linear warm-up over ``warmup`` steps, then constant, or a cosine or
+    linear decay to ``final`` x lr at the last step."""
+
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup: int = 0
+    final: float = 0.0
+
+
+@dataclass
+class Training:
+    file: str | None
+    spec: TrainSpec
+    target: Any
+    model: Any
+    objective: Any
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec
+    raw: dict
+
+    def __getattr__(self, key):  # steps, batch_size, seed, ... read through to the spec
+        return getattr(self.spec, key)
+
+    @property
+    def noise_levels(self) -> list[float]:
+        return list(self.objective.noise_levels())
+
+
+def load_training(path: str | Path, host=None) -> Training:
+    return parse_training(load_yaml(path), file=str(path), host=host)
+
+
+def parse_training(raw: dict, file: str | None = None, host=None) -> Training:
+    if host is None:
+        from ..plugins import host as default_host
+
+        host = default_host()
+    (top,) = P.check_params(TrainSpec, raw, "", file)
+    spec = P.instantiate(TrainSpec, top, "", file)
+    _check_values(spec, file)
+    (opt,) = P.check_params(OptimizerSpec, spec.optimizer, "optimizer", file)
+    optimizer = OptimizerSpec(**opt)
+    (sch,) = P.check_params(ScheduleSpec, spec.schedule, "schedule", file)
+    schedule = ScheduleSpec(**sch)
+    _check_optim(optimizer, schedule, spec, file)
+
+    target = P.build(host, "target", spec.target, "target", file)
+    model = P.build(host, "model", spec.model, "model", file)
+    objective = P.build(host, "objective", spec.objective, "objective", file)
+    _check_fit(host, target, model, objective, spec, file)
+    return Training(file, spec, target, model, objective, optimizer, schedule, raw)
+
+
+def model_provides(model) -> frozenset[str]:
+    """What a model plugin's networks provide (its ``provides``, else from ``noise_conditional``)."""
+    provides = getattr(model, "provides", None)
+    if provides is None:
+        provides = {"noise_conditional"} if getattr(model, "noise_conditional", False) else set()
+    return frozenset(provides)
+
+
+def build_network(model, event_shape, seed: int) -> torch.nn.Module:
+    """The model's network with weights drawn from ``seed`` (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model.build(tuple(event_shape))
+
+
+def _check_fit(host, target, model, objective, spec: TrainSpec, file) -> None:
+    def bad(key, msg):
+        raise ConfigError(msg, file=file, key=key)
+
+    m_caps, t_caps = model_provides(model), frozenset(target.provides)
+    for need in getattr(objective, "requires", ()):
+        if need in MODEL_CAPABILITIES and need not in m_caps:
+            hint = {"noise_conditional": "noise_conditional: true", "second_order_head": "second_order: true",
+                    "log_prob": "energy: true"}[need]
+            options = " (for mlp: set " + hint + ")" if model.name == "mlp" else ""
+            bad("objective", f"objective {objective.name} requires {need}, which model {model.name} does not "
+                             f"provide{options}; it provides: {', '.join(sorted(m_caps)) or 'nothing'}")
+        if need not in MODEL_CAPABILITIES and need not in t_caps:
+            why = " (a data set has samples only)" if _is_data_set(target) else ""
+            usable = [n for n in host.names("objective")
+                      if set(getattr(host.get("objective", n), "requires", ())) <= set(MODEL_CAPABILITIES) | t_caps]
+            bad("objective", f"objective {objective.name} requires {need}, which target '{target.name}' does not "
+                             f"provide{why}; it provides: {', '.join(sorted(t_caps)) or 'nothing'}. Objectives "
+                             f"it can train with: {', '.join(usable)}")
+    levels = list(objective.noise_levels())
+    conditional = "noise_conditional" in m_caps
+    if len(levels) > 1 and not conditional:
+        bad("model", f"objective {objective.name} trains at {len(levels)} noise levels; model {model.name} is not "
+                     "noise-conditional")
+    if conditional and min(levels) <= 0:
+        bad("objective", f"model {model.name} is noise-conditional, so objective {objective.name} needs a noise "
+                         "level > 0 (set sigma)")
+    try:
+        build_network(model, target.event_shape, spec.seed)
+    except ValueError as exc:
+        bad("model", f"cannot build model {model.name} for target '{target.name}': {exc}")
+    if _is_data_set(target):
+        n = len(target.train_split())
+        if spec.batch_size > n:
+            bad("batch_size", f"batch_size {spec.batch_size} is larger than the training split of target "
+                              f"'{target.name}' ({n} points); use at most {n}")
+
+
+def _is_data_set(target) -> bool:
+    return callable(getattr(target, "train_split", None))
+
+
+def _check_values(spec: TrainSpec, file) -> None:
+    def bad(key, msg):
+        raise ConfigError(msg, file=file, key=key)
+
+    if not re.fullmatch(r"[\w .\-]+", spec.name):
+        bad("name", f"use letters, digits, spaces, '.', '_' or '-' (it names the MLflow experiment), got {spec.name!r}")
+    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(spec, key) < 1:
+            bad(key, f"must be >= 1, got {getattr(spec, key)}")
+    if spec.eval_every is not None and spec.eval_every < 1:
+        bad("eval_every", f"must be >= 1, got {spec.eval_every}")
+    if spec.eval_samples < 2:
+        bad("eval_samples", f"must be >= 2, got {spec.eval_samples}")
+    if not 0 <= spec.ema < 1:
+        bad("ema", f"must be in [0, 1) (the decay of the weight average; 0 = no averaging), got {spec.ema}")
+    if spec.grad_clip is not None and not spec.grad_clip > 0:
+        bad("grad_clip", f"must be > 0 or null, got {spec.grad_clip}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", spec.device):
+        bad("device", f"expected auto, cpu, cuda, cuda:N or mps, got {spec.device!r}")
+    if spec.register_as is not None and not re.fullmatch(r"[\w\-. ]+", spec.register_as):
+        bad("register_as", f"use letters, digits, spaces, '.', '_' or '-', got {spec.register_as!r}")
+
+
+def _check_optim(opt: OptimizerSpec, sch: ScheduleSpec, spec: TrainSpec, file) -> None:
+    def bad(key, msg):
+        raise ConfigError(msg, file=file, key=key)
+
+    if not opt.lr > 0:
+        bad("optimizer.lr", f"must be > 0, got {opt.lr}")
+    if opt.weight_decay < 0:
+        bad("optimizer.weight_decay", f"must be >= 0, got {opt.weight_decay}")
+    if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
+        bad("optimizer.betas", f"expected two numbers in [0, 1), got {opt.betas}")
+    if not 0 <= opt.momentum < 1:
+        bad("optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
+    if not 0 <= sch.warmup < spec.steps:
+        bad("schedule.warmup", f"must be in [0, steps) = [0, {spec.steps}), got {sch.warmup}")
+    if not 0 <= sch.final <= 1:
+        bad("schedule.final", f"must be in [0, 1] (a fraction of lr), got {sch.final}")
