@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -14,6 +15,23 @@ from scorelab.contracts import CAPABILITIES, contract_problems
 from scorelab.params import _MISSING, coerce, fields_of, type_name
 
 from ._report import Fail, Report, call, describe_exception
+
+
+def single_threaded(check):
+    """Run a check with one CPU thread, restoring the setting after. The kit's tensors are small: a
+    thread pool gains nothing on them, and on a busy machine its threads mostly wait for each other
+    (ten times slower on two shared cores)."""
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
 
 
 def class_and_params(plugin: Any, params: dict | None) -> tuple[type, dict]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_contract, class_and_params, kit_devices, new_report, same
+from ._common import check_contract, class_and_params, kit_devices, new_report, same, single_threaded
 from ._known import DiagonalMixture
 from ._report import Fail, Report, call
 
@@ -37,6 +37,7 @@ def _sets(device, dtype):
     return tuple(v.to(device=device, dtype=dtype) for v in (good, reference, bad))
 
 
+@single_threaded
 def check_metric(metric: Any, *, params: dict | None = None, devices: Sequence[str | torch.device] | None = None
                  ) -> Report:
     """Check a metric class (or instance) against the Metric contract; returns a :class:`Report`."""

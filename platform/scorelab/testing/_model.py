@@ -20,12 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._common import check_contract, class_and_params, kit_devices, new_report
+from ._common import check_contract, class_and_params, kit_devices, new_report, single_threaded
 from ._report import Fail, Report, call
 
 SHAPES = ((2,), (1, 8, 8))
 
 
+@single_threaded
 def check_model(model: Any, *, params: dict | None = None, event_shape: tuple[int, ...] | None = None,
                 devices: Sequence[str | torch.device] | None = None) -> Report:
     """Check a model class (or instance) against the Model contract; returns a :class:`Report`.

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_contract, class_and_params, kit_devices, new_report, same
+from ._common import check_contract, class_and_params, kit_devices, new_report, same, single_threaded
 from ._known import DiagonalGaussian, TinyScoreModel
 from ._report import Fail, Report, call
 from ._watch import scrambled_global_rng
@@ -25,6 +25,7 @@ from ._watch import scrambled_global_rng
 _SUPPLIED = {"noise_conditional", "second_order_head", "exact_score"}
 
 
+@single_threaded
 def check_objective(objective: Any, *, params: dict | None = None,
                     devices: Sequence[str | torch.device] | None = None) -> Report:
     """Check an objective class (or instance) against the Objective contract; returns a :class:`Report`."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_contract, class_and_params, fields_of_record, kit_devices, new_report, same
+from ._common import check_contract, class_and_params, fields_of_record, kit_devices, new_report, same, single_threaded
 from ._known import SAMPLER_CAPABILITIES, CountingOracle, CountingSource, DiagonalGaussian
 from ._report import Fail, Report, call
 from ._watch import HostSyncWatch, scrambled_global_rng
@@ -165,6 +165,7 @@ def _check_info(info: Any, x0: torch.Tensor, k: int) -> None:
                        f"(leading dimension {n})")
 
 
+@single_threaded
 def check_sampler(
     sampler: Any,
     *,

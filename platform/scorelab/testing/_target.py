@@ -19,7 +19,7 @@ import torch
 
 from scorelab.contracts import CAPABILITIES
 
-from ._common import check_contract, class_and_params, kit_devices, new_report, same
+from ._common import check_contract, class_and_params, kit_devices, new_report, same, single_threaded
 from ._report import Fail, Report, call
 from ._watch import scrambled_global_rng
 
@@ -30,6 +30,7 @@ _METHOD_OF = {"exact_score": "score", "log_prob": "log_prob", "exact_hess_diag":
               "mixture": "component_log_probs"}
 
 
+@single_threaded
 def check_target(target: Any, *, params: dict | None = None, devices: Sequence[str | torch.device] | None = None
                  ) -> Report:
     """Check a target class (or instance) against the Target contract; returns a :class:`Report`."""
