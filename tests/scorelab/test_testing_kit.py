@@ -1,0 +1,314 @@
+"""The conformance kit (scorelab.testing): every registered built-in passes it, and each deliberately
+broken plugin fails it with a readable message naming the check and what to do."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import scorelab_builtins
+from scorelab.cli.check_plugin import check_entry
+from scorelab.plugins import PluginHost
+from scorelab.testing import check_metric, check_model, check_objective, check_sampler, check_target
+
+# Built-ins whose fields have no defaults and that declare no example_params: the settings to check.
+NEEDS_PARAMS = {("target", "gmm"): {"weights": [0.7, 0.3], "means": [[-2.0, 0.0], [2.0, 1.0]], "stds": [1.0, 0.5]}}
+
+
+def _builtins() -> PluginHost:
+    host = PluginHost()
+    host.add(scorelab_builtins, "builtins", "scorelab", "test")
+    return host
+
+
+_HOST = _builtins()
+_REGISTERED = [(kind, name) for kind in ("sampler", "objective", "model", "target", "metric")
+               for name in _HOST.names(kind)]
+
+
+@pytest.mark.parametrize(("kind", "name"), _REGISTERED, ids=[f"{k}:{n}" for k, n in _REGISTERED])
+def test_every_registered_builtin_passes_the_kit(kind, name):
+    cls = _HOST.get(kind, name)
+    params = None if getattr(cls, "example_params", None) else NEEDS_PARAMS.get((kind, name))
+    report = check_entry(_HOST, kind, name, params=params)  # what `scorelab check-plugin builtins` runs
+    assert report.ok, str(report)
+    unbuilt = [s for s in report.skipped if s.startswith("building and running it")]
+    assert not unbuilt, f"{kind} '{name}' was not run: declare example_params on it ({unbuilt[0]})"
+
+
+# -- a sampler that passes, and broken variants of it ---------------------------------------------
+
+@dataclass
+class State:
+    x: torch.Tensor
+    score: torch.Tensor
+
+
+@dataclass
+class Info:
+    step_size: float
+
+
+@dataclass
+class Ula:
+    """Plain Langevin, written out here so each test can break one thing."""
+
+    step_size: float = 0.01
+
+    def init(self, x0, oracle, budget):
+        return State(x0, oracle.score(x0))
+
+    def noise(self, state, generator):
+        return torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
+
+    def step(self, state, oracle, generator):
+        h = self.step_size
+        x = state.x + h * state.score + math.sqrt(2 * h) * self.noise(state, generator)
+        return State(x, oracle.score(x)), Info(h)
+
+
+def _sampler(name: str, **methods) -> type:
+    return dataclass(type(name, (Ula,), methods))
+
+
+def _failures(report) -> dict[str, str]:
+    return {f.check: f.message for f in report.failures}
+
+
+def test_the_reference_sampler_passes_quickly():
+    report = check_sampler(Ula, gaussian=False)
+    assert report.ok, str(report)
+    assert "honest cost (calls counted = calls made)" in report.passed
+
+
+@dataclass
+class NoStep:
+    step_size: float = 0.01
+
+    def init(self, x0, oracle, budget):
+        return State(x0, oracle.score(x0))
+
+
+BROKEN = {
+    "missing step": (NoStep, "contract", "has no method 'step'"),
+    "wrong return type": (
+        _sampler("StateOnly", step=lambda self, s, o, g: Ula.step(self, s, o, g)[0]),
+        "init and step (state, info, finite chains)", "step 1 returned a State; step must return a pair (state, info)"),
+    "NaN output": (
+        _sampler("Exploding", step=lambda self, s, o, g: (State(s.x / 0.0 * 0.0, s.score), Info(1.0))),
+        "init and step (state, info, finite chains)", "step 1 produced NaN or inf in 8 of 8 chains"),
+    "ignores the generator": (
+        _sampler("GlobalRandom", noise=lambda self, s, g: torch.randn(s.x.shape, dtype=s.x.dtype)),
+        "reproducible under a fixed generator", "draws random numbers from a global source"),
+    "own fixed generator": (
+        _sampler("OwnGenerator", noise=lambda self, s, g: torch.randn(
+            s.x.shape, generator=torch.Generator().manual_seed(0), dtype=s.x.dtype)),
+        "uses the generator it is given", "different generator seeds gave identical chains"),
+    "calls the score without the oracle": (
+        _sampler("Freeloader", init=lambda self, x0, o, b: State(x0, o._source.score(x0))),
+        "honest cost (calls counted = calls made)", "6 score evaluations reached the score source, the oracle "
+        "charged 5"),
+    "differentiates through oracle.score": (
+        _sampler("SneakyVjp", init=lambda self, x0, o, b: State(x0, o.score(x0.clone().requires_grad_(True))
+                                                                .detach())),
+        "honest cost (calls counted = calls made)", "oracle.score was called 1 time(s) on a tensor that requires "
+        "grad"),
+    "changes the batch size": (
+        _sampler("Shrinking", step=lambda self, s, o, g: (State(s.x[:-1], s.score[:-1]), Info(0.1))),
+        "init and step (state, info, finite chains)", "step 1 changed the shape of the chains from (8, 3) to (7, 3)"),
+    "syncs with the host": (
+        _sampler("Syncing", noise=lambda self, s, g: Ula.noise(self, s, g) * float(s.x.abs().max() > 0)),
+        "no host syncs in step (cpu)", "__float__ at test_testing_kit.py"),
+    "one noise draw for all chains": (
+        _sampler("SharedNoise", noise=lambda self, s, g: torch.randn(
+            s.x.shape[1:], generator=g, dtype=s.x.dtype).expand_as(s.x)),
+        "each chain draws its own noise", "chains started at one point are still identical"),
+    "chains share a statistic": (
+        _sampler("Centring", noise=lambda self, s, g: Ula.noise(self, s, g) + 0 * s.x.mean(0)
+                 + 0.1 * (s.x - s.x.mean(0))),
+        "chains are independent", "moving chain 0 at the start changed the other chains"),
+    "promotes the dtype": (
+        _sampler("Promoting", noise=lambda self, s, g: Ula.noise(self, s, g) + torch.zeros(1, dtype=torch.float64)),
+        "float32 chains stay float32", "changed the chains' dtype from torch.float32 to torch.float64"),
+    "info is a dict": (
+        _sampler("DictInfo", step=lambda self, s, o, g: (Ula.step(self, s, o, g)[0], {"step_size": 0.1})),
+        "init and step (state, info, finite chains)", "info must be a dataclass (or NamedTuple)"),
+    "a step that costs nothing": (
+        _sampler("Free", step=lambda self, s, o, g: (State(s.x + 0.01 * s.score, s.score), Info(0.01))),
+        "honest cost (calls counted = calls made)", "5 steps cost nothing"),
+    "changes x0 in place": (
+        _sampler("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
+        "init and step (state, info, finite chains)", "changed the x0 tensor it was given, in place"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_sampler_fails_with_a_readable_message(case):
+    cls, check, fragment = BROKEN[case]
+    report = check_sampler(cls, gaussian=False)
+    assert not report.ok
+    failures = _failures(report)
+    assert check in failures, str(report)
+    assert fragment in failures[check], str(report)
+    text = str(report)
+    assert text.startswith(f"sampler {cls.__name__} FAILS the scorelab conformance checks")
+    assert f"FAIL {check}: " in text and "Traceback" not in text
+    with pytest.raises(AssertionError, match="FAILS the scorelab conformance checks"):
+        report.assert_ok()
+
+
+def test_a_sampler_that_raises_is_reported_with_the_place_in_its_code():
+    def step(self, state, oracle, generator):
+        raise RuntimeError("shapes do not match")
+
+    report = check_sampler(_sampler("Raising", step=step), gaussian=False)
+    message = _failures(report)["init and step (state, info, finite chains)"]
+    assert message.startswith("step 1 raised RuntimeError: shapes do not match (at ")
+    assert "test_testing_kit.py" in message and "in step)" in message
+
+
+# -- moments on Gaussians, and declared bias --------------------------------------------------------
+
+def test_ula_at_a_large_step_fails_unless_it_declares_its_bias():
+    """ULA at h = 0.8 on N(1, 2): variance 2 / (1 - 0.2) = 2.5, 25 % above 2 (stable: 0.8 < 2 x 0.5)."""
+    report = check_sampler(Ula, params={"step_size": 0.8})
+    message = _failures(report)["moments on a 1-D Gaussian"]
+    assert "variance" in message and "no declared bias" in message and "stationary_variance" in message
+
+    def stationary_variance(self, v):
+        return v / (1 - self.step_size / (2 * v))
+
+    declared = _sampler("DeclaredUla", stationary_variance=stationary_variance)
+    report = check_sampler(declared, params={"step_size": 0.8})
+    assert report.ok, str(report)
+
+    wrong = _sampler("WrongDeclaration", stationary_variance=lambda self, v: v / (1 - self.step_size / v))
+    report = check_sampler(wrong, params={"step_size": 0.8})
+    assert "its declared stationary_variance" in _failures(report)["moments on a 1-D Gaussian"]
+
+
+def test_a_sampler_that_ignores_the_score_fails_the_moment_checks():
+    ignorant = _sampler("Ignorant", init=lambda self, x0, o, b: State(x0, torch.zeros_like(x0) + 0 * o.score(x0)),
+                        step=lambda self, s, o, g: (State(s.x + math.sqrt(2 * self.step_size) * self.noise(s, g),
+                                                          0 * o.score(s.x)), Info(self.step_size)))
+    report = check_sampler(ignorant)
+    assert "mean" in _failures(report)["moments on a 1-D Gaussian"]
+    assert "moments on a 100-D Gaussian" in _failures(report)
+
+
+def test_declarations_turn_checks_into_reasoned_skips():
+    @dataclass
+    class Declared(_sampler("Centring2", noise=BROKEN["chains share a statistic"][0].noise)):
+        chains_interact = True
+        host_syncs = "reads the acceptance rate on the host (for the test)"
+
+    report = check_sampler(Declared, gaussian=False)
+    assert report.ok, str(report)
+    assert any("chains_interact = True" in s for s in report.skipped)
+
+
+def test_required_fields_without_params_are_skipped_not_failed():
+    NeedsStep = dataclass(type("NeedsStep", (), {"__annotations__": {"step_size": float}, "init": Ula.init,
+                                                  "step": Ula.step, "noise": Ula.noise}))  # no default
+
+    report = check_sampler(NeedsStep)
+    assert report.ok and "example_params" in report.skipped[0]
+    assert check_sampler(NeedsStep, params={"step_size": 0.01}, gaussian=False).ok
+
+    with_example = dataclass(type("WithExample", (NeedsStep,), {"example_params": {"step_size": 0.01}}))
+    assert check_sampler(with_example, gaussian=False).ok
+
+
+def test_untyped_or_unconfigurable_fields_fail_the_contract():
+    @dataclass
+    class TensorField(Ula):
+        scale: torch.Tensor = dataclasses.field(default_factory=lambda: torch.ones(1))
+
+    report = check_sampler(TensorField, gaussian=False)
+    assert "which a YAML config cannot give" in _failures(report)["typed hyperparameters"]
+
+    @dataclass
+    class WrongDefault(Ula):
+        steps: int = 0.5
+
+    assert "expected int, got 0.5" in _failures(check_sampler(WrongDefault, gaussian=False))["typed hyperparameters"]
+
+
+# -- the other kinds ---------------------------------------------------------------------------------
+
+def test_broken_targets_fail():
+    from scorelab_builtins.targets import Gaussian
+
+    @dataclass
+    class GlobalRandomGaussian(Gaussian):
+        def sample(self, n, generator):
+            return torch.randn(n, self.dim, dtype=torch.float64)
+
+    report = check_target(GlobalRandomGaussian)
+    assert "same generator seed gave different samples" in _failures(report)[
+        "reproducible under a fixed generator, and uses it"]
+
+    @dataclass
+    class WrongScore(Gaussian):
+        def score(self, x, sigma=0.0):
+            return 2 * super().score(x, sigma)
+
+    report = check_target(WrongScore)
+    assert "differs from the gradient of log_prob" in _failures(report)["score is the gradient of log_prob"]
+
+
+def test_broken_metrics_fail():
+    from scorelab_builtins.metrics import MeanError
+
+    @dataclass
+    class TensorMetric(MeanError):
+        def __call__(self, samples, reference, target=None):
+            return torch.tensor(super().__call__(samples, reference, target))
+
+    report = check_metric(TensorMetric)
+    assert "returns a Python float" in _failures(report)["returns a float; lower for the right distribution"]
+
+    @dataclass
+    class HigherIsBetter(MeanError):
+        def __call__(self, samples, reference, target=None):
+            return -super().__call__(samples, reference, target)
+
+    report = check_metric(HigherIsBetter)
+    assert "lower must be better" in _failures(report)["returns a float; lower for the right distribution"]
+
+
+def test_broken_objectives_and_models_fail():
+    from scorelab_builtins.models import MLP
+    from scorelab_builtins.objectives import DSM
+
+    @dataclass
+    class PerSample(DSM):
+        def loss(self, model, batch, generator):
+            return super().loss(model, batch, generator).expand(len(batch))
+
+    report = check_objective(PerSample)
+    assert "it must return a scalar (0-d) tensor" in _failures(report)[
+        "loss is a finite scalar with gradients for the model"]
+
+    class Mixing(torch.nn.Module):
+        noise_conditional = False
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x, sigma=None):
+            return self.w * (x - x.mean(0))
+
+    @dataclass
+    class MixingModel(MLP):
+        def build(self, event_shape):
+            return Mixing()
+
+    report = check_model(MixingModel)
+    assert "changing sample 0 changed the output for other samples" in _failures(report)[
+        "samples are independent; deterministic in eval mode"]
