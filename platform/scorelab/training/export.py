@@ -68,10 +68,21 @@ def download(uri: str, tracking_uri: str | None = None) -> Path:
     check_model_uri(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
+        if uri.startswith("models:/"):  # resolved in this store's registry, not the process-wide one
+            uri = _registry_source(uri, tracking_uri)
         return Path(download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
     except Exception as exc:
         raise LookupError(f"cannot load the model at '{uri}' from {tracking_uri or 'the default store'}: "
                           f"{type(exc).__name__}: {exc}") from None
+
+
+def _registry_source(uri: str, tracking_uri: str | None) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    name, _, ref = uri.removeprefix("models:/").rpartition("@" if "@" in uri else "/")
+    version = client.get_model_version_by_alias(name, ref).version if "@" in uri else ref
+    return client.get_model_version_download_uri(name, version)
 
 
 def load_network(model_dir: Path, *, device=None, dtype=None, host=None) -> tuple[torch.nn.Module, dict]:

@@ -256,6 +256,7 @@ def training_figure(tracker: Tracker, run_id: str):
     client = tracker.client
     keys = sorted(k for k in client.get_run(run_id).data.metrics if k.startswith("esm_relative/"))
     fig, axes = plt.subplots(1, 2 if keys else 1, figsize=(10 if keys else 5, 3.5), squeeze=False)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.3)
     loss = client.get_metric_history(run_id, "loss")
     axes[0, 0].plot([m.step for m in loss], [m.value for m in loss])
     axes[0, 0].set(xlabel="step", ylabel="loss", title="training loss")
@@ -265,5 +266,4 @@ def training_figure(tracker: Tracker, run_id: str):
     if keys:
         axes[0, 1].set(xlabel="step", ylabel="E|s - s*|^2 / E|s*|^2", title="relative ESM per noise level")
         axes[0, 1].legend(fontsize=7)
-    fig.tight_layout()
     return fig
