@@ -10,9 +10,12 @@ increment dW ~ N(0, h I), and uses their difference as the local error estimate:
 
 A chain accepts when err <= 1 (or when its step is already at ``min_step``) and moves to x_Heun
 (the extrapolated, higher-order result); a rejected chain stays exactly where it was. Either way
-its next step is h <- clip(safety * h * err^(-exponent), min_step, max_step), so steps grow where
-the score is smooth and shrink where it bends sharply. A non-finite error is a rejection with the
-smallest step.
+its next step is h <- clip(h * min(max_growth, safety * err^(-exponent)), min_step, max_step), so
+steps grow where the score is smooth and shrink where it bends sharply. The growth limit is not in
+the reference: a single noisy error estimate can be tiny by accident (the Euler step lands where the
+score is what it was), and without a limit one such accident lets h jump far past stability, where
+a second one accepts a wild move (seen near a sharp mode: a chain thrown out of it). A non-finite
+error is a rejection with the smallest step.
 
 Rejection sampling with memory. E depends on the noise, so discarding the increment of a rejected
 attempt and drawing a new one would keep the small increments and refuse the large ones: the
@@ -59,11 +62,11 @@ def error_norm(error: torch.Tensor, x: torch.Tensor, x_new: torch.Tensor, abs_to
     return (error / delta).flatten(1).square().mean(1).sqrt()
 
 
-def next_step(h: torch.Tensor, err: torch.Tensor, safety: float, exponent: float, lo: float,
-              hi: float) -> torch.Tensor:
-    """h <- clip(safety * h * err^(-exponent), lo, hi); err = 0 gives hi, a non-finite err gives lo."""
+def next_step(h: torch.Tensor, err: torch.Tensor, safety: float, exponent: float, lo: float, hi: float,
+              max_growth: float = math.inf) -> torch.Tensor:
+    """h <- clip(h * min(max_growth, safety * err^(-exponent)), lo, hi); a non-finite err gives lo."""
     err = torch.nan_to_num(err, nan=torch.inf)
-    return (safety * h * err.pow(-exponent)).clamp(lo, hi)
+    return (h * (safety * err.pow(-exponent)).clamp(max=max_growth)).clamp(lo, hi)
 
 
 @dataclass
@@ -147,6 +150,7 @@ class AdaptiveLangevin:
     exponent: float = 0.9
     min_step: float = 1e-6
     max_step: float = 1.0
+    max_growth: float = 2.0
     memory: int = 8
 
     name = "adaptive_langevin"
@@ -164,6 +168,8 @@ class AdaptiveLangevin:
             raise ValueError(f"safety must be in (0, 1], got {self.safety}")
         if not self.exponent > 0:
             raise ValueError(f"exponent must be > 0, got {self.exponent}")
+        if not self.max_growth > 1:
+            raise ValueError(f"max_growth must be > 1, got {self.max_growth}")
         if self.memory < 2:
             raise ValueError(f"memory must be >= 2 pieces of Brownian path per chain, got {self.memory}")
 
@@ -182,6 +188,6 @@ class AdaptiveLangevin:
         err = error_norm(x_heun - x_em, x, x_heun, self.abs_tol, self.rel_tol)
         accept = (err <= 1) | (h <= self.min_step)  # at the floor a step is taken whatever its error
         x_new = torch.where(accept.reshape(batch_shape(x)), x_heun, x)
-        h_next = next_step(h, err, self.safety, self.exponent, self.min_step, self.max_step)
+        h_next = next_step(h, err, self.safety, self.exponent, self.min_step, self.max_step, self.max_growth)
         state = AdaptiveState(x_new, h_next, memory.give_back(h, dw, ~accept))
         return state, AdaptiveInfo(h, accept.to(x.dtype), err)

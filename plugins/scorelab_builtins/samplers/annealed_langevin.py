@@ -237,6 +237,6 @@ class AnnealedLangevin:
         floor = self.min_step * sigma**2 / (1.0 if m is None else m.flatten(1).amax(1))
         accept = (err <= 1) | (h <= floor)  # at the floor a step is taken whatever its error
         x_new = torch.where(accept.reshape(wide), x_heun, x)
-        h_new = next_step(h, err, 0.9, 0.9, 0.0, math.inf)  # bounded at the next step
+        h_new = next_step(h, err, 0.9, 0.9, 0.0, math.inf, 2.0)  # bounded at the next step
         new = dataclasses.replace(state, x=x_new, step=h_new, memory=memory.give_back(h, dw, ~accept), **carried)
         return new, AnnealedInfo(sigma, eff.mean(), accept.to(x.dtype))
