@@ -25,7 +25,8 @@ class DataSetTarget(TargetBase):
         if not 0 < self.held_out < 1:
             raise ValueError(f"held_out must be a fraction in (0, 1), got {self.held_out}")
 
-    def _set_points(self, points: torch.Tensor) -> None:
+    def _set_points(self, points: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Split ``points`` (and their ``labels``, if any) once, by a permutation drawn from ``seed``."""
         g = torch.Generator().manual_seed(self.seed)
         perm = torch.randperm(len(points), generator=g)
         n_held = max(1, round(self.held_out * len(points)))
@@ -33,6 +34,9 @@ class DataSetTarget(TargetBase):
             raise ValueError(f"held_out={self.held_out} leaves no training points out of {len(points)}")
         self.held_out_points = points[perm[:n_held]].contiguous()
         self.train_points = points[perm[n_held:]].contiguous()
+        if labels is not None:
+            self.held_out_label_values = labels[perm[:n_held]].contiguous()
+            self.train_label_values = labels[perm[n_held:]].contiguous()
         self.event_shape = tuple(points.shape[1:])
 
     def train_split(self) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """``digits``: the 8x8 handwritten digits that scikit-learn ships (1,797 images, no download).
 
-Pixels 0..16 are scaled to [-1, 1]; images are (1, 8, 8). A ``held_out`` fraction is split off
-once from ``seed`` and is the reference for metrics (see ``_dataset``).
+Pixels 0..16 are scaled to [-1, 1]; images are (1, 8, 8), each with its digit as label. A
+``held_out`` fraction is split off once from ``seed`` and is the reference for metrics (see
+``_dataset``).
 """
 
 from __future__ import annotations
@@ -26,5 +27,14 @@ class Digits(DataSetTarget):
             from sklearn.datasets import load_digits
         except ImportError:  # pragma: no cover - depends on the environment
             raise ValueError("the digits data set needs scikit-learn (pip install scikit-learn)") from None
-        images = torch.as_tensor(load_digits().images, dtype=torch.float64)
-        self._set_points((images / 8.0 - 1.0)[:, None])
+        digits = load_digits()
+        images = torch.as_tensor(digits.images, dtype=torch.float64)
+        self._set_points((images / 8.0 - 1.0)[:, None], torch.as_tensor(digits.target, dtype=torch.long))
+
+    def train_labels(self) -> torch.Tensor:
+        """The digit (0-9) of each training image."""
+        return self.train_label_values
+
+    def held_out_labels(self) -> torch.Tensor:
+        """The digit (0-9) of each held-out image."""
+        return self.held_out_label_values
