@@ -46,7 +46,7 @@ def class_and_params(plugin: Any, params: dict | None) -> tuple[type, dict]:
 
 
 def label(cls: type) -> str:
-    name = getattr(cls, "name", None)
+    name = vars(cls).get("name")  # not one inherited from a registered parent class
     return f"'{name}' ({cls.__name__})" if isinstance(name, str) and name else cls.__name__
 
 
