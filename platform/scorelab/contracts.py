@@ -43,14 +43,18 @@ class Sampler(Protocol):
 
 @runtime_checkable
 class Objective(Protocol):
-    """A training loss: a scalar tensor for a batch of data."""
+    """A training loss: a scalar tensor for a batch of data. Optional: ``noise_levels()`` (the sigmas
+    the model learns, 0 for the data itself; used to check the model and to evaluate it) and
+    ``bind(target)`` (called before training, for objectives that need the target, e.g. its exact score)."""
 
     def loss(self, model: torch.nn.Module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
 
 @runtime_checkable
 class Model(Protocol):
-    """Builds a score network for data of a given shape; noise-conditional ones are called model(x, sigma)."""
+    """Builds a score network for data of a given shape; noise-conditional ones are called model(x, sigma).
+    The network has a ``noise_conditional`` flag; optional ``second_order`` (with ``score_and_diag(x,
+    sigma)``) and ``energy`` (with ``log_prob(x, sigma)``). The model class may list ``provides``."""
 
     def build(self, event_shape: tuple[int, ...]) -> torch.nn.Module: ...
 

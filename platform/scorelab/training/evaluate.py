@@ -22,7 +22,7 @@ class Evaluator:
         g = torch.Generator(device).manual_seed(EVAL_SEED)
         held_out = getattr(target, "held_out_split", None)
         self.data = held_out()[:samples] if callable(held_out) else target.sample(samples, g)
-        self.levels = list(trainer.objective.noise_levels())
+        self.levels = trainer.training.noise_levels
         self.exact = "exact_score" in target.provides
         self.noise = torch.randn(self.data.shape, generator=g, device=device, dtype=self.data.dtype)
 

@@ -88,7 +88,7 @@ def resume(run_id: str, tracker: Tracker, *, progress: bool = False,
         names = {a.path for a in client.list_artifacts(run_id, CHECKPOINT_DIR)}
         if f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}" in names:
             path = client.download_artifacts(run_id, f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}", tmp)
-            trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
+            trainer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # moved in load
     logged = max((m.step for key in run.data.metrics for m in client.get_metric_history(run_id, key)), default=0)
     client.update_run(run_id, status="RUNNING")
     tracker.set_tags(run_id, {"scorelab.resumed_from_step": trainer.step, "scorelab.status": "running"})

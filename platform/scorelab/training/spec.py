@@ -83,7 +83,14 @@ class Training:
 
     @property
     def noise_levels(self) -> list[float]:
-        return list(self.objective.noise_levels())
+        return noise_levels(self.objective)
+
+
+def noise_levels(objective) -> list[float]:
+    """The noise levels an objective trains (``noise_levels()``; 0 is the data itself). An objective
+    that does not say is taken to train the data itself, [0.0]."""
+    method = getattr(objective, "noise_levels", None)
+    return [float(s) for s in method()] if callable(method) else [0.0]
 
 
 def load_training(path: str | Path, host=None) -> Training:
@@ -145,14 +152,14 @@ def _check_fit(host, target, model, objective, spec: TrainSpec, file) -> None:
             bad("objective", f"objective {objective.name} requires {need}, which target '{target.name}' does not "
                              f"provide{why}; it provides: {', '.join(sorted(t_caps)) or 'nothing'}. Objectives "
                              f"it can train with: {', '.join(usable)}")
-    levels = list(objective.noise_levels())
+    levels = noise_levels(objective)
     conditional = "noise_conditional" in m_caps
     if len(levels) > 1 and not conditional:
         bad("model", f"objective {objective.name} trains at {len(levels)} noise levels; model {model.name} is not "
                      "noise-conditional")
     if conditional and min(levels) <= 0:
         bad("objective", f"model {model.name} is noise-conditional, so objective {objective.name} needs a noise "
-                         "level > 0 (set sigma)")
+                         "level > 0 (set sigma; an objective says which levels it trains with noise_levels())")
     try:
         build_network(model, target.event_shape, spec.seed)
     except ValueError as exc:
