@@ -207,7 +207,7 @@ class AnnealedLangevin:
         else:
             if rule == "secant" and state.prev_x is not None and not new_level:
                 r = torch.ones_like(x) if m is None else m.sqrt()
-                lam = secant_curvature((x - state.prev_x) / r, r * (s - state.prev_score))
+                lam = secant_curvature((x - state.prev_x) / r, r * (s - state.prev_score), lam)
             if rule == "adaptive":
                 h = state.step if state.step is not None else x.new_zeros(n)
             else:  # secant, power; no secant yet: the smallest step

@@ -41,9 +41,12 @@ import torch
 from ._curvature import batch_shape, chain_norm
 
 
-def secant_curvature(dx: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:
-    """|ds| / |dx| per chain (inf where dx = 0, which the step bounds turn into max_step)."""
-    return chain_norm(ds) / chain_norm(dx)
+def secant_curvature(dx: torch.Tensor, ds: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+    """|ds| / |dx| per chain. Where the chain did not move at all (dx and ds both 0: a step below the
+    precision of x), the previous estimate stands; with none, inf (the smallest step)."""
+    estimate = chain_norm(ds) / chain_norm(dx)
+    keep = torch.full_like(estimate, torch.inf) if previous is None else previous
+    return torch.where(torch.isnan(estimate), keep, estimate)
 
 
 def power_curvature(oracle, x: torch.Tensor, v: torch.Tensor, iterations: int, sigma=None,
@@ -84,6 +87,9 @@ class CurvatureStepLangevin:
     refresh_every: int = 10
 
     name = "curvature_step_langevin"
+    # The bias depends on the whole target (L is a largest curvature, not a per-coordinate one), so none is
+    # declared; a small step_scale keeps it within the kit's allowance.
+    example_params = {"step_scale": 0.05}
 
     def __post_init__(self):
         if self.method not in ("secant", "power"):
@@ -112,7 +118,7 @@ class CurvatureStepLangevin:
         k, v, curvature = state.k + 1, state.vector, state.curvature
         if self.method == "secant":
             s = oracle.score(x)
-            curvature = secant_curvature(x - state.x, s - state.score)
+            curvature = secant_curvature(x - state.x, s - state.score, state.curvature)
         elif k % self.refresh_every == 0:
             s, curvature, v = power_curvature(oracle, x, v, self.power_iterations)
         else:

@@ -74,6 +74,12 @@ class HessianDiagLangevin:
         C.check_fields(self.curvature, self.probes, self.probe, self.refresh_every, self.ema, self.damping)
         self.requires = C.REQUIRES[self.curvature]  # this instance's needs (the class needs nothing)
 
+    def stationary_variance(self, variance: float) -> float:
+        """Its variance on N(mu, variance) in an axis-aligned Gaussian, where every curvature source is
+        exact (Hutchinson included): ULA's at the effective step h M."""
+        m = 1 / (1 / variance + self.damping)
+        return variance / (1 - self.step_size * m / (2 * variance))
+
     def init(self, x0: torch.Tensor, oracle, budget: float) -> HessianDiagState:
         return HessianDiagState(x0, None, None, 0)  # the first step refreshes, with the run's generator
 

@@ -67,6 +67,7 @@ class Mala:
 
     name = "mala"
     requires = ("log_prob",)
+    chains_interact = True  # during warm-up the step is adapted on the acceptance averaged over chains
 
     def __post_init__(self):
         if not self.step_size > 0:

@@ -30,6 +30,7 @@ I. Shoji & T. Ozaki (1998) for the SDE scheme.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,6 +72,15 @@ class OzakiLangevin:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
         C.check_fields(self.curvature, self.probes, self.probe, self.refresh_every, self.ema, self.damping)
         self.requires = C.REQUIRES[self.curvature]
+
+    def stationary_variance(self, variance: float) -> float:
+        """Its variance on N(mu, variance) in an axis-aligned Gaussian (every curvature source exact there):
+        x - mu <- a (x - mu) + sqrt(q) z with a = 1 - gain / variance, so variance q / (1 - a^2); exactly
+        ``variance`` when damping = 0."""
+        c = 1 / variance + self.damping
+        gain, q = -math.expm1(-self.step_size * c) / c, -math.expm1(-2 * self.step_size * c) / c
+        a = 1 - gain / variance
+        return q / (1 - a * a)
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> OzakiState:
         return OzakiState(x0, None, None, 0)

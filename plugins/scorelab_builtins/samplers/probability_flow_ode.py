@@ -63,6 +63,8 @@ class ProbabilityFlowODE:
 
     name = "probability_flow_ode"
     requires = ("noise_conditional",)
+    host_syncs = "scipy's solve_ivp integrates on the host: every right-hand side copies the chains"
+    chains_interact = True  # one adaptive step size for the whole batch
 
     def __post_init__(self):
         if not 0 < self.sigma_min < self.sigma_max:

@@ -84,6 +84,8 @@ class RmspropLangevin:
 
     name = "rmsprop_langevin"
     requires = ()
+    chains_interact = True  # V starts at the chains' mean s^2
+    example_params = {"step_size": 0.05}  # the default suits unit-scale targets slowly; the kit's budget is short
 
     def __post_init__(self):
         if not self.step_size > 0:
