@@ -22,6 +22,7 @@ CAPABILITIES = {
     "second_order_head": "a learned head gives the diagonal of the score Jacobian for free",
     "mixture": "the target is a mixture with known components (for mode-weight metrics)",
     "moments": "the target's exact mean and covariance are known",
+    "reference": "reference samples to compare against (exact samples, or a data set's held-out split)",
     "data_splits": "the target is a data set split into training and held-out points (train_split(), held_out_split())",
     "labels": "the data set's points have integer class labels (train_labels(), held_out_labels())",
 }

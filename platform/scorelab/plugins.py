@@ -66,9 +66,11 @@ class PluginHost:
         self.plugins: list[PluginInfo] = []
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         self._conflicts: dict[tuple[str, str], str] = {}
-        if os.environ.get("SCORELAB_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(lambda msg: print(msg, end="", file=sys.stderr))
-            self.pm.enable_tracing()
+        if os.environ.get("SCORELAB_TRACE_PLUGINS"):  # every hook call, and the plugins it reaches
+            self.pm.add_hookcall_monitoring(
+                lambda hook, impls, kwargs: print(
+                    f"scorelab: {hook} -> {[impl.plugin_name for impl in impls]}", file=sys.stderr),
+                lambda outcome, hook, impls, kwargs: None)
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self, only: set[str] | None = None) -> PluginHost:
@@ -97,10 +99,10 @@ class PluginHost:
         info = PluginInfo(name, package, version)
         self.plugins.append(info)
         declared = getattr(plugin, "SCORELAB_API_VERSION", hookspecs.API_VERSION)
-        if declared != hookspecs.API_VERSION:
+        if not isinstance(declared, int) or declared != hookspecs.API_VERSION:
             info.errors.append(
-                f"written for scorelab hook API version {declared}, this scorelab has version "
-                f"{hookspecs.API_VERSION}; update the plugin (docs/plugins.md lists what changed)"
+                f"written for scorelab hook API version {declared!r}, this scorelab has version "
+                f"{hookspecs.API_VERSION} (an int); update the plugin (docs/plugins.md lists what changed)"
             )
             return info
         try:
