@@ -1,10 +1,14 @@
 """Cost to reach a 10 % covariance error on ill-conditioned Gaussians, every sampler against tuned Langevin.
 
 The target is N(0, Sigma) in d = 50 with variances log-spaced from 1 down to 1/kappa (kappa = 1000),
-axis-aligned and rotated by a fixed random orthogonal matrix. Every chain starts at the mode (x = 0),
-so the covariance has to grow into the target's, and the wide directions are the slow ones. The
-error is the ``covariance_error`` metric, |C_hat - C|_F / |C|_F; with n chains its floor is
-sqrt(15.2 / n) (6.2 % at the default 4000), under the 10 % threshold.
+axis-aligned and rotated by a fixed random orthogonal matrix. Chains start next to the mode,
+x0 ~ N(0, 0.01^2 I) (drawn from the run's seed; exactly at the mode RMSprop's first step would be
+~1/damping), so the covariance has to grow into the target's, and the wide directions are the slow
+ones. The error is the ``covariance_error`` metric, |C_hat - C|_F / |C|_F; with n chains its floor
+is sqrt(15.2 / n) (6.2 % at the default 4000), under the 10 % threshold. A run reaches the threshold
+at the first cost c where the error is under it and stays under it until 2c (or the cost cap): a sampler whose
+stationary law is off by more than 10 % passes through the target on its way out from the mode,
+and must not be credited for that.
 
 Each sampler runs a small sweep of its main hyperparameter on a tuning seed; the setting that reaches
 10 % for the least cost is then run on the evaluation seeds, and the table reports the median cost
@@ -77,12 +81,14 @@ def sweeps(quick: bool) -> list[Entry]:
                            for f in pick([0.5, 0.8, 0.9, 0.95, 0.99])]),
         Entry("mala", [(f"warm-up {w}", lambda w=w: Mala(step_size=V_MIN, warmup=w))
                        for w in pick([25, 50, 100, 200])]),
-        Entry("rmsprop_langevin", [(f"h={h:g}", lambda h=h: RmspropLangevin(step_size=h))
-                                   for h in pick([0.01, 0.02, 0.03, 0.05])]),
+        Entry("rmsprop_langevin", [(f"h={h:g}, alpha={a:g}", lambda h=h, a=a: RmspropLangevin(step_size=h, alpha=a))
+                                   for h in pick([0.01, 0.03, 0.05]) for a in (0.99, 0.999)]),
         Entry("hessian_diag_langevin (exact)", curv(HessianDiagLangevin, "exact", [0.02, 0.05, 0.1, 0.2, 0.3],
                                                     refresh_every=50)),
-        Entry("hessian_diag_langevin (hutchinson)", curv(HessianDiagLangevin, "hutchinson", [0.02, 0.05, 0.1, 0.2, 0.3],
-                                                         refresh_every=10, ema=0.8)),
+        Entry("hessian_diag_langevin (hutchinson)", [
+            *curv(HessianDiagLangevin, "hutchinson", [0.02, 0.05, 0.1, 0.2, 0.3], refresh_every=10, ema=0.8),
+            *[(f"hutchinson x8, h={h:g}", lambda h=h: HessianDiagLangevin(step_size=h, probes=8, refresh_every=10,
+                                                                          ema=0.8)) for h in pick([0.02, 0.1, 0.3])]]),
         # Small h too: rotated, a large h makes the Ozaki step a diagonal Newton step, which diverges there.
         Entry("ozaki_langevin (exact)", curv(OzakiLangevin, "exact", [0.001, 0.002, 0.005, 0.05, 0.3, 1.0, 5.0],
                                              refresh_every=50)),
@@ -119,16 +125,20 @@ class Outcome:
     final_error: float
 
 
-def run(make, target, x0, budget, weights, seed) -> Outcome:
-    """Step until the covariance error is under THRESHOLD (checked every 2 % of cost), the budget is
-    spent, the sampler finishes, or the chains diverge."""
+def start(chains: int, seed: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (0.01 * torch.randn(chains, DIM, generator=g)).to(device)
+
+
+def run(make, target, chains, budget, weights, seed, device) -> Outcome:
+    """Step until the covariance error has been under THRESHOLD from some cost c up to 2c (checked
+    every 2 % of cost), the budget is spent, the sampler finishes, or the chains diverge."""
     oracle = ScoreOracle(ExactScore(target), weights)
     sampler = make()
-    device = x0.device
     generator = torch.Generator(device).manual_seed(seed)
     metric = CovarianceError()
-    state = sampler.init(x0, oracle, budget)
-    steps, seconds, check_at, error = 0, 0.0, 1.0, math.inf
+    state = sampler.init(start(chains, seed, device), oracle, budget)
+    steps, seconds, check_at, error, under_since = 0, 0.0, 1.0, math.inf, None
     while oracle.cost < budget and not getattr(state, "finished", False):
         synchronize(device)
         t0 = time.perf_counter()
@@ -136,26 +146,31 @@ def run(make, target, x0, budget, weights, seed) -> Outcome:
         synchronize(device)
         seconds += time.perf_counter() - t0
         steps += 1
-        if oracle.cost >= check_at or getattr(state, "finished", False):
+        finished = getattr(state, "finished", False)
+        if oracle.cost >= check_at or finished:
             error = metric(state.x, state.x, target)
             if not math.isfinite(error):
-                break  # diverged: never reaches it
-            if error < THRESHOLD:
-                return Outcome(oracle.cost, steps, seconds, error)
+                return Outcome(None, steps, seconds, error)  # diverged: never reaches it
+            if error >= THRESHOLD:
+                under_since = None
+            elif under_since is None:
+                under_since = oracle.cost
+            if under_since is not None and (oracle.cost >= 2 * under_since or finished):
+                return Outcome(under_since, steps, seconds, error)
             check_at = oracle.cost * 1.02
-    return Outcome(None, steps, seconds, error)
+    return Outcome(under_since, steps, seconds, error)  # under since then to the end of the budget, or never
 
 
-def evaluate(entry: Entry, target, x0, budget, weights, tuning_seed, seeds):
+def evaluate(entry: Entry, target, chains, budget, weights, tuning_seed, seeds, device):
     """Tune on ``tuning_seed`` (cheapest cost to threshold), then run the best setting on ``seeds``."""
     tuned = []
     for label, make in entry.settings:
-        out = run(make, target, x0, budget, weights, tuning_seed)
+        out = run(make, target, chains, budget, weights, tuning_seed, device)
         tuned.append((math.inf if out.cost is None else out.cost, label, make))
     best_cost, label, make = min(tuned, key=lambda t: t[0])
     if not math.isfinite(best_cost):
         return label, [], None
-    outs = [run(make, target, x0, budget, weights, s) for s in seeds]
+    outs = [run(make, target, chains, budget, weights, s, device) for s in seeds]
     return label, outs, make
 
 
@@ -173,10 +188,10 @@ def speedup(outs: list[Outcome], base: list[Outcome]) -> str:
     return f"{statistics.median(o.cost for o in base) / statistics.median(o.cost for o in outs):.1f}x"
 
 
-def steps_per_second(make, target, x0, weights, device, steps=50) -> float:
+def steps_per_second(make, target, chains, weights, device, steps=50) -> float:
     oracle = ScoreOracle(ExactScore(target), weights)
     sampler = make()
-    state, g = sampler.init(x0, oracle, math.inf), torch.Generator(device).manual_seed(0)
+    state, g = sampler.init(start(chains, 0, device), oracle, math.inf), torch.Generator(device).manual_seed(0)
     state, _ = sampler.step(state, oracle, g)  # warm-up
     if getattr(state, "finished", False):
         return math.nan
@@ -203,7 +218,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     seeds = args.seeds[:1] if args.quick else args.seeds
-    x0 = torch.zeros(args.chains, DIM, device=device)
     targets = {rot: Gaussian(dim=DIM, condition_number=KAPPA, rotate=rot).to(device, torch.float32)
                for rot in (False, True)}
     if args.weights == "measured":
@@ -215,7 +229,7 @@ def main() -> None:
     entries = sweeps(args.quick)
     if args.only:
         entries = [e for e in entries if e.label == "langevin" or any(e.label.startswith(o) for o in args.only)]
-    print(f"device: {device_name(device)}; d={DIM}, kappa={KAPPA:g}, {args.chains} chains from x=0, "
+    print(f"device: {device_name(device)}; d={DIM}, kappa={KAPPA:g}, {args.chains} chains from N(0, 0.01^2 I), "
           f"threshold {THRESHOLD:.0%} covariance error; tuning seed {args.tuning_seed}, evaluation seeds {seeds}; "
           f"cost weights vjp={weights.vjp:.2f} jvp={weights.jvp:.2f} curvature={weights.curvature:.2f}; "
           f"cost cap {args.budget:g}", flush=True)
@@ -224,12 +238,13 @@ def main() -> None:
         cells, rate = [entry.label], None
         for rot, target in targets.items():
             started = time.perf_counter()
-            label, outs, make = evaluate(entry, target, x0, args.budget, weights, args.tuning_seed, seeds)
+            label, outs, make = evaluate(entry, target, args.chains, args.budget, weights, args.tuning_seed, seeds,
+                                         device)
             if entry.label == "langevin":
                 base[rot] = outs
             cells += [label, fmt_cost(outs), speedup(outs, base.get(rot, []))]
             if make is not None and not rot:
-                rate = steps_per_second(make, target, x0, weights, device)
+                rate = steps_per_second(make, target, args.chains, weights, device)
             print(f"  {entry.label} {'rotated' if rot else 'axis-aligned'}: best {label}, "
                   f"{fmt_cost(outs)} ({time.perf_counter() - started:.0f} s)", flush=True)
         cells.append("-" if rate is None or math.isnan(rate) else f"{rate:.0f}")

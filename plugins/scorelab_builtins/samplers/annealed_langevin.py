@@ -37,7 +37,8 @@ The step rule h:
 For the per-chain rules (secant, power, adaptive) each chain's largest effective step h max(M) is
 kept in [min_step, max_step] * sigma_i^2: the score of p convolved with N(0, sigma^2 I) has
 curvature at most 1 / sigma^2, so steps up to 2 sigma^2 are stable whatever the data. The bounds
-act on h, so drift and noise keep the same M.
+act on h, so drift and noise keep the same M. Raise ``max_step`` where the data are smooth on the
+scale of sigma (a Gaussian of variance v >> sigma^2 is best sampled with steps ~ v, not sigma^2).
 
 Cost per step: 1 NFE (``adaptive``: 2); a ``hessian_diag`` refresh costs ``probes`` VJPs instead of
 the NFE (Hutchinson), or an extra CURV (exact), or nothing extra (learned); a ``power`` refresh
