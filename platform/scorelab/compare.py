@@ -2,7 +2,8 @@
 
 1. Quality floors: each metric between two independent exact sample sets of the chains' size.
 2. Tuning: every setting of a swept sampler runs on the tuning seeds; the best per sampler is the
-   one that reaches quality (primary metric <= multiple x floor) for the least cost.
+   one that reaches quality (primary metric <= multiple x floor) for the least cost. Tuning runs
+   evaluate the primary metric only.
 3. Evaluation: each sampler's best setting runs on the evaluation seeds; only these runs enter the
    headline table, with speedups over the baseline and bootstrap intervals over seeds.
 
@@ -184,11 +185,13 @@ def _run_one(setup: _Setup, setting: SamplerSetting, seed: int, role: str, progr
 def _sample(setup: _Setup, setting: SamplerSetting, seed: int, record: RunRecord) -> None:
     comp, tracker, run_id = setup.comp, setup.tracker, record.run_id
     oracle = ScoreOracle(setup.source, setup.weights)
+    # Tuning chooses by the primary metric alone, so tuning runs spend no time on the others.
+    metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
 
     def on_checkpoint(cp: Checkpoint) -> None:
         step = round(cp.cost)
         x = cp.state.x
-        values = {name: float(metric(x, setup.reference, comp.target)) for name, metric in comp.metrics.items()}
+        values = {name: float(metric(x, setup.reference, comp.target)) for name, metric in metrics.items()}
         for name, value in values.items():
             record.curves.setdefault(name, []).append((step, value))
         record.wall.append((step, cp.wall_time))

@@ -15,17 +15,22 @@ NOT_REACHED = math.inf  # cost to reach quality when a run never got there: a va
 
 
 def cost_to_reach(curve: Sequence[tuple[float, float]], threshold: float) -> float:
-    """The first checkpoint cost at which the metric is at or under ``threshold`` (inf if never).
+    """The first checkpoint cost from which the metric stays at or under ``threshold`` until the
+    end of the budget (inf if it never does). A chain passing through the target on its way to a
+    biased equilibrium has not reached quality: only a level it keeps counts.
 
     >>> cost_to_reach([(10, 3.0), (100, 1.2), (1000, 0.9)], 1.0)
     1000
-    >>> cost_to_reach([(10, 3.0)], 1.0)
+    >>> cost_to_reach([(10, 3.0), (100, 0.5), (1000, 1.5)], 1.0)  # a passing dip does not count
     inf
     """
+    reached = NOT_REACHED
     for cost, value in curve:
         if value <= threshold:  # NaN compares False: a diverged point never counts as reached
-            return cost
-    return NOT_REACHED
+            reached = min(reached, cost)
+        else:
+            reached = NOT_REACHED
+    return reached
 
 
 def value_at(curve: Sequence[tuple[float, float]], cost: float) -> float:

@@ -41,8 +41,9 @@ def _legend(study: Study) -> str:
     quality = (f"{study.primary} ≤ {study.multiple:g} × floor {study.floors.get(study.primary, math.nan):.3g} "
                f"= {threshold:.3g}") if threshold is not None else f"{study.primary} has no positive floor"
     return (f"Evaluation seeds only; each sampler at its best setting from the tuning seeds. Metrics at the full "
-            f"budget, mean ± sd over seeds. Quality reached when {quality}; speedups are ratios of mean cost "
-            f"(or wall time) to reach it, with 95 % bootstrap intervals over seeds.")
+            f"budget, mean ± sd over seeds. Quality is reached at the first checkpoint from which {quality} "
+            f"holds to the end of the budget; speedups are ratios of mean cost (or wall time) to reach it, "
+            f"with 95 % bootstrap intervals over seeds.")
 
 
 def text_table(rows: list[Row], study: Study) -> str:

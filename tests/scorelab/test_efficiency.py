@@ -17,6 +17,8 @@ def test_cost_to_reach_on_a_synthetic_curve():
     assert cost_to_reach(curve, 10.0) == 1
     assert math.isinf(cost_to_reach(curve, 0.1))  # not reached: a value, not an error
     assert math.isinf(cost_to_reach([(1, math.nan), (2, math.nan)], 1.0))  # a diverged curve never reaches
+    # reached means reached and kept: a dip under the threshold that does not last does not count
+    assert cost_to_reach([(1, 2.0), (2, 0.5), (4, 1.5), (8, 0.8), (16, 0.9)], 1.0) == 8
 
 
 def test_bootstrap_interval_covers_the_true_ratio_at_its_nominal_rate():
