@@ -102,7 +102,7 @@ class PluginHost:
         if not isinstance(declared, int) or declared != hookspecs.API_VERSION:
             info.errors.append(
                 f"written for scorelab hook API version {declared!r}, this scorelab has version "
-                f"{hookspecs.API_VERSION} (an int); update the plugin (docs/plugins.md lists what changed)"
+                f"{hookspecs.API_VERSION}; update the plugin (docs/plugins.md lists what changed)"
             )
             return info
         try:

@@ -1,15 +1,13 @@
 """``digits_fd`` and ``digits_nn_copy`` on the 8x8 digits that scikit-learn ships (no download).
 
-The built-in ``digits`` target keeps no class labels, so these tests give it some: ``LabelledDigits``
-adds ``train_labels()`` / ``held_out_labels()`` taken through the very permutation the target splits
-with (checked against its points), which is all ``digits_fd`` asks of a data set. The classifier is
-trained once for the module, into a temporary cache directory.
+The built-in ``digits`` target hands out its train/held-out splits and their class labels, which is
+all ``digits_fd`` asks of a data set. The classifier is trained once for the module, into a
+temporary cache directory.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -23,35 +21,16 @@ from scorelab_builtins.targets import Digits
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
 
-@dataclass
-class LabelledDigits(Digits):
-    def __post_init__(self):
-        super().__post_init__()
-        data = sklearn_datasets.load_digits()
-        perm = torch.randperm(len(data.target), generator=torch.Generator().manual_seed(self.seed))
-        n_held = len(self.held_out_points)
-        images = torch.as_tensor(data.images, dtype=torch.float64)[:, None] / 8.0 - 1.0
-        assert torch.equal(images[perm[:n_held]], self.held_out_points)  # the target's own split
-        labels = torch.as_tensor(data.target)
-        self._held_out_labels, self._train_labels = labels[perm[:n_held]], labels[perm[n_held:]]
-
-    def train_labels(self) -> torch.Tensor:
-        return self._train_labels
-
-    def held_out_labels(self) -> torch.Tensor:
-        return self._held_out_labels
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    """The labelled digits, with the classifier cache in a temporary directory, on one thread (small
+    """The digits, with the classifier cache in a temporary directory, on one thread (small
     matrices on a shared 2-core machine: see test_metrics_stein)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCORELAB_CACHE", str(tmp_path_factory.mktemp("cache")))
         mp.setattr(_classifier, "_MEMORY", {})
-        yield LabelledDigits()
+        yield Digits()
     torch.set_num_threads(threads)
 
 
@@ -62,7 +41,6 @@ def gen(seed: int) -> torch.Generator:
 def test_capabilities(digits):
     assert {"data_splits", "labels"} <= digits.provides
     assert set(DigitsFD.requires) <= digits.provides and set(DigitsNNCopy.requires) <= digits.provides
-    assert "labels" not in Digits().provides  # the built-in target: digits_fd is refused at config time
 
 
 def test_the_classifier_is_accurate_and_cached_on_disk(digits):
@@ -148,5 +126,5 @@ def test_cuda_matches_cpu(digits):
     held, train = digits.held_out_split(), digits.train_split()
     for metric in (DigitsFD(), DigitsNNCopy()):
         on_cpu = metric(held, train, digits)
-        on_gpu = metric(held.cuda().float(), train.cuda().float(), LabelledDigits().to("cuda", torch.float32))
+        on_gpu = metric(held.cuda().float(), train.cuda().float(), Digits().to("cuda", torch.float32))
         assert on_gpu == pytest.approx(on_cpu, rel=1e-4, abs=1e-5)
