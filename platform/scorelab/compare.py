@@ -28,7 +28,7 @@ from .chain import Checkpoint, run_chain
 from .config import Comparison, SamplerSetting
 from .contracts import hyperparameters
 from .cost import measure_cost_weights
-from .device import device_name, resolve_device
+from .device import cpu_threads, device_name, resolve_device
 from .errors import ConfigError
 from .floors import quality_floor
 from .oracle import CostWeights, ScoreOracle
@@ -82,8 +82,13 @@ class _Setup:
 
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None,
                    progress: Any = None) -> ComparisonResult:
-    started = time.perf_counter()
     device = resolve_device(comp.device)
+    with cpu_threads(comp.cpu_threads if device.type == "cpu" else 0):
+        return _run_comparison(comp, tracker, device, plugins, progress)
+
+
+def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progress) -> ComparisonResult:
+    started = time.perf_counter()
     dtype = getattr(torch, comp.dtype)
     target = comp.target.to(device, dtype)
     source = make_source(comp, target, device, dtype, tracker.uri)

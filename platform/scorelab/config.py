@@ -55,6 +55,7 @@ class ComparisonSpec:
     primary_metric: str | None = None  # default: the first metric
     quality_multiple: float = 1.5  # quality is reached at primary metric <= multiple x its floor
     baseline: str | None = None  # default: langevin, when compared
+    cpu_threads: int = 1  # torch threads on the CPU (0: torch's default); small per-step tensors gain nothing from more
 
 
 @dataclass
@@ -201,6 +202,8 @@ def _check_values(spec: ComparisonSpec, file: str | None) -> None:
         bad("seeds", "must list at least one seed")
     if len(set(spec.seeds)) != len(spec.seeds):
         bad("seeds", f"seeds repeat: {spec.seeds}")
+    if spec.cpu_threads < 0:
+        bad("cpu_threads", f"must be >= 0 (0 leaves torch's default), got {spec.cpu_threads}")
     if spec.checkpoints < 1:
         bad("checkpoints", f"must be >= 1, got {spec.checkpoints}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", spec.device):
