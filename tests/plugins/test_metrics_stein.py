@@ -21,16 +21,6 @@ from scorelab_builtins.metrics import ksd as ksd_module
 from scorelab_builtins.targets import GMM, Gaussian
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices on a shared 2-core machine: one thread is 10-25x faster than two fighting over
-    cores (measured: KSD of 400 points 14 ms vs 360 ms). Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

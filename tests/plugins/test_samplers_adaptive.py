@@ -15,14 +15,6 @@ from scorelab_builtins.samplers.adaptive_langevin import BrownianMemory
 from scorelab_builtins.targets import GMM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _broad_and_sharp():
     """A smooth mode N(-20, 3^2) and a sharp one N(20, 0.05^2), 600 chains started at each."""
     target = GMM(weights=[0.5, 0.5], means=[[-20.0], [20.0]], stds=[3.0, 0.05])

@@ -26,13 +26,6 @@ N, Z = 10_000, 5.0
 SIGMA_MAX, SIGMA_MIN, LEVELS = 1.0, 0.1, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _target():
     return Gaussian(dim=2, condition_number=4.0, rotate=True, mean_value=1.0)

@@ -30,14 +30,6 @@ from scorelab_builtins.samplers._curvature import score_and_curvature
 from scorelab_builtins.targets import Gaussian
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class CountingSource:
     """The exact score of a target, counting the calls that really reach it. With ``learned`` it also
     plays a model with a second-order head (score and diagonal from one call)."""

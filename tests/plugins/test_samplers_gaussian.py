@@ -47,14 +47,6 @@ AXIS = dict(dim=2, condition_number=4.0, mean_value=1.0)
 ISOTROPIC = dict(dim=2, scale=0.7, mean_value=1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests are many tiny ops: one thread is faster than two that contend on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def lyapunov(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     """S with S = A S A^T + Q (vec(S) = (I - A kron A)^-1 vec(Q))."""

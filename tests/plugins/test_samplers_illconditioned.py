@@ -33,13 +33,6 @@ D, KAPPA, CHAINS, THRESHOLD = 50, 1000.0, 4000, 0.10
 V_MIN = 1 / KAPPA
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _target(rotate: bool) -> Gaussian:
     return Gaussian(dim=D, condition_number=KAPPA, rotate=rotate).to(dtype=torch.float32)

@@ -23,13 +23,6 @@ DIRECTIONS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -1.0]], dty
 DIRECTIONS = DIRECTIONS / DIRECTIONS.norm(dim=1, keepdim=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _mixture():
     """Non-Gaussian, so that invariance is not an accident of a linear map."""

@@ -22,16 +22,6 @@ from scorelab_builtins.metrics import (
 from scorelab_builtins.targets import GMM, TwoMoons
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices on a shared 2-core machine: one thread is many times faster than two fighting
-    over cores (see test_metrics_stein). Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def quickstart() -> GMM:
     return GMM(weights=[0.8, 0.2], means=[[-5.0, -5.0], [5.0, 5.0]], stds=[1.0, 1.0])
 

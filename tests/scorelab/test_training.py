@@ -24,14 +24,6 @@ from scorelab.training import load_training, parse_training, resume, train
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks train faster on one thread, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 GOOD = """\
 name: unit-train

@@ -3,7 +3,6 @@ annealed Langevin through the oracle; dsm_second_order's learned Hessian diagona
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from scorelab.chain import run_chain
@@ -16,14 +15,6 @@ from scorelab_builtins.samplers import AnnealedLangevin
 
 MIXTURE = {"name": "gmm", "weights": [0.8, 0.2], "means": [[-5.0, -5.0], [5.0, 5.0]], "stds": [1.0, 1.0]}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small networks train faster on one thread, and the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _train(config, host) -> Trainer:
