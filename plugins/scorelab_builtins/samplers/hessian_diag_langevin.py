@@ -23,7 +23,11 @@ to damping). M depends on where the chain was at its last refresh, and the drift
 divergence term of a position-dependent preconditioner, so on a non-Gaussian target there is an
 additional O(h) bias; clipping and damping add their own where curvature is small or negative. A
 diagonal cannot undo correlations: on a rotated ill-conditioned Gaussian the step is still bounded
-by the largest eigenvalue of M^(1/2) P M^(1/2) and most of the gain is lost.
+by the largest eigenvalue of M^(1/2) P M^(1/2) and most of the gain is lost. There, too, a
+Hutchinson probe's noise (standard deviation sqrt(sum_{j != i} J_ij^2)) exceeds the diagonal it
+estimates (1.1 to 2.2 times, median 1.5, on the rotated d = 50, kappa = 1000 Gaussian); clipped coordinates get
+M = 1 / damping and the chain diverges, even with 8 probes. More probes, a longer ``ema`` or a
+larger ``damping`` trade that against the gain.
 
 Reference: preconditioned Langevin (Girolami & Calderhead 2011, constant-metric case); Hutchinson
 (1989) for the diagonal estimator; Li, Chen, Carlson & Carin (2016) for diagonal preconditioners in
