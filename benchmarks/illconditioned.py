@@ -21,7 +21,7 @@ Cost is in score evaluations, cost = NFE + w_vjp VJP + w_jvp JVP + w_curv CURV, 
 by ``--weights`` (default 3, 4, 1: the CPU figures in references.md; reproducible) or ``measured`` on
 this device and batch. Steps/s are wall-clock for the best setting on the device used.
 
-    python benchmarks/illconditioned.py                    # the full table (~15 min on a busy 2-core CPU)
+    python benchmarks/illconditioned.py                    # the full table (~50 min on a busy 2-core CPU)
     python benchmarks/illconditioned.py --quick            # fewer settings and seeds, a smoke run
     python benchmarks/illconditioned.py --device cuda      # steps/s on a GPU
 """
