@@ -214,7 +214,7 @@ def _sample(setup: _Setup, setting: SamplerSetting, seed: int, record: RunRecord
         final["diverged_at_cost"] = chain.diverged_at
     tracker.log_metrics(run_id, final, step=round(chain.cost))
     tracker.set_tags(run_id, {"scorelab.status": "diverged" if chain.diverged_at is not None else "ok"})
-    if chain.diverged_at is None:
+    if chain.diverged_at is None and record.role == "evaluation":  # tuning runs are judged by numbers alone
         title = f"{setting.label} seed={seed}"
         tracker.log_figure(run_id, samples_figure(chain.state.x, setup.reference, title), "samples.png")
 

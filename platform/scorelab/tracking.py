@@ -41,7 +41,9 @@ class Tracker:
         self.flush_seconds = flush_seconds
         self.seconds = 0.0
         self._buffer: dict[str, list] = {}
+        self._tags: dict[str, dict[str, str]] = {}
         self._last_flush: dict[str, float] = {}
+        self._last_ms: dict[str, int] = {}
 
     def _timed(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -77,24 +79,32 @@ class Tracker:
         return run_id
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        self._timed(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        """Buffer tags; written with the next metric flush (at the latest when the run ends)."""
+        self._tags.setdefault(run_id, {}).update({k: str(v) for k, v in tags.items()})
 
     def log_metrics(self, run_id: str, values: dict[str, float], step: int) -> None:
         """Buffer metric points; written when the buffer is old enough, or at ``flush``/``end``."""
         from mlflow.entities import Metric
 
-        now_ms = int(time.time() * 1000)
-        points = self._buffer.setdefault(run_id, [])
-        points.extend(Metric(k, float(v), now_ms, int(step)) for k, v in values.items())
+        # Timestamps strictly increase within a run, so points at the same step keep their order.
+        now_ms = max(int(time.time() * 1000), self._last_ms.get(run_id, 0) + 1)
+        self._buffer.setdefault(run_id, []).extend(Metric(k, float(v), now_ms, int(step)) for k, v in values.items())
+        self._last_ms[run_id] = now_ms
         if time.perf_counter() - self._last_flush.get(run_id, 0.0) > self.flush_seconds:
             self.flush(run_id)
 
     def flush(self, run_id: str) -> None:
+        """Write buffered metrics and tags, in as few ``log_batch`` calls as MLflow's limits allow."""
+        from mlflow.entities import RunTag
+
         points = self._buffer.pop(run_id, [])
-        for i in range(0, len(points), 1000):  # MLflow takes at most 1000 metrics per batch
-            self._timed(self.client.log_batch, run_id, metrics=points[i : i + 1000])
+        tags = [RunTag(k, v) for k, v in self._tags.pop(run_id, {}).items()]
+        metric_batches = [points[i : i + 1000] for i in range(0, len(points), 1000)]  # MLflow's limits
+        tag_batches = [tags[i : i + 100] for i in range(0, len(tags), 100)]
+        for j in range(max(len(metric_batches), len(tag_batches))):
+            metrics = metric_batches[j] if j < len(metric_batches) else []
+            batch_tags = tag_batches[j] if j < len(tag_batches) else []
+            self._timed(self.client.log_batch, run_id, metrics=metrics, tags=batch_tags)
         self._last_flush[run_id] = time.perf_counter()
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
