@@ -147,10 +147,10 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         path = f"samplers[{i}]"
         name, params = P.split_entry(entry, path, file)
         cls = P.resolve_class(host, "sampler", name, path, file)
-        if exact:  # a model's capabilities are checked when it is loaded (compare.make_source)
-            _check_requires(cls, provides, path, file, f"the exact score of target '{target.name}'")
         for setting in P.check_params(cls, params, path, file, sweep=True):
-            P.instantiate(cls, setting, path, file)  # the class's own value checks, now
+            sampler = P.instantiate(cls, setting, path, file)  # the class's own value checks, now
+            if exact:  # a setting may require more than its class (curvature: exact); models: make_source
+                _check_requires(sampler, provides, path, file, f"the exact score of target '{target.name}'")
             samplers.append(SamplerSetting(cls.name, cls, setting, cls.name))
     _label(samplers)
 
