@@ -16,6 +16,7 @@ preconditioner M = 1 / (max(c, 0) + damping) is positive and bounded by 1 / damp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -74,3 +75,30 @@ def batch_shape(x: torch.Tensor) -> tuple[int, ...]:
 def chain_norm(x: torch.Tensor) -> torch.Tensor:
     """Euclidean norm of each chain's state, shaped to broadcast against ``x``."""
     return x.flatten(1).norm(dim=1).reshape(batch_shape(x))
+
+
+@dataclass
+class CurvatureOptions:
+    """The hyperparameters hessian_diag_langevin and ozaki_langevin share: the step, and where the
+    curvature diagonal comes from, how often it is refreshed, how it is smoothed and damped. (A
+    subclass re-declares ``step_size`` for its own default; the field keeps its first place.)"""
+
+    step_size: float = 0.1
+    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"
+    probes: int = 1
+    probe: Literal["vjp", "jvp"] = "vjp"
+    refresh_every: int = 5
+    ema: float = 0.5
+    damping: float = 1e-2
+
+    requires = ()
+
+    def __post_init__(self):
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        check_fields(self.curvature, self.probes, self.probe, self.refresh_every, self.ema, self.damping)
+        self.requires = REQUIRES[self.curvature]  # this instance's needs (the class needs nothing)
+
+    def _refresh(self, oracle, x, generator):
+        return score_and_curvature(oracle, x, None, self.curvature, probes=self.probes, probe=self.probe,
+                                   generator=generator)

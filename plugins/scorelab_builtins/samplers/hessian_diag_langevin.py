@@ -37,7 +37,6 @@ Langevin samplers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -60,23 +59,10 @@ class HessianDiagInfo:
 
 
 @dataclass
-class HessianDiagLangevin:
+class HessianDiagLangevin(C.CurvatureOptions):
     step_size: float = 0.1
-    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"
-    probes: int = 1
-    probe: Literal["vjp", "jvp"] = "vjp"
-    refresh_every: int = 5
-    ema: float = 0.5
-    damping: float = 1e-2
 
     name = "hessian_diag_langevin"
-    requires = ()
-
-    def __post_init__(self):
-        if not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        C.check_fields(self.curvature, self.probes, self.probe, self.refresh_every, self.ema, self.damping)
-        self.requires = C.REQUIRES[self.curvature]  # this instance's needs (the class needs nothing)
 
     def stationary_variance(self, variance: float) -> float:
         """Its variance on N(mu, variance) in an axis-aligned Gaussian, where every curvature source is
@@ -86,10 +72,6 @@ class HessianDiagLangevin:
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> HessianDiagState:
         return HessianDiagState(x0, None, None, 0)  # the first step refreshes, with the run's generator
-
-    def _refresh(self, oracle, x, generator):
-        return C.score_and_curvature(oracle, x, None, self.curvature, probes=self.probes, probe=self.probe,
-                                     generator=generator)
 
     def step(self, state: HessianDiagState, oracle, generator: torch.Generator):
         if state.score is None:

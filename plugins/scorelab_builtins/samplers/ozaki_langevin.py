@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -55,23 +54,10 @@ class OzakiInfo:
 
 
 @dataclass
-class OzakiLangevin:
+class OzakiLangevin(C.CurvatureOptions):
     step_size: float = 0.5
-    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"
-    probes: int = 1
-    probe: Literal["vjp", "jvp"] = "vjp"
-    refresh_every: int = 5
-    ema: float = 0.5
-    damping: float = 1e-2
 
     name = "ozaki_langevin"
-    requires = ()
-
-    def __post_init__(self):
-        if not self.step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        C.check_fields(self.curvature, self.probes, self.probe, self.refresh_every, self.ema, self.damping)
-        self.requires = C.REQUIRES[self.curvature]
 
     def stationary_variance(self, variance: float) -> float:
         """Its variance on N(mu, variance) in an axis-aligned Gaussian (every curvature source exact there):
@@ -84,10 +70,6 @@ class OzakiLangevin:
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> OzakiState:
         return OzakiState(x0, None, None, 0)
-
-    def _refresh(self, oracle, x, generator):
-        return C.score_and_curvature(oracle, x, None, self.curvature, probes=self.probes, probe=self.probe,
-                                     generator=generator)
 
     def step(self, state: OzakiState, oracle, generator: torch.Generator):
         if state.score is None:
