@@ -15,9 +15,14 @@ import torch
 from ._dataset import DataSetTarget
 
 
+@dataclass
 class _Toy2D(DataSetTarget):
-    size: int
-    noise: float
+    """The fields every toy set has; a subclass re-declares one only to change its default."""
+
+    size: int = 10_000
+    noise: float = 0.05
+    held_out: float = 0.2
+    seed: int = 0
 
     def __post_init__(self):
         self._check_split()
@@ -39,11 +44,6 @@ def _u(n, g):
 
 @dataclass
 class TwoMoons(_Toy2D):
-    size: int = 10_000
-    noise: float = 0.05
-    held_out: float = 0.2
-    seed: int = 0
-
     name = "two_moons"
 
     def _draw(self, n, g):
@@ -56,11 +56,6 @@ class TwoMoons(_Toy2D):
 
 @dataclass
 class SwissRoll(_Toy2D):
-    size: int = 10_000
-    noise: float = 0.05
-    held_out: float = 0.2
-    seed: int = 0
-
     name = "swiss_roll"
 
     def _draw(self, n, g):
@@ -70,10 +65,7 @@ class SwissRoll(_Toy2D):
 
 @dataclass
 class Checkerboard(_Toy2D):
-    size: int = 10_000
     noise: float = 0.0
-    held_out: float = 0.2
-    seed: int = 0
 
     name = "checkerboard"
 
@@ -85,11 +77,7 @@ class Checkerboard(_Toy2D):
 
 @dataclass
 class Rings(_Toy2D):
-    size: int = 10_000
-    noise: float = 0.05
     rings: int = 4
-    held_out: float = 0.2
-    seed: int = 0
 
     name = "rings"
 
