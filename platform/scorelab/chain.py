@@ -3,11 +3,16 @@
 Everything per step stays on the device. The host reads back only at checkpoints (costs the
 runner chose), where the callback sees the state; divergence is tracked on the device step by step,
 so it is reported at the cost where it happened, read at the next checkpoint.
+
+Diverged, the one definition: some chain coordinate is NaN, infinite, or larger in magnitude than
+the run's ``bound`` (the runner sets it far outside anything the target or the start could
+produce: a chain at 1e19 is finite in float32 and diverged all the same).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +31,7 @@ class Checkpoint:
     state: Any
     info: dict[str, float]  # each Info field averaged over chains and over steps since the last checkpoint
     wall_time: float  # seconds spent sampling so far (checkpoint work excluded)
+    counts: Counts  # calls so far, so the cost can be re-priced with other weights
 
 
 @dataclass
@@ -71,10 +77,16 @@ def run_chain(
     generator: torch.Generator,
     checkpoints: Sequence[float] = (),
     callback: Callable[[Checkpoint], None] | None = None,
+    *,
+    bound: float = math.inf,
+    on_step: Callable[[Any], None] | None = None,
 ) -> ChainResult:
     """Run ``sampler`` from ``x0`` until the oracle's cost reaches ``budget`` (or the sampler sets
-    ``state.finished``, or the chains diverge). ``callback`` runs after init and at each checkpoint."""
+    ``state.finished``, or the chains diverge: see the module docstring for ``bound``). ``callback``
+    runs after init and at each checkpoint; ``on_step(state)`` after every step, for work that stays
+    on the device (tracing projections for the effective sample size)."""
     device = x0.device
+    limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
     infos = _InfoMeans()
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -94,7 +106,7 @@ def run_chain(
         if bad >= 0:
             diverged_at = step_costs[bad]
         elif callback is not None:
-            callback(Checkpoint(oracle.cost, steps, state, infos.pop(), wall))
+            callback(Checkpoint(oracle.cost, steps, state, infos.pop(), wall, dataclasses.replace(oracle.counts)))
         t0 = time.perf_counter()
         return bad >= 0
 
@@ -103,9 +115,10 @@ def run_chain(
         state, info = sampler.step(state, oracle, generator)
         infos.add(info)
         step_costs.append(oracle.cost)
-        # The sum is non-finite iff some chain is (or the chains are ~1e32 large: diverged all the same);
-        # one reduction is cheaper than an elementwise isfinite over every chain.
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(state.x.sum()), steps, first_bad)
+        if on_step is not None:
+            on_step(state)
+        # One reduction: NaN fails every comparison, so "not (max |x| <= limit)" catches NaN, inf and blow-up.
+        first_bad = torch.where((first_bad < 0) & ~(state.x.abs().amax() <= limit), steps, first_bad)
         steps += 1
         due = bool(pending) and oracle.cost >= pending[0]
         while pending and oracle.cost >= pending[0]:

@@ -5,7 +5,9 @@
    one that reaches quality (primary metric <= multiple x floor) for the least cost. Tuning runs
    evaluate the primary metric only.
 3. Evaluation: each sampler's best setting runs on the evaluation seeds; only these runs enter the
-   headline table, with speedups over the baseline and bootstrap intervals over seeds.
+   headline table: reached k/n, the median cost to quality (censored at the budget) with an
+   order-statistic interval, and speedups over the baseline paired by seed, with paired bootstrap
+   intervals. Each child run is :mod:`scorelab.child`.
 
 MLflow: one parent run (resolved config, plugins, floors, summary, plots) and one child run per
 (setting, seed, phase). A diverged chain is recorded as such and the comparison goes on; a sampler
@@ -17,22 +19,20 @@ from __future__ import annotations
 import dataclasses
 import platform as _platform
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .analysis import RunRecord, Study, select_best
-from .chain import Checkpoint, run_chain
+from .child import Setup, initial_chains, run_child
 from .config import Comparison, SamplerSetting
 from .contracts import hyperparameters
 from .cost import measure_cost_weights
 from .device import cpu_threads, device_name, resolve_device
 from .errors import ConfigError
 from .floors import quality_floor
-from .oracle import CostWeights, ScoreOracle
-from .plots import samples_figure
+from .oracle import CostWeights
 from .reporting import headline_metrics, report_files
 from .schedules import log_spaced_checkpoints
 from .sources import ExactScore, model_source
@@ -52,34 +52,6 @@ class ComparisonResult:
     total_seconds: float
 
 
-def initial_chains(comp: Comparison, seed: int, device, dtype) -> torch.Tensor:
-    """The chains every sampler starts from for this seed (drawn on the CPU: identical on any device)."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (comp.chains, *comp.target.event_shape)
-    init = comp.init
-    if init.distribution == "gaussian":
-        x = init.center + init.scale * torch.randn(shape, generator=g, dtype=torch.float64)
-    else:
-        x = init.center + init.scale * (2 * torch.rand(shape, generator=g, dtype=torch.float64) - 1)
-    return x.to(device=device, dtype=dtype)
-
-
-@dataclass
-class _Setup:
-    comp: Comparison
-    tracker: Tracker
-    experiment_id: str
-    parent: str
-    source: Any
-    reference: torch.Tensor
-    weights: CostWeights
-    checkpoints: list[float]
-    device: torch.device
-    dtype: torch.dtype
-    tags: dict
-    order: int = 0  # children are numbered, so a report rebuilt from MLflow lists them in the same order
-
-
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None,
                    progress: Any = None) -> ComparisonResult:
     device = resolve_device(comp.device)
@@ -94,13 +66,15 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     source = make_source(comp, target, device, dtype, tracker.uri)
     reference = target.sample(comp.chains, torch.Generator(device).manual_seed(comp.reference_seed))
     if comp.cost_weights is not None:
-        weights = CostWeights(**dataclasses.asdict(comp.cost_weights))
+        weights, weight_params = CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
     else:
-        weights = measure_cost_weights(source, initial_chains(comp, comp.seeds[0], device, dtype))
+        measured = measure_cost_weights(source, initial_chains(comp, target, comp.seeds[0], device, dtype))
+        weights, weight_params = measured.weights, measured.as_params()
     # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
     floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
               for name, metric in comp.metrics.items() if getattr(metric, "discrepancy", True)}
-    study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors)
+    study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors, comp.budget,
+                  comp.cost_resolution)
 
     experiment_id = tracker.experiment(comp.name)
     tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
@@ -108,17 +82,20 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
         params={"target": target.name, "budget": comp.budget, "chains": comp.chains, "seeds": comp.seeds,
                 "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
-                "quality_multiple": comp.quality_multiple, "device": device_name(device), "dtype": comp.dtype,
-                **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()}},
+                "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
+                "device": device_name(device), "dtype": comp.dtype,
+                **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()},
+                **{k: round(v, 4) for k, v in weight_params.items() if k.count(".") > 1}},  # the measured spread
     )
     tracker.log_metrics(parent, {f"floor.{k}": v for k, v in floors.items()}, step=0)
+    tracker.flush(parent)  # the floors cost work to measure: written at once
     tracker.log_dict(parent, resolved_config(comp, weights, device), "config.yaml")
     if plugins is not None:
         tracker.log_dict(parent, plugins, "plugins.json")
     tracker.log_dict(parent, environment(device), "environment.json")
     monitor = _system_metrics(parent, tracker) if device.type == "cuda" else None
-    setup = _Setup(comp, tracker, experiment_id, parent, source, reference, weights,
-                   log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags)
+    setup = Setup(comp, tracker, experiment_id, parent, source, target, reference, weights,
+                  log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags, study)
 
     by_sampler: dict[str, list[SamplerSetting]] = {}
     for s in comp.samplers:
@@ -128,13 +105,13 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         tuned = [s for s in comp.samplers if len(by_sampler[s.name]) > 1]
         for setting in tuned:
             for seed in comp.tuning_seeds:
-                records.append(_run_one(setup, setting, seed, "tuning", progress))
+                records.append(run_child(setup, setting, seed, "tuning", progress))
         best = select_best([r for r in records if r.role == "tuning"], study)
         best.update({name: settings[0].label for name, settings in by_sampler.items() if len(settings) == 1})
         for setting in comp.samplers:
-            if best[setting.name] == setting.label:
+            if best[setting.name] == setting.label:  # None: every setting diverged or failed in tuning
                 for seed in comp.seeds:
-                    records.append(_run_one(setup, setting, seed, "evaluation", progress))
+                    records.append(run_child(setup, setting, seed, "evaluation", progress))
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         tracker.set_tags(parent, {"scorelab.status": status.lower()})
@@ -144,7 +121,7 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         if monitor is not None:
             monitor.finish()
 
-    rows, files = report_files(records, study)
+    rows, files = report_files(records, study, weights)
     for name, content in files.items():
         if isinstance(content, str):
             tracker.log_text(parent, content, name)
@@ -156,67 +133,6 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     tracker.end(parent, "FINISHED")
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
                             tracker.seconds, time.perf_counter() - started)
-
-
-def _run_one(setup: _Setup, setting: SamplerSetting, seed: int, role: str, progress) -> RunRecord:
-    comp, tracker = setup.comp, setup.tracker
-    run_id = tracker.start_run(
-        setup.experiment_id, f"{setting.label} seed={seed}" + (" (tuning)" if role == "tuning" else ""),
-        parent=setup.parent,
-        tags={**setup.tags, "scorelab.sampler": setting.name, "scorelab.setting": setting.label,
-              "scorelab.seed": seed, "scorelab.role": role, "scorelab.order": setup.order},
-        params={"sampler": setting.name, "seed": seed, "budget": comp.budget, "chains": comp.chains,
-                **hyperparameters(setting.make())},
-    )
-    setup.order += 1
-    record = RunRecord(setting.label, setting.name, seed, role, "FINISHED", run_id)
-    try:
-        _sample(setup, setting, seed, record)
-    except KeyboardInterrupt:
-        tracker.set_tags(run_id, {"scorelab.status": "killed"})
-        tracker.end(run_id, "KILLED")
-        raise
-    except Exception as exc:  # a broken sampler fails its own run, not the comparison
-        record.status = "FAILED"
-        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
-        error = f"{type(exc).__name__}: {exc}"[:5000]
-        tracker.set_tags(run_id, {"scorelab.status": "failed", "scorelab.error": error})
-    tracker.end(run_id, record.status)
-    if progress is not None:
-        progress.update(1)
-    return record
-
-
-def _sample(setup: _Setup, setting: SamplerSetting, seed: int, record: RunRecord) -> None:
-    comp, tracker, run_id = setup.comp, setup.tracker, record.run_id
-    oracle = ScoreOracle(setup.source, setup.weights)
-    # Tuning chooses by the primary metric alone, so tuning runs spend no time on the others.
-    metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
-
-    def on_checkpoint(cp: Checkpoint) -> None:
-        step = round(cp.cost)
-        x = cp.state.x
-        values = {name: float(metric(x, setup.reference, comp.target)) for name, metric in metrics.items()}
-        for name, value in values.items():
-            record.curves.setdefault(name, []).append((step, value))
-        record.wall.append((step, cp.wall_time))
-        extra = {f"info.{k}": v for k, v in cp.info.items()}
-        tracker.log_metrics(run_id, {**values, **extra, "wall_time_s": cp.wall_time}, step=step)
-
-    x0 = initial_chains(comp, seed, setup.device, setup.dtype)
-    generator = torch.Generator(setup.device).manual_seed(seed)
-    chain = run_chain(setting.make(), oracle, x0, comp.budget, generator, setup.checkpoints, on_checkpoint)
-    record.cost, record.diverged_at = chain.cost, chain.diverged_at
-    final = {"cost": chain.cost, "steps": chain.steps, "sampling_seconds": chain.wall_time,
-             "diverged": float(chain.diverged_at is not None),
-             **{f"calls.{k}": v for k, v in dataclasses.asdict(chain.counts).items()}}
-    if chain.diverged_at is not None:
-        final["diverged_at_cost"] = chain.diverged_at
-    tracker.log_metrics(run_id, final, step=round(chain.cost))
-    tracker.set_tags(run_id, {"scorelab.status": "diverged" if chain.diverged_at is not None else "ok"})
-    if chain.diverged_at is None and record.role == "evaluation":  # tuning runs are judged by numbers alone
-        title = f"{setting.label} seed={seed}"
-        tracker.log_figure(run_id, samples_figure(chain.state.x, setup.reference, title), "samples.png")
 
 
 def _system_metrics(run_id: str, tracker: Tracker):

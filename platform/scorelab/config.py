@@ -19,9 +19,10 @@ from .training.export import MODEL_URI
 
 @dataclass
 class InitSpec:
-    """Initial chains, shared by every sampler: N(center, scale^2 I) or U[center +- scale]^d."""
+    """Initial chains, shared by every sampler: N(center, scale^2 I), U[center +- scale]^d, or exact
+    samples of the target (``target``: for stationarity and mixing comparisons; scale and center unused)."""
 
-    distribution: Literal["gaussian", "uniform"] = "gaussian"
+    distribution: Literal["gaussian", "uniform", "target"] = "gaussian"
     scale: float = 1.0
     center: float = 0.0
 
@@ -43,7 +44,7 @@ class ComparisonSpec:
     budget: float
     metrics: list
     chains: int = 1000
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     score: str = "exact"
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
@@ -54,6 +55,7 @@ class ComparisonSpec:
     tuning_seeds: list[int] | None = None  # default when a sampler sweeps: seeds + 1000
     primary_metric: str | None = None  # default: the first metric
     quality_multiple: float = 1.5  # quality is reached at primary metric <= multiple x its floor
+    cost_resolution: float = 0.02  # relative precision of the cost at which quality is reached
     baseline: str | None = None  # default: langevin, when compared
     cpu_threads: int = 1  # torch threads on the CPU (0: torch's default); small per-step tensors gain nothing from more
 
@@ -204,6 +206,8 @@ def _check_values(spec: ComparisonSpec, file: str | None) -> None:
         bad("seeds", f"seeds repeat: {spec.seeds}")
     if spec.cpu_threads < 0:
         bad("cpu_threads", f"must be >= 0 (0 leaves torch's default), got {spec.cpu_threads}")
+    if not 0 < spec.cost_resolution <= 0.5:
+        bad("cost_resolution", f"must be in (0, 0.5] (a relative precision: 0.02 is 2 %), got {spec.cost_resolution}")
     if spec.checkpoints < 1:
         bad("checkpoints", f"must be >= 1, got {spec.checkpoints}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", spec.device):

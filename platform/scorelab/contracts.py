@@ -86,6 +86,12 @@ REQUIRED_METHODS = {
 }
 
 
+def _defines(cls: type, method: str) -> bool:
+    """Whether ``cls`` or a base other than ``object`` defines ``method``: every class is callable (its
+    metaclass's ``__call__`` builds instances), so only the class dicts tell whether instances are."""
+    return any(method in vars(base) for base in cls.__mro__ if base is not object)
+
+
 def contract_problems(kind: str, cls: Any) -> list[str]:
     """What is wrong with ``cls`` as a plugin of ``kind`` (an empty list when nothing is)."""
     if not isinstance(cls, type):
@@ -94,9 +100,7 @@ def contract_problems(kind: str, cls: Any) -> list[str]:
     if not dataclasses.is_dataclass(cls):
         problems.append("is not a dataclass (its hyperparameters must be typed dataclass fields)")
     for method in REQUIRED_METHODS[kind]:
-        if not callable(getattr(cls, method, None)) or (
-            method == "__call__" and cls.__call__ is object.__call__
-        ):
+        if not callable(getattr(cls, method, None)) or not _defines(cls, method):
             problems.append(f"has no method '{method}'")
     unknown = set(getattr(cls, "requires", ())) - CAPABILITIES.keys()
     if unknown:

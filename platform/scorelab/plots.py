@@ -81,14 +81,21 @@ def _at(curve, cost):
 def speedup_figure(rows, study):
     """Speedup over the baseline in cost and in wall time, with bootstrap intervals."""
     plt = _pyplot()
-    rows = [r for r in rows if not math.isnan(r.speedup_cost[0])]
+    rows = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
     fig, ax = plt.subplots(figsize=(6, 0.6 * len(rows) + 1.5), dpi=100)
     y = np.arange(len(rows))
     for offset, attr, name in ((-0.18, "speedup_cost", "cost"), (0.18, "speedup_wall", "wall time")):
-        vals = np.array([getattr(r, attr) for r in rows]).reshape(-1, 3)
+        vals = np.array([getattr(r, attr) for r in rows], dtype=float).reshape(-1, 3)
+        finite = vals[np.isfinite(vals) & (vals > 0)]
+        # An interval end that is censored (0 or inf) is drawn to the plot's edge, not to infinity.
+        lo_edge, hi_edge = (finite.min() / 2, finite.max() * 2) if finite.size else (0.5, 2.0)
+        vals[:, 1] = np.where(vals[:, 1] > 0, vals[:, 1], lo_edge)
+        vals[:, 2] = np.where(np.isfinite(vals[:, 2]), vals[:, 2], hi_edge)
+        vals = np.where(np.isnan(vals), 1.0, vals)
         err = np.abs(vals[:, 1:].T - vals[:, 0])
         ax.barh(y + offset, vals[:, 0], height=0.34, xerr=err, capsize=3, label=name)
     ax.axvline(1.0, color="black", lw=1)
+    ax.set_xscale("log")
     ax.set_yticks(y, [r.label for r in rows], fontsize=7)
     ax.set_xlabel(f"speedup over {study.baseline} to reach {study.primary} ≤ {study.multiple:g} × floor")
     ax.legend(fontsize=7)

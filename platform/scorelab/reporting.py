@@ -9,18 +9,29 @@ from typing import Any
 
 import yaml
 
-from .analysis import RunRecord, Study, analyse, select_best, tuning_table
+from .analysis import RunRecord, Study, analyse, select_best, tuning_table, weight_sensitivity
+from .oracle import CostWeights
 from .plots import quality_vs_cost_figure, speedup_figure
 from .summary import markdown, runs_csv
 
 
-def report_files(records: list[RunRecord], study: Study) -> tuple[list, dict[str, Any]]:
-    """(headline rows, {artifact path: text or matplotlib figure})."""
+def skipped_samplers(records: list[RunRecord], study: Study) -> list[str]:
+    """Samplers left out of the evaluation: every setting diverged or failed on a tuning seed."""
+    return sorted(s for s, label in select_best([r for r in records if r.role == "tuning"], study).items()
+                  if label is None)
+
+
+def report_files(records: list[RunRecord], study: Study,
+                 weights: CostWeights | None = None) -> tuple[list, dict[str, Any]]:
+    """(headline rows, {artifact path: text or matplotlib figure}). With ``weights``, the summary
+    shows how each speedup moves when they are halved and doubled."""
     tuning = [r for r in records if r.role == "tuning"]
     evaluation = [r for r in records if r.role == "evaluation"]
     rows = analyse(evaluation, study)
+    sensitivity = weight_sensitivity(records, study, weights) if weights is not None else None
     files: dict[str, Any] = {
-        "summary.md": markdown(rows, study, tuning_table(tuning, select_best(tuning, study), study)),
+        "summary.md": markdown(rows, study, tuning_table(tuning, select_best(tuning, study), study), sensitivity,
+                               skipped_samplers(records, study)),
         "runs.csv": runs_csv(records, study),
     }
     for metric in study.metrics:
@@ -42,9 +53,10 @@ def headline_metrics(rows) -> dict[str, float]:
     return out
 
 
-def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord]]:
+def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord], CostWeights]:
     """The parent run named by ``ref`` (a parent run id, or an experiment name: its latest
-    comparison), its study settings and floors, and every child run as a RunRecord."""
+    comparison), its study settings and floors, every child run as a RunRecord, and the cost
+    weights it ran with."""
     from .errors import ScorelabError
 
     parent = _find_parent(client, ref)
@@ -53,7 +65,8 @@ def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord]]:
     config = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "config.yaml")).read_text())
     metrics = [m["name"] for m in config["metrics"]]
     floors = {k.removeprefix("floor."): v for k, v in parent.data.metrics.items() if k.startswith("floor.")}
-    study = Study(metrics, config["primary_metric"], config["quality_multiple"], config["baseline"], floors)
+    study = Study(metrics, config["primary_metric"], config["quality_multiple"], config["baseline"], floors,
+                  config["budget"], config.get("cost_resolution", 0.0))
 
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
                                   max_results=50000)
@@ -63,12 +76,14 @@ def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord]]:
         record = RunRecord(
             label=tags["scorelab.setting"], sampler=tags["scorelab.sampler"], seed=int(tags["scorelab.seed"]),
             role=tags["scorelab.role"], status=run.info.status, run_id=run.info.run_id, cost=m.get("cost", 0.0),
-            diverged_at=m.get("diverged_at_cost"))
+            diverged_at=m.get("diverged_at_cost"), ess=m.get("ess_per_1k_cost", math.nan))
         for metric in metrics:
             record.curves[metric] = _history(client, run.info.run_id, metric)
         record.wall = _history(client, run.info.run_id, "wall_time_s")
+        calls = [dict(_history(client, run.info.run_id, f"calls.{k}")) for k in ("nfe", "vjp", "jvp", "curvature")]
+        record.counts = {step: tuple(int(c[step]) for c in calls) for step in calls[0] if all(step in c for c in calls)}
         records.append(record)
-    return parent, study, records
+    return parent, study, records, CostWeights(**config["cost_weights"])
 
 
 def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.func import grad_and_value
 
 _SOURCE_CAPS = ("noise_conditional", "exact_score", "log_prob", "exact_hess_diag")
 
@@ -25,7 +26,19 @@ class ExactScore:
         return self.target.hess_diag(x, 0.0 if sigma is None else sigma)
 
     def log_prob_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.target.log_prob(x), self.target.score(x, 0.0)
+        """Both from one evaluation of the target, as the oracle charges one NFE for them: the
+        target's own ``log_prob_and_score`` where it has one, else log p and its gradient in one
+        autograd pass."""
+        both = getattr(self.target, "log_prob_and_score", None)
+        if callable(both):
+            return both(x)
+
+        def log_prob(y):
+            value = self.target.log_prob(y)
+            return value.sum(), value
+
+        score, (_, value) = grad_and_value(log_prob, has_aux=True)(x)
+        return value, score
 
 
 class ModelScore:
@@ -60,8 +73,6 @@ class ModelScore:
         return self.network.score_and_diag(x, *self._args(sigma))
 
     def log_prob_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from torch.func import grad_and_value
-
         def log_prob(y):
             value = self.network.log_prob(y, *self._args(None))
             return value.sum(), value

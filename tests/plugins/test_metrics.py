@@ -68,6 +68,11 @@ def test_builtins_register_every_metric_under_its_name():
         "mode_weight_error",
         "digits_fd",
         "digits_nn_copy",
+        "whitened_covariance_error",
+        "max_variance_error",
+        "whitened_mean_error",
+        "max_moment_error",
+        "gaussian_kl",
     }
     for cls in METRICS:
         assert set(getattr(cls, "requires", ())) <= CAPABILITIES.keys()

@@ -5,14 +5,12 @@ cost weights are timed honestly."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import pytest
 import torch
 
 from scorelab.chain import run_chain
-from scorelab.cost import measure_cost_weights
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import (
@@ -184,21 +182,3 @@ def test_samplers_that_cannot_diverge_stay_finite_with_a_far_too_large_step():
     for sampler in (Mala(step_size=50.0, warmup=0), AdaptiveLangevin(initial_step=50.0, max_step=100.0)):
         result = run_chain(sampler, ScoreOracle(ExactScore(target)), x0, 300, torch.Generator().manual_seed(0))
         assert result.diverged_at is None and torch.isfinite(result.state.x).all()
-
-
-def test_cost_weights_are_timed_and_never_below_one_score():
-    target = Gaussian(dim=8, condition_number=10.0, rotate=True)
-    w = measure_cost_weights(ExactScore(target), torch.randn(256, 8, dtype=torch.float64), repeats=3)
-    assert 1.0 <= w.vjp < 100 and 1.0 <= w.jvp < 100 and 0 < w.curvature < 100
-
-    class NeedsSigma:
-        """A noise-conditional model that cannot be called without a noise level."""
-        provides = frozenset({"noise_conditional"})
-
-        def score(self, x, sigma=None):
-            if sigma is None:
-                raise TypeError("sigma is required")
-            return -x / (1 + sigma**2)
-
-    w = measure_cost_weights(NeedsSigma(), torch.randn(64, 3), repeats=3)
-    assert math.isfinite(w.vjp) and math.isfinite(w.jvp) and w.curvature == 1.0

@@ -14,6 +14,7 @@ from scorelab.analysis import select_best
 from scorelab.compare import run_comparison
 from scorelab.config import parse_comparison
 from scorelab.hookspecs import hookimpl
+from scorelab.schedules import log_spaced_checkpoints
 from scorelab.tracking import Tracker
 
 BASE = {
@@ -178,3 +179,107 @@ def test_report_rebuilds_the_table_from_mlflow_alone(host, tracking_uri, tmp_pat
     assert rebuilt.startswith(original)
     assert (tmp_path / "rep" / "plots" / "sliced_wasserstein_vs_cost.png").stat().st_size > 1000
     assert "wrote" in capsys.readouterr().out
+
+
+@dataclass
+class Blowup:
+    """Finite but exploding: x doubles every step (1e19 is finite in float32, and diverged all the same)."""
+
+    step_size: float = 2.0
+
+    def init(self, x0, oracle, budget):
+        return _State(x0)
+
+    def step(self, state, oracle, generator):
+        return _State(state.x * self.step_size + 0 * oracle.score(state.x), state.k + 1), None
+
+
+class _BlowupPlugin:
+    @hookimpl
+    def register_samplers(self, register):
+        register(Blowup, name="blowup")
+
+
+def test_a_run_that_blows_up_is_diverged_and_never_selected(host, tracking_uri):
+    host.add(_BlowupPlugin(), "blowup")
+    config = {**BASE, "budget": 200, "samplers": [{"name": "langevin", "step_size": 0.1},
+                                                  {"name": "blowup", "step_size": [1.5, 2.0]}]}
+    result = run_comparison(parse_comparison(config, None, host), Tracker(tracking_uri))
+    tuning = [r for r in result.runs if r.sampler == "blowup"]
+    assert tuning and all(r.diverged_at is not None and r.role == "tuning" for r in tuning)
+    assert not any(r.sampler == "blowup" and r.role == "evaluation" for r in result.runs)  # never selected
+    summary = Path(MlflowClient(tracking_uri).download_artifacts(result.parent_run_id, "summary.md")).read_text()
+    assert "Not evaluated (every setting diverged or failed on a tuning seed): blowup" in summary
+
+
+def test_metrics_see_the_target_moved_to_the_run_device(host, tracking_uri):
+    from scorelab_builtins.targets import GMM
+
+    seen = []
+
+    @dataclass
+    class CopyingGMM(GMM):
+        """A target whose to() returns a moved copy, leaving the original where it was."""
+
+        def to(self, device=None, dtype=None):
+            import copy
+
+            return GMM.to(copy.deepcopy(self), device, dtype)
+
+    @dataclass
+    class Spy:
+        name = "spy"
+
+        def __call__(self, samples, reference, target=None):
+            seen.append(target)
+            return float(samples.float().var())
+
+    class _Plugin:
+        @hookimpl
+        def register_targets(self, register):
+            register(CopyingGMM, name="copying_gmm")
+
+        @hookimpl
+        def register_metrics(self, register):
+            register(Spy, name="spy")
+
+    host.add(_Plugin(), "copying")
+    config = {**BASE, "seeds": [0], "target": {**BASE["target"], "name": "copying_gmm"}, "metrics": ["spy"],
+              "samplers": [{"name": "langevin", "step_size": 0.1}]}
+    comp = parse_comparison(config, None, host)
+    run_comparison(comp, Tracker(tracking_uri))
+    assert seen and not any(t is comp.target for t in seen)  # floors and checkpoints alike
+    assert all(t.mixture_weights.dtype == torch.float32 for t in seen)
+
+
+def test_chains_from_the_target_start_at_quality(host, tracking_uri):
+    config = {**BASE, "seeds": [0], "init": {"distribution": "target"}, "metrics": ["mode_weight_error"],
+              "samplers": [{"name": "langevin", "step_size": 0.05}]}
+    result = run_comparison(parse_comparison(config, None, host), Tracker(tracking_uri))
+    (run,) = result.runs
+    first_cost, first_value = run.curves["mode_weight_error"][0]
+    # 200 exact draws: the mode weight is off by its binomial noise only, sd sqrt(0.8 * 0.2 / 200) = 0.028
+    assert first_value < 4 * 0.028
+
+
+def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(host, tracking_uri, tmp_path):
+    from scorelab.cli import main
+
+    config = {**BASE, "seeds": [0, 1], "budget": 400, "checkpoints": 5, "chains": 400,
+              "init": {"distribution": "gaussian", "center": -4.0, "scale": 0.5}, "quality_multiple": 3.0,
+              "metrics": ["mean_error"],
+              "target": {"name": "gaussian", "dim": 2}, "samplers": [{"name": "langevin", "step_size": 0.05},
+                                                                      {"name": "hessian_diag_langevin"}]}
+    result = run_comparison(parse_comparison(config, None, host), Tracker(tracking_uri))
+    grid = set(round(c) for c in log_spaced_checkpoints(400, 5)) | {0, 1}
+    client = MlflowClient(tracking_uri)
+    for run in result.runs:
+        cost = result.study.cost_to_quality(run, "mean_error")
+        assert math.isfinite(cost) and cost not in grid  # a replayed point, not a checkpoint
+        assert client.get_run(run.run_id).data.tags["scorelab.resolution"] == "replay, 2%"
+    # Re-priced with a dearer VJP, the curvature sampler costs more; plain Langevin does not move.
+    out = tmp_path / "rep"
+    assert main(["report", "unit", "--out", str(out), "--tracking-uri", tracking_uri, "--cost-weights", "vjp=30"]) == 0
+    text = (out / "report.md").read_text()
+    assert "Sensitivity to the cost weights" in text
+    assert main(["report", "unit", "--tracking-uri", tracking_uri, "--cost-weights", "vjp=x"]) == 2

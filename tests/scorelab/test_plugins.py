@@ -164,3 +164,25 @@ def test_trace_env_prints_hook_calls(monkeypatch, capsys):
     h = PluginHost()
     h.add(scorelab_builtins, "builtins")
     assert "register_samplers" in capsys.readouterr().err
+
+
+def test_metric_without_call_is_rejected(host):
+    """Every class is callable (calling it builds an instance), so the check looks for __call__ on the class."""
+
+    @dataclass
+    class NoCall:
+        bins: int = 10
+
+    @dataclass
+    class WithCall(NoCall):
+        def __call__(self, samples, reference, target=None):
+            return 0.0
+
+    @hookimpl
+    def register_metrics(register):
+        register(NoCall, name="uncallable")
+        register(dataclass(type("Inherited", (WithCall,), {})), name="inherited")
+
+    info = host.add(_module("metricpkg", register_metrics=register_metrics), "metricpkg")
+    assert info.errors == ["metric 'uncallable' (NoCall) rejected: has no method '__call__'"]
+    assert "inherited" in host.names("metric") and "uncallable" not in host.names("metric")

@@ -110,13 +110,13 @@ BROKEN = {
         "uses the generator it is given", "different generator seeds gave identical chains"),
     "calls the score without the oracle": (
         _sampler("Freeloader", init=lambda self, x0, o, b: State(x0, o._source.score(x0))),
-        "honest cost (calls counted = calls made)", "6 score evaluations reached the score source, the oracle "
-        "charged 5"),
+        "init and step (state, info, finite chains)", "has no attribute '_source'. A sampler reaches the score only "
+        "through the oracle's public methods"),
     "differentiates through oracle.score": (
         _sampler("SneakyVjp", init=lambda self, x0, o, b: State(x0, o.score(x0.clone().requires_grad_(True))
                                                                 .detach())),
-        "honest cost (calls counted = calls made)", "oracle.score was called 1 time(s) on a tensor that requires "
-        "grad"),
+        "honest cost (calls counted = calls made)", "the sampler called oracle.score 1 time(s) with tensors that "
+        "carry derivatives"),
     "changes the batch size": (
         _sampler("Shrinking", step=lambda self, s, o, g: (State(s.x[:-1], s.score[:-1]), Info(0.1))),
         "init and step (state, info, finite chains)", "step 1 changed the shape of the chains from (8, 3) to (7, 3)"),
@@ -144,6 +144,119 @@ BROKEN = {
         _sampler("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
         "init and step (state, info, finite chains)", "changed the x0 tensor it was given, in place"),
 }
+
+
+# -- samplers that get a score, or a derivative of it, without paying: each route is closed or caught ----
+
+_UNPAID = "honest cost (calls counted = calls made)"
+_CRASH = "init and step (state, info, finite chains)"
+
+
+def _autograd_through_score(self, x0, oracle, budget):
+    x = x0.clone().requires_grad_(True)
+    s = oracle.score(x)
+    (vjp,) = torch.autograd.grad((s * s).sum(), x)  # would be a VJP for one NFE; the output has no graph
+    return State(x0, s + 0 * vjp)
+
+
+def _func_vjp_around_score(self, x0, oracle, budget):
+    s, pullback = torch.func.vjp(oracle.score, x0)  # pullback gives zeros
+    return State(x0, s + 0 * pullback(torch.ones_like(x0))[0])
+
+
+def _func_jvp_around_score(self, x0, oracle, budget):
+    s, jv = torch.func.jvp(oracle.score, (x0,), (torch.ones_like(x0),))  # jv is zeros
+    return State(x0, s + 0 * jv)
+
+
+def _dual_into_score(self, x0, oracle, budget):
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        s = fwAD.unpack_dual(oracle.score(fwAD.make_dual(x0, torch.ones_like(x0)))).primal  # no tangent
+    return State(x0, s.clone())
+
+
+def _autograd_through_log_prob(self, x0, oracle, budget):
+    x = x0.clone().requires_grad_(True)
+    log_p, _ = oracle.log_prob_and_score(x)
+    (s,) = torch.autograd.grad(log_p.sum(), x)  # the score from the value: refused
+    return State(x0, s)
+
+
+def _func_grad_of_log_prob(self, x0, oracle, budget):
+    hvp = torch.func.grad(lambda y: (oracle.log_prob_and_score(y)[1] ** 2).sum())(x0)  # zeros
+    return State(x0, oracle.score(x0) + 0 * hvp)
+
+
+def _lower_counts(self, x0, oracle, budget):
+    state = Ula.init(self, x0, oracle, budget)
+    oracle._ScoreOracle__tally.nfe -= 1
+    return state
+
+
+def _zero_weights(self, x0, oracle, budget):
+    from scorelab.oracle import CostWeights
+
+    oracle._ScoreOracle__weights = CostWeights(0.0, 0.0, 0.0)
+    return Ula.init(self, x0, oracle, budget)
+
+
+def _zero_counts_snapshot(self, x0, oracle, budget):
+    state = Ula.init(self, x0, oracle, budget)
+    oracle.counts.nfe = 0
+    return state
+
+
+CHEATS = {
+    "autograd through oracle.score": (
+        _sampler("AutogradVjp", init=_autograd_through_score), _CRASH, "element 0 of tensors does not require grad"),
+    "torch.func.vjp around oracle.score": (
+        _sampler("FuncVjp", init=_func_vjp_around_score), _UNPAID,
+        "the sampler called oracle.score 1 time(s) with tensors that carry derivatives"),
+    "torch.func.jvp around oracle.score": (
+        _sampler("FuncJvp", init=_func_jvp_around_score), _UNPAID,
+        "the sampler called oracle.score 1 time(s) with tensors that carry derivatives"),
+    "forward-mode dual into oracle.score": (
+        _sampler("DualScore", init=_dual_into_score), _UNPAID,
+        "the sampler called oracle.score 1 time(s) with tensors that carry derivatives"),
+    "autograd through log_prob_and_score": (
+        _sampler("AutogradLogProb", init=_autograd_through_log_prob), _CRASH,
+        "element 0 of tensors does not require grad"),
+    "torch.func through log_prob_and_score": (
+        _sampler("FuncLogProb", init=_func_grad_of_log_prob), _UNPAID,
+        "the sampler called oracle.log_prob_and_score 1 time(s) with tensors that carry derivatives"),
+    "reaches the source": (
+        _sampler("SourceDigger", init=lambda self, x0, o, b: State(x0, o._ScoreOracle__source.score(x0))), _UNPAID,
+        "the sampler called the score source's score 1 time(s) with no oracle call in progress"),
+    "reaches the target through the source": (
+        _sampler("TargetDigger", init=lambda self, x0, o, b: State(x0, o._ScoreOracle__source.target.score(x0))),
+        _UNPAID, "the sampler called the target's score 1 time(s) with no oracle call in progress"),
+    "lowers the counts": (
+        _sampler("CountLowerer", init=_lower_counts), _UNPAID,
+        "6 score evaluations reached the score source, the oracle charged 5. The sampler lowered the oracle's "
+        "private counts"),
+    "zeroes the cost weights": (
+        _sampler("WeightZeroer", init=_zero_weights), _UNPAID, "the oracle's cost weights were changed"),
+    "writes to the counts snapshot": (
+        _sampler("SnapshotWriter", init=_zero_counts_snapshot), _CRASH, "cannot assign to field 'nfe'"),
+    "resets the oracle": (
+        _sampler("Resetter", init=lambda self, x0, o, b: o.reset() or Ula.init(self, x0, o, b)), _CRASH,
+        "has no attribute 'reset'"),
+}
+BROKEN.update(CHEATS)
+
+
+@pytest.mark.parametrize("case", list(CHEATS))
+def test_every_unpaid_route_is_closed_or_caught(case):
+    """A cheat either fails the honest-cost check with what it did and what to call instead, or crashes
+    because the route is closed (the oracle's outputs carry no derivatives; the source is not an attribute)."""
+    cls, check, _ = CHEATS[case]
+    failures = _failures(check_sampler(cls, gaussian=False))
+    if check == _UNPAID:
+        assert "oracle.vjp" in failures[check]  # says what to call instead
+    else:
+        assert check in failures and _UNPAID not in failures  # the run crashed: nothing else was judged
 
 
 @pytest.mark.parametrize("case", list(BROKEN))

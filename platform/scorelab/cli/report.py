@@ -1,31 +1,68 @@
-"""``scorelab report REF``: rebuild a comparison's report from MLflow alone (no rerun)."""
+"""``scorelab report REF``: rebuild a comparison's report from MLflow alone (no rerun), optionally
+re-priced with other cost weights from the call counts logged at every point of every curve."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+WEIGHT_KINDS = ("vjp", "jvp", "curvature")
 
 
 def add(sub):
     p = sub.add_parser("report", help="rebuild a comparison's report (table, plots) from MLflow into a folder")
     p.add_argument("ref", help="the comparison's parent run id, or an experiment name (its latest comparison)")
     p.add_argument("--out", type=Path, help="folder to write (default: reports/<experiment>-<run id>)")
+    p.add_argument("--cost-weights", metavar="vjp=W,jvp=W,curvature=W",
+                   help="re-price every run with these weights (kinds not named keep the logged ones)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
     return p
+
+
+def parse_weights(text: str, logged):
+    """``vjp=3,jvp=4`` over the logged weights; a clear error for anything else."""
+    import dataclasses
+
+    from scorelab.errors import ScorelabError
+
+    values = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in WEIGHT_KINDS:
+            raise ScorelabError(f"--cost-weights: expected kind=weight with kind one of {', '.join(WEIGHT_KINDS)}, "
+                                f"got {item!r}")
+        try:
+            values[key] = float(value)
+        except ValueError:
+            raise ScorelabError(f"--cost-weights: {key} must be a number, got {value!r}") from None
+        if not values[key] > 0:
+            raise ScorelabError(f"--cost-weights: {key} must be > 0, got {value}")
+    return dataclasses.replace(logged, **values)
 
 
 def run(args) -> int:
     from mlflow.tracking import MlflowClient
 
-    from scorelab.reporting import load_records, report_files, write_report
+    from scorelab.analysis import reprice
+    from scorelab.errors import ScorelabError
+    from scorelab.reporting import load_records, report_files, skipped_samplers, write_report
     from scorelab.summary import text_table
     from scorelab.tracking import default_tracking_uri
 
     client = MlflowClient(args.tracking_uri or default_tracking_uri())
-    parent, study, records = load_records(client, args.ref)
-    rows, files = report_files(records, study)
+    parent, study, records, weights = load_records(client, args.ref)
+    if args.cost_weights:
+        weights = parse_weights(args.cost_weights, weights)
+        try:
+            records = reprice(records, weights, study.budget)
+        except ValueError as exc:
+            raise ScorelabError(str(exc)) from None
+    rows, files = report_files(records, study, weights)
     experiment = client.get_experiment(parent.info.experiment_id).name
     out = args.out or Path("reports") / f"{experiment}-{parent.info.run_id[:8]}"
     report = write_report(out, files)
-    print(text_table(rows, study))
-    print(f"\nwrote {report} with {len(files) - 2} plots beside it")
+    print(text_table(rows, study, skipped_samplers(records, study)))
+    print(f"\ncost = NFE + {weights.vjp:.2f}·VJP + {weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV"
+          + (" (re-priced)" if args.cost_weights else " (as run)"))
+    print(f"wrote {report} with {len(files) - 2} plots beside it")
     return 0

@@ -3,7 +3,8 @@
 - :class:`DiagonalGaussian`: N(mu, diag(v)) over any event shape, as a score source that offers every
   capability a sampler may require (exact noisy score, log density, exact and "learned" curvature).
 - :class:`CountingSource` and :class:`CountingOracle`: the source a sampler's oracle wraps counts the
-  calls that actually reach it, so they can be compared with what the oracle charged.
+  calls that actually reach it, so they can be compared with what the oracle charged, and notes the
+  calls that reach it, or the target behind it, with no oracle call in progress (unpaid).
 - :class:`DiagonalMixture`: a two-mode mixture with exact moments and mode weights, for metrics.
 - :class:`TinyScoreModel`: a linear score network with the built-in call convention, for objectives.
 """
@@ -11,8 +12,10 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from scorelab.oracle import ScoreOracle
@@ -63,21 +66,76 @@ class DiagonalGaussian:
         terms = (x - self.mean) ** 2 / var + torch.log(2 * math.pi * var)
         return -0.5 * terms.expand_as(x).reshape(len(x), -1).sum(1)
 
-    def log_prob_and_score(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.log_prob(x), self.score(x)
+    def log_prob_and_score(self, x: torch.Tensor, sigma=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both from one evaluation, as the oracle charges one NFE for them."""
+        var = self._var(x, sigma)
+        diff = x - self.mean
+        score = -diff / var
+        terms = -diff * score + torch.log(2 * math.pi * var)
+        return -0.5 * terms.expand_as(x).reshape(len(x), -1).sum(1), score
+
+
+class _Watch:
+    """What the kit's oracle is doing, shared by it, its source and the target behind that: a call that
+    reaches the source or the target while no oracle call is in progress was not paid for."""
+
+    def __init__(self):
+        self.active = 0  # oracle calls in progress
+        self.product = 0  # VJPs and JVPs in progress
+        self.unpaid: Counter[str] = Counter()  # "the score source's score" -> calls made outside the oracle
+        self.differentiated: Counter[str] = Counter()  # oracle method -> calls given derivative-carrying tensors
+
+
+def _carries_derivatives(value) -> bool:
+    """A tensor through which a caller hopes to differentiate: it requires grad (with grad enabled), is a
+    forward-mode dual, or is traced by a torch.func transform (grad, vjp, jvp)."""
+    if not isinstance(value, torch.Tensor):
+        return False
+    traced = getattr(torch._C._functorch, "is_gradtrackingtensor", None)
+    return ((value.requires_grad and torch.is_grad_enabled()) or fwAD.unpack_dual(value).tangent is not None
+            or bool(traced and traced(value)))
+
+
+class WatchedTarget:
+    """A target (or source) whose score, log density and curvature note the calls made while no oracle
+    call is in progress; every other attribute is the target's own."""
+
+    WATCHED = frozenset({"score", "log_prob", "hess_diag", "score_and_diag", "log_prob_and_score"})
+
+    def __init__(self, target, watch: _Watch):
+        self._target, self._watch = target, watch
+
+    def __getattr__(self, name: str):
+        if name in ("_target", "_watch"):  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        value = getattr(self._target, name)
+        if name not in self.WATCHED:
+            return value
+        watch = self._watch
+
+        def watched(*args, **kwargs):
+            if not watch.active:
+                watch.unpaid[f"the target's {name}"] += 1
+            return value(*args, **kwargs)
+
+        return watched
 
 
 class CountingSource:
     """Wraps a source and counts the calls that reach it: the calls a sampler actually made.
 
-    ``product_depth`` is raised by :class:`CountingOracle` while it computes a VJP or JVP, so a score
-    evaluated inside one is counted as part of that product, not as a separate evaluation.
+    ``watch`` is shared with the :class:`CountingOracle` around it, which raises ``watch.active`` for
+    the length of every call (so a call that arrives at other times was not paid for) and
+    ``watch.product`` while it computes a VJP or JVP (so a score evaluated inside one is counted as part
+    of that product). ``target`` is the source as a watched target, where
+    :class:`scorelab.sources.ExactScore` keeps its target.
     """
 
     def __init__(self, source):
-        self._inner = source
+        self.__inner = source
+        self.watch = _Watch()
+        self.target = WatchedTarget(source, self.watch)
         self.provides = source.provides
-        self.product_depth = 0
         self.reset()
 
     def reset(self) -> None:
@@ -86,28 +144,33 @@ class CountingSource:
         self.curvature = 0
         self.score_and_diag_calls = 0
         self.log_prob_calls = 0
-        self.differentiated = 0  # scores evaluated on tensors that require grad, outside the oracle's products
+
+    def _arrive(self, name: str) -> None:
+        if not self.watch.active:
+            self.watch.unpaid[f"the score source's {name}"] += 1
 
     def score(self, x, sigma=None):
-        if self.product_depth:
+        self._arrive("score")
+        if self.watch.product:
             self.products += 1
         else:
             self.scores += 1
-            if torch.is_grad_enabled() and x.requires_grad:
-                self.differentiated += 1
-        return self._inner.score(x, sigma)
+        return self.__inner.score(x, sigma)
 
     def hess_diag(self, x, sigma=None):
+        self._arrive("hess_diag")
         self.curvature += 1
-        return self._inner.hess_diag(x, sigma)
+        return self.__inner.hess_diag(x, sigma)
 
     def score_and_diag(self, x, sigma=None):
+        self._arrive("score_and_diag")
         self.score_and_diag_calls += 1
-        return self._inner.score_and_diag(x, sigma)
+        return self.__inner.score_and_diag(x, sigma)
 
     def log_prob_and_score(self, x):
+        self._arrive("log_prob_and_score")
         self.log_prob_calls += 1
-        return self._inner.log_prob_and_score(x)
+        return self.__inner.log_prob_and_score(x)
 
     @property
     def evaluations(self) -> int:
@@ -116,24 +179,48 @@ class CountingSource:
 
 
 class CountingOracle(ScoreOracle):
-    """A ScoreOracle (same methods, same counts, same cost) that tells its CountingSource when a
-    score evaluation is part of a VJP or JVP."""
+    """A ScoreOracle (same methods, same counts, same cost) that tells its CountingSource when one of
+    its calls is in progress and when that call is a VJP or JVP, and notes calls given tensors that
+    carry derivatives (the oracle cuts them, so whoever passed them gets nothing back)."""
+
+    __slots__ = ("__watch",)
 
     def __init__(self, source: CountingSource, weights=None):
         super().__init__(source, *(() if weights is None else (weights,)))
+        self.__watch = source.watch
 
-    def _product(self, method, x, v, sigma):
-        self._source.product_depth += 1
+    def __paid(self, name: str, method, *args, product: bool = False, **kwargs):
+        watch = self.__watch
+        if any(_carries_derivatives(a) for a in args):
+            watch.differentiated[f"oracle.{name}"] += 1
+        watch.active += 1
+        watch.product += product
         try:
-            return method(x, v, sigma)
+            return method(*args, **kwargs)
         finally:
-            self._source.product_depth -= 1
+            watch.active -= 1
+            watch.product -= product
+
+    def score(self, x, sigma=None):
+        return self.__paid("score", super().score, x, sigma)
 
     def vjp(self, x, v, sigma=None):
-        return self._product(super().vjp, x, v, sigma)
+        return self.__paid("vjp", super().vjp, x, v, sigma, product=True)
 
     def jvp(self, x, v, sigma=None):
-        return self._product(super().jvp, x, v, sigma)
+        return self.__paid("jvp", super().jvp, x, v, sigma, product=True)
+
+    def hess_diag(self, x, sigma=None, **kwargs):
+        return self.__paid("hess_diag", super().hess_diag, x, sigma, **kwargs)
+
+    def exact_hess_diag(self, x, sigma=None):
+        return self.__paid("exact_hess_diag", super().exact_hess_diag, x, sigma)
+
+    def score_and_learned_diag(self, x, sigma=None):
+        return self.__paid("score_and_learned_diag", super().score_and_learned_diag, x, sigma)
+
+    def log_prob_and_score(self, x):
+        return self.__paid("log_prob_and_score", super().log_prob_and_score, x)
 
 
 class DiagonalMixture:

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from scorelab.oracle import CostWeights
+
 from ._common import check_contract, class_and_params, fields_of_record, kit_devices, new_report, same, single_threaded
 from ._known import SAMPLER_CAPABILITIES, CountingOracle, CountingSource, DiagonalGaussian
 from ._report import Fail, Report, call
@@ -247,7 +249,39 @@ def _check_signatures(cls: type) -> None:
             pass
 
 
+_PAID_ROUTES = ("oracle.score, oracle.vjp, oracle.jvp, oracle.hess_diag, oracle.exact_hess_diag, "
+                "oracle.score_and_learned_diag or oracle.log_prob_and_score")
+
+
 def _check_cost(run: _Run) -> None:
+    _check_unpaid(run.source.watch)
+    _check_counts(run)
+    steps = len(run.xs) - 1
+    finished = getattr(run.state, "finished", False)
+    if steps and run.oracle.cost <= run.cost_after_init and not finished:
+        raise Fail(f"{steps} steps cost nothing: the runner stops at the budget or when state.finished is set, "
+                   "so this sampler would never stop")
+
+
+def _check_unpaid(watch) -> None:
+    """Calls that reached the source or target with no oracle call in progress, and derivatives sought
+    through the oracle's outputs (which carry none)."""
+    if watch.unpaid:
+        calls = ", ".join(f"{where} {n} time(s)" for where, n in watch.unpaid.items())
+        raise Fail(f"the sampler called {calls} with no oracle call in progress: it reached the score source (or "
+                   "the target) behind the oracle, through its private attributes, and nothing was charged. "
+                   f"Call the oracle's public methods instead ({_PAID_ROUTES}), which charge for what they compute")
+    if watch.differentiated:
+        calls = ", ".join(f"{where} {n} time(s)" for where, n in watch.differentiated.items())
+        raise Fail(f"the sampler called {calls} with tensors that carry derivatives (they require grad, are "
+                   "forward-mode duals, or are traced by torch.func): it tried to differentiate through the oracle, "
+                   "which would get a VJP or JVP for the price of one evaluation. The oracle's outputs carry no "
+                   "derivatives (that gives zeros or an error): use oracle.vjp, oracle.jvp or oracle.hess_diag, "
+                   "which compute them and charge for it")
+
+
+def _check_counts(run: _Run) -> None:
+    """The oracle's counts equal the calls that reached its source, at the weights it was built with."""
     c, s = run.oracle.counts, run.source
     problems = []
     if s.evaluations != c.nfe:
@@ -256,18 +290,17 @@ def _check_cost(run: _Run) -> None:
         problems.append(f"{s.products} VJPs/JVPs were computed, the oracle charged {c.vjp + c.jvp}")
     if s.curvature != c.curvature:
         problems.append(f"{s.curvature} exact curvature calls were made, the oracle charged {c.curvature}")
-    if problems:
-        raise Fail("; ".join(problems) + ". The sampler reaches the score without paying for it (e.g. through "
-                   "oracle._source): call only the oracle's public methods")
-    if s.differentiated:
-        raise Fail(f"oracle.score was called {s.differentiated} time(s) on a tensor that requires grad: "
-                   "differentiating the score that way gets a VJP for the price of one evaluation. "
-                   "Use oracle.vjp, oracle.jvp or oracle.hess_diag, which charge for it")
-    steps = len(run.xs) - 1
-    finished = getattr(run.state, "finished", False)
-    if steps and run.oracle.cost <= run.cost_after_init and not finished:
-        raise Fail(f"{steps} steps cost nothing: the runner stops at the budget or when state.finished is set, "
-                   "so this sampler would never stop")
+    reweighted = run.oracle.weights != CostWeights()
+    if reweighted:
+        problems.append(f"the oracle's cost weights were changed from {CostWeights()} to {run.oracle.weights}")
+    if not problems:
+        return
+    if s.evaluations > c.nfe or s.products > c.vjp + c.jvp or s.curvature > c.curvature:
+        what = "lowered the oracle's private counts"
+    else:
+        what = "changed the oracle's private cost weights" if reweighted else "changed the oracle's private counts"
+    raise Fail("; ".join(problems) + f". The sampler {what}, so its cost no longer matches what it computed. "
+               f"Leave the oracle's state alone and pay for every call through its public methods ({_PAID_ROUTES})")
 
 
 def _check_syncs(report: Report, cls: type, run: _Run, device: torch.device) -> None:

@@ -8,6 +8,7 @@ from .mode_weight import ModeWeightError
 from .moments import CovarianceError, MeanError
 from .nll import NLL
 from .sliced_wasserstein import SlicedWasserstein
+from .whitened import GaussianKL, MaxMomentError, MaxVarianceError, WhitenedCovarianceError, WhitenedMeanError
 
 METRICS = [
     SlicedWasserstein,
@@ -20,4 +21,9 @@ METRICS = [
     ModeWeightError,
     DigitsFD,
     DigitsNNCopy,
+    WhitenedCovarianceError,
+    MaxVarianceError,
+    WhitenedMeanError,
+    MaxMomentError,
+    GaussianKL,
 ]

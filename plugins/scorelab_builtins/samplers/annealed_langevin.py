@@ -155,6 +155,12 @@ class AnnealedLangevin:
         extra = C.REQUIRES[self.curvature] if self.preconditioner == "hessian_diag" else ()
         self.requires = type(self).requires + extra
 
+    @property
+    def budget_bound(self) -> bool:
+        """Its schedule is split from the budget (unless ``steps_per_level`` is set): a point on one run's
+        curve is not what it needs at that cost, so comparisons find its cost to quality by a budget ladder."""
+        return self.steps_per_level is None
+
     def init(self, x0: torch.Tensor, oracle, budget: float) -> AnnealedState:
         per_step = 2 if self.step_rule == "adaptive" else 1
         T = self.steps_per_level or int((budget - self.denoise) // (self.levels * per_step))

@@ -46,10 +46,25 @@ def component_log_probs(x, log_w, means, U, lam, sigma=0.0):
 
 
 def score(x, log_w, means, U, lam, sigma=0.0):
-    joint, g = _terms(x, log_w, means, U, _noisy(lam, sigma))
-    if g.shape[0] == 1:
-        return g[0]
+    lam = _noisy(lam, sigma)
+    if means.shape[0] == 1:  # one component: no densities to weigh, and the step loop's hot path
+        diff = x - means[0]
+        return -diff / lam[0] if U is None else -((diff @ U[0]) / lam[0]) @ U[0].T
+    joint, g = _terms(x, log_w, means, U, lam)
     return (_responsibilities(joint)[..., None] * g).sum(0)
+
+
+def log_prob_and_score(x, log_w, means, U, lam, sigma=0.0):
+    """(log p, score) from one pass over the components: the normalised joint densities that sum to
+    p are the responsibilities that weight the score."""
+    joint, g = _terms(x, log_w, means, U, _noisy(lam, sigma))
+    m = joint.max(0, keepdim=True).values
+    e = torch.exp(joint - m)
+    total = e.sum(0)
+    log_p = m[0] + torch.log(total)
+    if g.shape[0] == 1:
+        return log_p, g[0]
+    return log_p, ((e / total)[..., None] * g).sum(0)
 
 
 def hess_diag(x, log_w, means, U, lam, sigma=0.0):
