@@ -160,6 +160,14 @@ def test_quickstart_config_parses(host):
     assert {s.name for s in comp.samplers} == {"langevin", "annealed_langevin"}
 
 
+@pytest.mark.parametrize("name", ["compare_mixture", "compare_illconditioned", "compare_illconditioned_rotated"])
+def test_shipped_comparisons_parse_with_five_seeds(host, name):
+    from scorelab.config import load_comparison
+
+    comp = load_comparison(Path(__file__).parents[2] / "configs" / f"{name}.yaml", host)
+    assert len(comp.seeds) >= 5 and comp.primary in comp.metrics
+
+
 def test_tuning_and_evaluation_seeds_are_kept_apart(host, tracking_uri):
     result = run_comparison(parse_comparison(BASE, None, host), Tracker(tracking_uri))
     assert {r.seed for r in result.runs if r.role == "tuning"} == {1000, 1001}
