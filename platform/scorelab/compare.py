@@ -76,23 +76,8 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors, comp.budget,
                   comp.cost_resolution)
 
-    experiment_id = tracker.experiment(comp.name)
-    tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
-    parent = tracker.start_run(
-        experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
-        params={"target": target.name, "budget": comp.budget, "chains": comp.chains, "seeds": comp.seeds,
-                "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
-                "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
-                "device": device_name(device), "dtype": comp.dtype,
-                **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()},
-                **{k: round(v, 4) for k, v in weight_params.items() if k.count(".") > 1}},  # the measured spread
-    )
-    tracker.log_metrics(parent, {f"floor.{k}": v for k, v in floors.items()}, step=0)
-    tracker.flush(parent)  # the floors cost work to measure: written at once
-    tracker.log_dict(parent, resolved_config(comp, weights, device), "config.yaml")
-    if plugins is not None:
-        tracker.log_dict(parent, plugins, "plugins.json")
-    tracker.log_dict(parent, environment(device), "environment.json")
+    experiment_id, parent, tags = _open_parent(comp, tracker, target, device, weights, weight_params, floors,
+                                               plugins)
     monitor = _system_metrics(parent, tracker) if device.type == "cuda" else None
     setup = Setup(comp, tracker, experiment_id, parent, source, target, reference, weights,
                   log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags, study)
@@ -134,6 +119,29 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
                             tracker.seconds, time.perf_counter() - started)
 
+
+
+def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: CostWeights, weight_params: dict,
+                 floors: dict, plugins) -> tuple[str, str, dict]:
+    """The comparison's parent run, with what cannot be recomputed (floors, weights) written at once."""
+    experiment_id = tracker.experiment(comp.name)
+    tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
+    parent = tracker.start_run(
+        experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
+        params={"target": target.name, "budget": comp.budget, "chains": comp.chains, "seeds": comp.seeds,
+                "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
+                "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
+                "device": device_name(device), "dtype": comp.dtype,
+                **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()},
+                **{k: round(v, 4) for k, v in weight_params.items() if k.count(".") > 1}},  # the measured spread
+    )
+    tracker.log_metrics(parent, {f"floor.{k}": v for k, v in floors.items()}, step=0)
+    tracker.flush(parent)  # the floors cost work to measure: written at once
+    tracker.log_dict(parent, resolved_config(comp, weights, device), "config.yaml")
+    if plugins is not None:
+        tracker.log_dict(parent, plugins, "plugins.json")
+    tracker.log_dict(parent, environment(device), "environment.json")
+    return experiment_id, parent, tags
 
 def _system_metrics(run_id: str, tracker: Tracker):
     """MLflow's GPU/CPU utilisation and memory monitor for the comparison's parent run, if installed."""
