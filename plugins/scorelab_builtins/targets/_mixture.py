@@ -20,12 +20,15 @@ def _noisy(lam: torch.Tensor, sigma) -> torch.Tensor:
 def _terms(x, log_w, means, U, lam):
     """Joint log densities log w_k + log N_k(x), shape (K, n), and g_k = -P_k (x - mu_k), (K, n, d)."""
     diff = x[None] - means[:, None]
-    y = diff if U is None else diff @ U  # coordinates in each component's eigenbasis
-    scaled = y / lam[:, None]
-    maha = (y * scaled).sum(-1)
+    g = -diff / lam[:, None] if U is None else -(diff @ _precision(U, lam))  # one product, not two
+    maha = -(diff * g).sum(-1)
     joint = log_w[:, None] - 0.5 * (maha + torch.log(lam).sum(-1)[:, None] + x.shape[-1] * math.log(2 * math.pi))
-    g = -scaled if U is None else -(scaled @ U.transpose(-1, -2))
     return joint, g
+
+
+def _precision(U, lam):
+    """P_k = U_k diag(1 / lam_k) U_k^T, (K, d, d): d^3 work per call against n d^2 for the product."""
+    return (U / lam[:, None]) @ U.transpose(-1, -2)
 
 
 def _responsibilities(joint):
@@ -49,7 +52,7 @@ def score(x, log_w, means, U, lam, sigma=0.0):
     lam = _noisy(lam, sigma)
     if means.shape[0] == 1:  # one component: no densities to weigh, and the step loop's hot path
         diff = x - means[0]
-        return -diff / lam[0] if U is None else -((diff @ U[0]) / lam[0]) @ U[0].T
+        return -diff / lam[0] if U is None else -(diff @ _precision(U, lam)[0])
     joint, g = _terms(x, log_w, means, U, lam)
     return (_responsibilities(joint)[..., None] * g).sum(0)
 
