@@ -11,7 +11,9 @@ _SOURCE_CAPS = ("noise_conditional", "exact_score", "log_prob", "exact_hess_diag
 
 
 class ExactScore:
-    """A target's analytic score, s(x, sigma) of the target convolved with N(0, sigma^2 I)."""
+    """A target's analytic score, s(x, sigma) of the target convolved with N(0, sigma^2 I); for a target
+    that is not noise-conditional (``noise_conditional = False``) s(x) only: ``provides`` then lacks
+    ``noise_conditional`` and the oracle refuses a noise level before it reaches the target."""
 
     def __init__(self, target: Any):
         if "exact_score" not in target.provides:

@@ -3,8 +3,9 @@
 Always: ``event_shape``, ``provides``, ``sample(n, generator)`` (shape, finite, reproducible, uses the
 generator), ``to(device, dtype)``. For each capability the target provides, the method behind it:
 ``log_prob`` and ``score`` agree with each other (autograd), the noisy score agrees with the noisy
-log density, ``hess_diag`` agrees with the derivative of the score, ``mean`` and ``covariance`` agree
-with the samples, ``component_log_probs`` with ``log_prob``. Data-set targets provide none of these
+log density (a target that is not noise-conditional must refuse sigma > 0 instead), ``hess_diag``
+agrees with the derivative of the score, ``mean`` and ``covariance`` agree with the samples,
+``component_log_probs`` with ``log_prob``. Data-set targets provide none of these
 and get the sampling checks only.
 """
 
@@ -77,6 +78,9 @@ def check_target(target: Any, *, params: dict | None = None, devices: Sequence[s
     if "noise_conditional" in provides:
         with report.check("noisy score s(x, sigma)"):
             _check_score(tf, xs, sigma=0.7, with_log_prob="log_prob" in provides and _takes_sigma(tf.log_prob))
+    elif "exact_score" in provides:
+        with report.check("refuses a noise level (not noise-conditional)"):
+            _check_refuses_sigma(tf, xs, provides)
     if "exact_hess_diag" in provides:
         with report.check("hess_diag is the diagonal of the score's Jacobian"):
             _check_hess_diag(tf, xs)
@@ -193,6 +197,22 @@ def _check_score(t, x: torch.Tensor, sigma: float, with_log_prob: bool) -> None:
             raise Fail(f"score(x{', sigma' if sigma else ''}) differs from the gradient of log_prob by up to "
                        f"{float(err):.3g}" + (f" at sigma = {sigma}" if sigma else "")
                        + ": the score must be grad log p (of p convolved with N(0, sigma^2 I) for sigma > 0)")
+
+
+def _check_refuses_sigma(t, x: torch.Tensor, provides: set) -> None:
+    """A target that knows its score at sigma = 0 only must not answer at sigma > 0 with that score."""
+    methods = [m for cap, m in _METHOD_OF.items() if cap in provides and cap != "mixture"]
+    for method in methods:
+        fn = getattr(t, method)
+        if not _takes_sigma(fn):
+            continue  # score(x) alone cannot be asked for a noise level
+        try:
+            fn(x[:8], 0.7)
+        except Exception:  # any refusal will do; a ValueError is what the docs ask for
+            continue
+        raise Fail(f"{method}(x, sigma=0.7) returned a value, but the target does not provide noise_conditional "
+                   "(noise_conditional = False): raise a ValueError for sigma != 0 (TargetBase.check_noiseless "
+                   "does it), or the sigma = 0 answer passes for that of the target convolved with N(0, sigma^2 I)")
 
 
 def _check_hess_diag(t, x: torch.Tensor) -> None:
