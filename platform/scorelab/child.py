@@ -74,7 +74,8 @@ def run_child(setup: Setup, setting: SamplerSetting, seed: int, role: str, progr
         parent=setup.parent,
         tags={**setup.tags, "scorelab.sampler": setting.name, "scorelab.setting": setting.label,
               "scorelab.seed": seed, "scorelab.role": role, "scorelab.order": setup.order},
-        params={"sampler": setting.name, "seed": seed, "budget": comp.budget, "chains": comp.chains,
+        params={"sampler": setting.name, "plugin": setting.cls.name, "seed": seed, "budget": comp.budget,
+                "chains": comp.chains,
                 **hyperparameters(setting.make())},
     )
     setup.order += 1

@@ -191,7 +191,8 @@ def resolved_config(comp: Comparison, weights: CostWeights, device) -> dict:
         "target": {"name": comp.target.name, **comp.target.describe()},
         "init": dataclasses.asdict(comp.init),
         "metrics": [{"name": n, **hyperparameters(m)} for n, m in comp.metrics.items()],
-        "samplers": [{"name": s.name, "label": s.label, **hyperparameters(s.make())} for s in comp.samplers],
+        "samplers": [{"name": s.name, "plugin": s.cls.name, "label": s.label, **hyperparameters(s.make())}
+                     for s in comp.samplers],
         "cost_weights": dataclasses.asdict(weights),
         "source_file": comp.file,
     }

@@ -62,7 +62,8 @@ class ComparisonSpec:
 
 @dataclass
 class SamplerSetting:
-    """One point of a sampler's sweep."""
+    """One point of a sampler's sweep. ``name`` is the row it belongs to: the plugin's name, or the
+    entry's ``as`` (one plugin compared as two rows, e.g. exact and estimated curvature)."""
 
     name: str
     cls: type
@@ -149,11 +150,12 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         path = f"samplers[{i}]"
         name, params = P.split_entry(entry, path, file)
         cls = P.resolve_class(host, "sampler", name, path, file)
+        row = _row_name(params.pop("as", cls.name), cls, samplers, host, path, file)
         for setting in P.check_params(cls, params, path, file, sweep=True):
             sampler = P.instantiate(cls, setting, path, file)  # the class's own value checks, now
             if exact:  # a setting may require more than its class (curvature: exact); models: make_source
                 _check_requires(sampler, provides, path, file, f"the exact score of target '{target.name}'")
-            samplers.append(SamplerSetting(cls.name, cls, setting, cls.name))
+            samplers.append(SamplerSetting(row, cls, setting, row))
     _label(samplers)
 
     names = {s.name for s in samplers}
@@ -220,6 +222,22 @@ def _check_requires(obj: Any, provides: set, path: str, file: str | None, what: 
         raise ConfigError(
             f"{obj.name} requires {', '.join(missing)}, which {what} does not provide "
             f"(it provides: {', '.join(sorted(provides)) or 'nothing'})", file=file, key=path)
+
+
+def _row_name(row: Any, cls: type, earlier: list[SamplerSetting], host, path: str, file: str | None) -> str:
+    """A sampler entry's row: its plugin's name, or ``as`` (``as`` is a Python keyword, so it can never
+    be a hyperparameter). One row holds one plugin, and a row never takes another plugin's name."""
+    key = f"{path}.as"
+    if not isinstance(row, str) or not re.fullmatch(r"[A-Za-z][\w\-]*", row):
+        raise ConfigError(f"expected a row name of letters, digits, '_' or '-', got {row!r}", file=file, key=key)
+    other = next((s.cls.name for s in earlier if s.name == row and s.cls is not cls), None)
+    if other is not None:
+        raise ConfigError(f"row '{row}' already holds sampler '{other}'; give this {cls.name} entry another "
+                          "name with 'as'", file=file, key=key)
+    if row != cls.name and row in host.names("sampler"):
+        raise ConfigError(f"'{row}' is another sampler plugin's name; choose a row name that is not",
+                          file=file, key=key)
+    return row
 
 
 def _short(v: Any) -> str:

@@ -76,6 +76,10 @@ BROKEN = [
     ("chains: 50", "chains: 50\nbaseline: mala", "baseline", "unknown baseline sampler 'mala'"),
     ("chains: 50", "chains: 50\nquality_multiple: 0.5", "quality_multiple", "must be >= 1"),
     ("  - name: langevin\n", "  - langevin: {}\n", "samplers[0]", "missing key 'name'"),
+    ("    levels: 5", "    levels: 5\n    as: langevin", "samplers[1].as",
+     "row 'langevin' already holds sampler 'langevin'"),
+    ("    levels: 5", "    levels: 5\n    as: mala", "samplers[1].as", "'mala' is another sampler plugin's name"),
+    ("    levels: 5", "    levels: 5\n    as: 3", "samplers[1].as", "expected a row name"),
 ]
 
 
@@ -89,6 +93,16 @@ def test_broken_config_names_file_key_and_choices(tmp_path, host, old, new, key,
     assert (err.value.key or "") == key
     assert words in str(err.value)
     assert str(err.value).startswith(f"{path}: ")
+
+
+def test_one_plugin_compared_as_two_rows(tmp_path, host):
+    text = GOOD.replace("    levels: 5", "    levels: 5\n  - name: annealed_langevin\n    as: annealed_fine\n"
+                        "    levels: [20, 40]")
+    comp = load_comparison(_write(tmp_path, text), host)
+    assert [(s.name, s.cls.name, s.label) for s in comp.samplers[2:]] == [
+        ("annealed_langevin", "annealed_langevin", "annealed_langevin"),
+        ("annealed_fine", "annealed_langevin", "annealed_fine[levels=20]"),
+        ("annealed_fine", "annealed_langevin", "annealed_fine[levels=40]")]
 
 
 def test_bad_yaml_names_the_line(tmp_path, host):
