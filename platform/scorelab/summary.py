@@ -38,7 +38,7 @@ def _ratio(v: float) -> str:
     return "-" if math.isnan(v) else "∞" if math.isinf(v) else f"{v:.2f}"
 
 
-def _ci(triple: tuple[float, float, float]) -> str:
+def ratio_interval(triple: tuple[float, float, float]) -> str:
     ratio, low, high = triple
     if math.isnan(ratio):
         return "-"
@@ -53,7 +53,7 @@ def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
                      *[_pm(r.final[m]) for m in study.metrics], _cost(r, study.budget),
                      _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-",
-                     _ci(r.speedup_cost), _ci(r.speedup_wall), _num(r.ess)])
+                     ratio_interval(r.speedup_cost), ratio_interval(r.speedup_wall), _num(r.ess)])
     return header, body
 
 

@@ -11,7 +11,7 @@ import sys
 from scorelab import __version__
 from scorelab.errors import ScorelabError
 
-COMMANDS = ["compare", "report", "train", "plugins", "ui", "new-plugin", "check-plugin"]
+COMMANDS = ["compare", "study", "report", "train", "plugins", "ui", "new-plugin", "check-plugin"]
 
 
 def build_parser() -> argparse.ArgumentParser:

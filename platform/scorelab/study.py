@@ -1,0 +1,232 @@
+"""A study: a folder of comparison configs run in turn, and one document built from their MLflow records.
+
+``study.yaml`` in the folder lists the comparisons in the order the document shows them, each with a
+title, the goals it is measured against (a row's speedup over the baseline) and, in words, why the
+mechanisms behave as they do. Every figure in the document is read from MLflow, as ``scorelab report``
+reads one comparison, so ``scorelab study DIR --from-mlflow`` rebuilds it without running anything.
+``--quick`` shrinks every comparison (budget, chains, seeds, first value of every sweep) into a smoke
+test whose experiments are named ``<name>-quick`` and never mix with the full study's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import params as P
+from .analysis import Row, RunRecord, Study
+from .config import Comparison, load_yaml, parse_comparison
+from .errors import ConfigError
+from .reporting import load_records, report_files, write_report
+from .summary import headline, ratio_interval
+
+QUICK_SUFFIX = "-quick"
+
+
+@dataclass
+class Goal:
+    """A row of a comparison set to reach ``speedup`` × the baseline's cost to quality."""
+
+    sampler: str
+    speedup: float
+    what: str = ""
+
+
+@dataclass
+class Entry:
+    config: str  # relative to the study folder
+    title: str
+    why: str = ""  # the mechanisms, in words; figures come from the runs, never from here
+    goals: list = field(default_factory=list)
+
+
+@dataclass
+class QuickSpec:
+    budget_scale: float = 0.05
+    chains: int = 256
+    seeds: int = 2
+
+
+@dataclass
+class StudySpec:
+    title: str
+    document: str  # where the document goes, relative to the current directory
+    comparisons: list
+    introduction: str = ""
+    quick: dict = field(default_factory=dict)
+
+
+@dataclass
+class StudyPlan:
+    spec: StudySpec
+    entries: list[Entry]
+    comparisons: list[Comparison]
+    quick: QuickSpec | None
+
+
+def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
+    """``study.yaml`` and every comparison it names, validated before any work."""
+    folder = Path(folder)
+    file = str(folder / "study.yaml")
+    raw = load_yaml(file)
+    (top,) = P.check_params(StudySpec, raw, "", file)
+    spec = P.instantiate(StudySpec, top, "", file)
+    (q,) = P.check_params(QuickSpec, spec.quick, "quick", file)
+    quick_spec = QuickSpec(**q)
+    if not isinstance(spec.comparisons, list) or not spec.comparisons:
+        raise ConfigError("expected a non-empty list of comparisons", file=file, key="comparisons")
+    entries, comparisons = [], []
+    for i, item in enumerate(spec.comparisons):
+        path = f"comparisons[{i}]"
+        (e,) = P.check_params(Entry, item if isinstance(item, dict) else {}, path, file)
+        entry = Entry(**e)
+        entry.goals = [Goal(**P.check_params(Goal, g if isinstance(g, dict) else {}, f"{path}.goals[{j}]", file)[0])
+                       for j, g in enumerate(entry.goals)]
+        config = load_yaml(folder / entry.config)
+        if quick:
+            config = quicken(config, quick_spec)
+        comp = parse_comparison(config, file=str(folder / entry.config), host=host)
+        rows = {s.name for s in comp.samplers}
+        for j, goal in enumerate(entry.goals):
+            if goal.sampler not in rows:
+                raise ConfigError(P.unknown_choice("row", goal.sampler, rows) + f" (rows of {entry.config})",
+                                  file=file, key=f"{path}.goals[{j}].sampler")
+        entries.append(entry)
+        comparisons.append(comp)
+    return StudyPlan(spec, entries, comparisons, quick_spec if quick else None)
+
+
+def quicken(config: dict, quick: QuickSpec) -> dict:
+    """The comparison shrunk to a smoke test: a fraction of the budget, fewer chains and seeds, and the
+    first value of every sweep (so no tuning runs)."""
+    out = dict(config)
+    out["name"] = f"{config['name']}{QUICK_SUFFIX}"
+    out["budget"] = max(1.0, float(config["budget"]) * quick.budget_scale)
+    out["chains"] = min(int(config.get("chains", 1000)), quick.chains)
+    out["seeds"] = list(config.get("seeds", range(5)))[: quick.seeds]
+    out["samplers"] = [{k: (v[0] if isinstance(v, list) and v else v) for k, v in s.items()}
+                       if isinstance(s, dict) else s for s in config["samplers"]]
+    return out
+
+
+# -- the document ------------------------------------------------------------------------------------
+
+def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = None) -> Path:
+    """The study document from MLflow: for each comparison (``refs``: parent run ids or experiment
+    names), its table, plot, findings and goals; each comparison's full report in a folder beside it."""
+    out = Path(out or plan.spec.document)
+    assets = out.parent / out.stem
+    parts = [f"# {plan.spec.title}\n", plan.spec.introduction.strip() + "\n" if plan.spec.introduction else ""]
+    if plan.quick is not None:
+        parts.append("**Quick run** (a smoke test: a fraction of the budget, few chains and seeds, no tuning). "
+                     "Its figures are not the study's.\n")
+    for entry, ref in zip(plan.entries, refs, strict=True):
+        parent, study, records, weights = load_records(client, ref)
+        experiment = client.get_experiment(parent.info.experiment_id).name
+        rows, files = report_files(records, study, weights)
+        folder = assets / experiment
+        write_report(folder, files)
+        evaluation = [r for r in records if r.role == "evaluation"]
+        plot = f"plots/{study.primary}_vs_cost.png"
+        parts += [
+            f"## {entry.title}\n",
+            f"Experiment `{experiment}`, parent run `{parent.info.run_id}` (device {parent.data.params.get('device')}, "
+            f"{parent.data.params.get('chains')} chains, budget {study.budget:g}; cost = NFE + {weights.vjp:.2f}·VJP + "
+            f"{weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV). Full report: "
+            f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md).\n",
+            _table(rows, study),
+            f"![{study.primary} against cost]({assets.name}/{experiment}/{plot})\n",
+            "**What the numbers show.** " + findings(rows, study, evaluation) + "\n",
+        ]
+        if entry.why:
+            parts.append("**Why.** " + " ".join(entry.why.split()) + "\n")
+        if entry.goals:
+            parts.append("**Goals.**\n\n" + "\n".join(_goal_line(g, rows, study) for g in entry.goals) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(p for p in parts if p))
+    return out
+
+
+def _table(rows: list[Row], study: Study) -> str:
+    header, body = headline(rows, study)
+    keep = [i for i, h in enumerate(header) if h not in study.metrics or h == study.primary]
+    lines = ["| " + " | ".join(r[i] for i in keep) + " |" for r in [header, ["---"] * len(header), *body]]
+    return "\n".join(lines) + "\n"
+
+
+def uses_curvature(records: list[RunRecord]) -> bool:
+    """Whether a sampler paid for derivatives of the score (VJP, JVP or curvature calls)."""
+    return any(sum(counts[1:]) > 0 for r in records for counts in r.counts.values())
+
+
+def _cost(row: Row, budget: float) -> str:
+    med, low, high, _ = row.cost_to_quality
+    show = lambda v: f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"  # noqa: E731
+    return f"{show(med)} [{show(low)}, {show(high)}]"
+
+
+def _speedup(row: Row) -> str:
+    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else ratio_interval(row.speedup_cost)
+
+
+def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
+    """What the table says, in sentences: who reached quality for least cost, the best sampler that
+    pays for curvature against the best that does not, and who never reached or diverged."""
+    out = []
+    threshold = study.threshold(study.primary)
+    if threshold is None:
+        return f"{study.primary} has no positive floor, so no cost to quality is defined."
+    reached = sorted((r for r in rows if r.reached * 2 > r.runs), key=lambda r: r.cost_to_quality[0])
+    out.append(f"Quality is {study.primary} ≤ {threshold:.3g}; samplers that reach it on most seeds: {len(reached)} "
+               f"of {len(rows)}.")
+    if reached:
+        best = reached[0]
+        versus = "" if best.sampler == study.baseline else f", {_speedup(best)} the cost of {study.baseline}"
+        out.append(f"Least cost to quality: {best.sampler}, median {_cost(best, study.budget)}{versus}.")
+        paying = {r.sampler: uses_curvature([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
+        with_c = [r for r in reached if paying[r.sampler]]
+        without = [r for r in reached if not paying[r.sampler]]
+        if with_c and without:
+            a, b = with_c[0], without[0]
+            ratio = b.cost_to_quality[0] / a.cost_to_quality[0]
+            verdict = "wins" if ratio > 1 else "loses"
+            out.append(f"The best sampler that pays for curvature, {a.sampler} ({_cost(a, study.budget)}), {verdict} "
+                       f"against the best that does not, {b.sampler} ({_cost(b, study.budget)}): a cost ratio of "
+                       f"{ratio:.3g} (medians).")
+        elif with_c:
+            out.append("No sampler without curvature reaches quality here.")
+        elif without:
+            out.append("No sampler that pays for curvature reaches quality here.")
+    never = [r.sampler for r in rows if r.reached == 0]
+    if never:
+        out.append(f"Never within the budget of {study.budget:.3g}: {', '.join(never)}.")
+    diverged = [f"{r.sampler} ({r.runs - r.ok}/{r.runs})" for r in rows if r.ok < r.runs]
+    if diverged:
+        out.append(f"Diverged or failed on some seeds: {', '.join(diverged)}.")
+    return " ".join(out)
+
+
+def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
+    row = next((r for r in rows if r.sampler == goal.sampler), None)
+    what = f"{goal.what}: " if goal.what else ""
+    if row is None:
+        return (f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: **not measured** (every setting "
+                "diverged or failed in tuning)")
+    ratio, low, _ = row.speedup_cost
+    if math.isnan(ratio):
+        state = "**not met** (it did not reach quality on most seeds)"
+    elif math.isinf(ratio):  # the baseline's median is censored: the speedup is only bounded below
+        bound = study.budget / row.cost_to_quality[0]
+        state = ("**met**" if bound >= goal.speedup else "**undetermined**") + (
+            f" ({study.baseline} did not reach quality within the budget on most seeds, so the speedup is at least "
+            f"budget / median cost = {bound:.3g}×)")
+    elif ratio >= goal.speedup:
+        state = "**met**" + ("" if low >= goal.speedup else " by the median, not by the interval's lower end")
+    else:
+        state = "**not met**"
+    return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {_speedup(row)}, {state}"
+
+
+def experiment_names(plan: StudyPlan) -> list[str]:
+    return [comp.name for comp in plan.comparisons]

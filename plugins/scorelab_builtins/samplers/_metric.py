@@ -1,0 +1,102 @@
+"""A positive definite preconditioner M held in eigen-form, and the Langevin proposal it defines.
+
+    M = U diag(m) U^T + m_rest (I - U U^T)
+
+with U (.., d, k) orthonormal columns, m (.., k) > 0 and m_rest (..) > 0 for the directions U does
+not span (absent when k = d). Leading batch dimensions are per chain (n, d, k) or absent (d, k) for
+one preconditioner shared by every chain. In this form M v, M^(1/2) z and r^T M^-1 r each cost two
+products with U, with no factorisation per step, and a dense (k = d), low-rank plus isotropic (k <
+d) or ensemble-covariance preconditioner is the same object. (A diagonal preconditioner needs none
+of this; it stays a tensor of the chains' shape.)
+
+The preconditioned Langevin proposal and its Metropolis correction, for M held fixed between the
+two points (Girolami & Calderhead 2011, constant-metric case):
+
+    y = x + h M s(x) + sqrt(2h) M^(1/2) z
+    log q(y | x) = -(y - x - h M s(x))^T M^-1 (y - x - h M s(x)) / (4h)   (+ a constant in M)
+
+States are (n, d): chains flattened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class EigenMetric:
+    basis: torch.Tensor  # U: (n, d, k) or (d, k), orthonormal columns
+    scale: torch.Tensor  # m: (n, k) or (k,), M's eigenvalues along U
+    rest: torch.Tensor | None = None  # m_rest: (n,) or (), M on the complement of U; None when k = d
+
+    @classmethod
+    def from_precision(cls, precision: torch.Tensor, floor: float, damping: float) -> EigenMetric:
+        """M = (clip(H) + damping I)^-1 from a symmetric estimate H of -J (the negative score Jacobian,
+        (n, d, d) or (d, d)): eigenvalues below ``floor`` are raised to it, so M is positive definite
+        and bounded by 1 / (floor + damping) even where log p is not concave."""
+        lam, U = torch.linalg.eigh(0.5 * (precision + precision.transpose(-1, -2)))
+        return cls(U, 1.0 / (lam.clamp(min=floor) + damping))
+
+    @classmethod
+    def from_covariance(cls, covariance: torch.Tensor, jitter: float) -> EigenMetric:
+        """M = covariance + jitter I (an ensemble's spread used as the preconditioner)."""
+        lam, U = torch.linalg.eigh(0.5 * (covariance + covariance.transpose(-1, -2)))
+        return cls(U, lam.clamp(min=0) + jitter)
+
+    def _coords(self, v: torch.Tensor) -> torch.Tensor:
+        """U^T v per chain: (n, k)."""
+        return v @ self.basis if self.basis.ndim == 2 else torch.einsum("ndk,nd->nk", self.basis, v)
+
+    def _back(self, c: torch.Tensor) -> torch.Tensor:
+        """U c per chain: (n, d)."""
+        return c @ self.basis.T if self.basis.ndim == 2 else torch.einsum("ndk,nk->nd", self.basis, c)
+
+    def _rest(self) -> torch.Tensor:
+        """m_rest, shaped to broadcast against (n, d)."""
+        return self.rest if self.rest.ndim == 0 else self.rest[:, None]
+
+    def _apply(self, v: torch.Tensor, power: float) -> torch.Tensor:
+        """M^power v (power 1, 1/2 or -1)."""
+        c = self._coords(v)
+        along = self._back(c * self.scale**power)
+        if self.rest is None:
+            return along
+        r = self._rest() ** power
+        return along + r * (v - self._back(c))
+
+    def mul(self, v: torch.Tensor) -> torch.Tensor:
+        """M v."""
+        return self._apply(v, 1.0)
+
+    def sqrt_mul(self, z: torch.Tensor) -> torch.Tensor:
+        """M^(1/2) z: with z ~ N(0, I), a draw from N(0, M)."""
+        return self._apply(z, 0.5)
+
+    def inv_quad(self, r: torch.Tensor) -> torch.Tensor:
+        """r^T M^-1 r per chain: (n,)."""
+        c = self._coords(r)
+        total = (c * c / self.scale).sum(-1)
+        if self.rest is None:
+            return total
+        perp = r.square().sum(-1) - c.square().sum(-1)
+        return total + perp.clamp(min=0) / self.rest  # rest is (n,) or (), like perp
+
+    def mean_scale(self) -> torch.Tensor:
+        """tr(M) / d averaged over chains: a diagnostic of the step M gives each direction."""
+        d = self.basis.shape[-2]
+        trace = self.scale.sum(-1)
+        if self.rest is not None:
+            trace = trace + (d - self.scale.shape[-1]) * self.rest
+        return (trace / d).mean()
+
+
+def propose(x: torch.Tensor, score: torch.Tensor, h, metric: EigenMetric, z: torch.Tensor) -> torch.Tensor:
+    """y = x + h M s(x) + sqrt(2h) M^(1/2) z."""
+    return x + h * metric.mul(score) + (2 * h) ** 0.5 * metric.sqrt_mul(z)
+
+
+def log_proposal(y: torch.Tensor, x: torch.Tensor, score_x: torch.Tensor, h, metric: EigenMetric) -> torch.Tensor:
+    """log q(y | x) up to a constant that cancels when M is the same in both directions: (n,)."""
+    return -metric.inv_quad(y - x - h * metric.mul(score_x)) / (4 * h)

@@ -1,0 +1,94 @@
+"""A study end to end: its comparisons run, the document is built from MLflow, and rebuilt from it alone."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from scorelab.compare import run_comparison
+from scorelab.errors import ConfigError
+from scorelab.study import QuickSpec, load_study, quicken, write_document
+from scorelab.tracking import Tracker
+
+GAUSSIAN = {
+    "name": "unit-gaussian",
+    "target": {"name": "gaussian", "dim": 4, "condition_number": 20.0},
+    "budget": 400,
+    "chains": 256,
+    "seeds": [0, 1],
+    "checkpoints": 6,
+    "init": {"distribution": "gaussian", "center": 1.0, "scale": 2.0},
+    "cost_weights": {"vjp": 3, "jvp": 4},
+    "metrics": ["max_moment_error"],
+    "samplers": [
+        {"name": "langevin", "step_size": 0.01},
+        {"name": "hessian_diag_langevin", "curvature": "exact", "step_size": 0.2, "refresh_every": 20},
+        {"name": "hessian_diag_langevin", "as": "hessian_diag_hutchinson", "probes": 2, "step_size": 0.2,
+         "refresh_every": 20},
+    ],
+}
+
+STUDY = """\
+title: A unit study
+document: study.md
+introduction: Two rows of one plugin, and a goal.
+comparisons:
+  - config: gaussian.yaml
+    title: An axis-aligned Gaussian
+    why: A diagonal preconditioner undoes an axis-aligned scale exactly.
+    goals:
+      - {sampler: hessian_diag_langevin, speedup: 2, what: exact diagonal}
+      - {sampler: hessian_diag_hutchinson, speedup: 1000, what: estimated diagonal}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "study.yaml").write_text(STUDY)
+    (tmp_path / "gaussian.yaml").write_text(yaml.safe_dump(GAUSSIAN))
+    return tmp_path
+
+
+def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri):
+    plan = load_study(folder, host=host)
+    tracker = Tracker(tracking_uri)
+    parent = run_comparison(plan.comparisons[0], tracker).parent_run_id
+    out = write_document(plan, MlflowClient(tracking_uri), [parent], folder / "doc" / "study.md")
+    text = out.read_text()
+    assert text.startswith("# A unit study") and parent in text
+    assert "| hessian_diag_hutchinson |" in text and "| hessian_diag_langevin |" in text
+    assert "**What the numbers show.** Quality is max_moment_error ≤" in text
+    assert "**Why.** A diagonal preconditioner" in text
+    assert "- estimated diagonal: hessian_diag_hutchinson ≥ 1000× langevin: measured" in text
+    assert "**not met** (it did not reach quality" in text and "**undetermined** (langevin did not reach" in text
+    report = folder / "doc" / "study" / "unit-gaussian" / "report.md"
+    assert report.is_file() and (report.parent / "plots" / "max_moment_error_vs_cost.png").is_file()
+    assert "(study/unit-gaussian/plots/max_moment_error_vs_cost.png)" in text
+
+    # Rebuilt from MLflow alone, by experiment name: the same document.
+    again = write_document(plan, MlflowClient(tracking_uri), ["unit-gaussian"], out)
+    assert again.read_text() == text
+
+
+def test_quick_shrinks_every_comparison():
+    quick = quicken({**GAUSSIAN, "samplers": [{"name": "langevin", "step_size": [0.01, 0.02]}]},
+                    QuickSpec(budget_scale=0.1, chains=64, seeds=1))
+    assert quick["name"] == "unit-gaussian-quick" and quick["budget"] == 40 and quick["chains"] == 64
+    assert quick["seeds"] == [0] and quick["samplers"] == [{"name": "langevin", "step_size": 0.01}]
+
+
+def test_a_goal_for_a_row_that_is_not_compared_is_refused(folder, host):
+    text = (folder / "study.yaml").read_text().replace("sampler: hessian_diag_hutchinson", "sampler: ozaki")
+    (folder / "study.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_study(folder, host=host)
+    assert err.value.key == "comparisons[0].goals[1].sampler" and "hessian_diag_hutchinson" in str(err.value)
+
+
+def test_the_shipped_study_is_valid(host):
+    plan = load_study("configs/study", host=host)
+    assert len(plan.entries) == len(plan.comparisons) >= 3
+    quick = load_study("configs/study", quick=True, host=host)
+    assert all(c.name.endswith("-quick") for c in quick.comparisons)
+    assert plan.spec.document == "docs/curvature-study.md"
