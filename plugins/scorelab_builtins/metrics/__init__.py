@@ -3,6 +3,7 @@
 from .digits import DigitsFD, DigitsNNCopy
 from .energy import EnergyDistance
 from .ksd import KSD
+from .marginal_ks import MaxMarginalKS
 from .mmd import MMD
 from .mode_weight import ModeWeightError
 from .moments import CovarianceError, MeanError
@@ -26,4 +27,5 @@ METRICS = [
     WhitenedMeanError,
     MaxMomentError,
     GaussianKL,
+    MaxMarginalKS,
 ]
