@@ -6,8 +6,10 @@ with U (.., d, k) orthonormal columns, m (.., k) > 0 and m_rest (..) > 0 for the
 not span (absent when k = d). Leading batch dimensions are per chain (n, d, k) or absent (d, k) for
 one preconditioner shared by every chain. In this form M v, M^(1/2) z and r^T M^-1 r each cost two
 products with U, with no factorisation per step, and a dense (k = d), low-rank plus isotropic (k <
-d) or ensemble-covariance preconditioner is the same object. (A diagonal preconditioner needs none
-of this; it stays a tensor of the chains' shape.)
+d) or ensemble-covariance preconditioner is the same object. Two lighter forms have the same methods:
+``DiagonalMetric`` (M = diag(m), shared) and ``CholeskyMetric`` (M = L L^T with L lower triangular,
+whose noise L z maps as A L under a lower-triangular change of variables A: what an affine-invariant
+ensemble needs; it has no ``inv_quad``).
 
 The preconditioned Langevin proposal and its Metropolis correction, for M held fixed between the
 two points (Girolami & Calderhead 2011, constant-metric case):
@@ -20,6 +22,7 @@ States are (n, d): chains flattened.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +93,52 @@ class EigenMetric:
         if self.rest is not None:
             trace = trace + (d - self.scale.shape[-1]) * self.rest
         return (trace / d).mean()
+
+
+@dataclass
+class DiagonalMetric:
+    """M = diag(scale), shared by every chain, with EigenMetric's methods."""
+
+    scale: torch.Tensor  # (d,)
+
+    def mul(self, v: torch.Tensor) -> torch.Tensor:
+        return v * self.scale
+
+    def sqrt_mul(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.scale.sqrt()
+
+    def inv_quad(self, r: torch.Tensor) -> torch.Tensor:
+        return (r.square() / self.scale).sum(-1)
+
+    def mean_scale(self) -> torch.Tensor:
+        return self.scale.mean()
+
+
+@dataclass
+class CholeskyMetric:
+    """M = L L^T with L lower triangular: M v, and L z for the noise (a root that maps as A L under a
+    lower-triangular A). Enough for ``propose``; no ``inv_quad``, so not for a Metropolis ratio."""
+
+    matrix: torch.Tensor  # M (d, d)
+    factor: torch.Tensor  # L (d, d)
+
+    @classmethod
+    def from_covariance(cls, covariance: torch.Tensor, jitter: float, dtype: torch.dtype) -> CholeskyMetric:
+        """M = covariance + jitter I, factorised in the covariance's dtype and returned in ``dtype``; a
+        failed factorisation (M not positive definite in floating point) gives a NaN factor."""
+        m = covariance + jitter * torch.eye(len(covariance), dtype=covariance.dtype, device=covariance.device)
+        factor, info = torch.linalg.cholesky_ex(m)  # no error check: that would synchronise on CUDA
+        factor = torch.where(info == 0, factor, math.nan)
+        return cls(m.to(dtype), factor.to(dtype))
+
+    def mul(self, v: torch.Tensor) -> torch.Tensor:
+        return v @ self.matrix  # symmetric
+
+    def sqrt_mul(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.factor.T
+
+    def mean_scale(self) -> torch.Tensor:
+        return self.matrix.diagonal().mean()
 
 
 def propose(x: torch.Tensor, score: torch.Tensor, h, metric: EigenMetric, z: torch.Tensor) -> torch.Tensor:

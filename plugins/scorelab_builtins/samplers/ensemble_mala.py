@@ -1,0 +1,164 @@
+"""``ensemble_mala``: MALA with a mass matrix estimated from the chains' spread during a warm-up.
+
+Window adaptation (Stan, BlackJAX) estimates the preconditioner from one chain's history; with
+thousands of chains in parallel, their covariance at one moment is as good an estimate, and free.
+With M a fixed positive definite matrix the proposal and its Metropolis–Hastings correction are
+
+    y = x + h M s(x) + sqrt(2h) M^(1/2) z,    z ~ N(0, I)
+    log a = log p(y) - log p(x) + log q(x | y) - log q(y | x),
+    log q(b | a) = -(b - a - h M s(a))^T M^-1 (b - a - h M s(a)) / (4h)
+    x <- y with probability min(1, a), else x stays
+
+(``_metric.propose`` and ``_metric.log_proposal``), which leaves the target exactly invariant.
+
+Warm-up. M starts as the covariance of the initial chains, C + jitter I (C over all chains, dense or
+its diagonal; see ``ensemble_langevin.ensemble_covariance``), and is re-estimated from the current
+chains after every ``adapt_every`` steps of the ``warmup``, except where fewer than ``adapt_every``
+warm-up steps would follow. The step h is adapted by dual averaging (``_dual_averaging``, Hoffman &
+Gelman 2014) so that the acceptance probability averaged over chains reaches ``target_accept``
+(0.574, optimal for MALA on Gaussian-like targets as d -> infinity, Roberts & Rosenthal 1998); at
+each re-estimation the averaging restarts, shrunk towards log(10 hbar) of the window that ended, as
+Stan does after each metric window. After warm-up M and h = hbar are frozen, and the chain is a
+valid MCMC kernel: the target is exactly invariant, with no discretisation bias. A proposal whose
+density is NaN or infinite is rejected, so a far too large step shows as zero acceptance.
+
+What it buys: with M = Sigma on N(mu, Sigma), the chain is MALA on the whitened target, whatever
+the conditioning, so h is of order d^(-1/3) (0.84 measured at d = 5) where plain MALA's is of order
+Sigma_min d^(-1/3). During warm-up M is wider than the target along directions that have not yet
+contracted, and h adapts to that; the first windows move the chains, the later ones refine M (on the
+rotated d = 50, condition number 1000 Gaussian, 4000 chains from N(2, 3^2) per coordinate reach
+every whitened mean and variance within 10 % after 56 to 59 steps, inside the warm-up, and h settles
+at 0.37). The dense M needs more than d + 1 chains: with fewer, C is singular and the directions it
+misses move only by ``jitter``. ``covariance: diagonal`` cannot undo correlations: on that rotated
+Gaussian its h stays near 6.5e-4 and it is not within 10 % after 3000 steps.
+
+Cost per step: 1 NFE (log p and s at the proposal come from one evaluation); ``init`` 1 NFE. A
+re-estimation costs O(N d^2 + d^3) and no score evaluation; after warm-up a step costs O(N d^2) on
+top of the score for the dense M. ``torch.linalg.eigh`` synchronises with the host on CUDA: one sync
+per re-estimation (about warmup / adapt_every in a run), none after warm-up.
+
+Known bias: none after warm-up (M and h frozen). During warm-up M and h depend on all chains, so
+the chains are not yet an exact MCMC kernel; the warm-up's cost counts like any other.
+
+References: Roberts & Tweedie (1996); Girolami & Calderhead (2011), constant-metric MALA; Hoffman &
+Gelman (2014), dual averaging; Stan reference manual, "HMC algorithm parameters" (windowed
+adaptation); BlackJAX ``adaptation/window_adaptation.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ._dual_averaging import GAMMA, KAPPA, T0, dual_averaging_update
+from ._metric import DiagonalMetric, EigenMetric, log_proposal, propose
+from .ensemble_langevin import check_ensemble_fields, check_ensemble_size, ensemble_covariance
+
+
+@dataclass
+class EnsembleMalaState:
+    x: torch.Tensor
+    log_prob: torch.Tensor  # (n,)
+    score: torch.Tensor
+    metric: EigenMetric | DiagonalMetric  # M, shared by all chains
+    log_step: torch.Tensor  # 0-dim: log of the step in use
+    log_step_avg: torch.Tensor  # 0-dim: dual averaging's log hbar
+    h_avg: torch.Tensor  # 0-dim: dual averaging's H
+    mu: torch.Tensor  # 0-dim: where dual averaging shrinks log h to
+    k: int  # steps taken
+    since: int  # the step at which M was last estimated (dual averaging restarted)
+
+
+@dataclass
+class EnsembleMalaInfo:
+    step_size: torch.Tensor
+    acceptance: torch.Tensor  # per chain: min(1, a)
+    accepted: torch.Tensor  # per chain: 1 if the proposal was taken
+    adapting: float  # 1 during warm-up
+    preconditioner: torch.Tensor  # tr(M) / d
+
+
+@dataclass
+class EnsembleMala:
+    step_size: float = 0.5  # the initial step in M's units (1 = the ensemble's spread); adapted during warm-up
+    target_accept: float = 0.574
+    warmup: int = 200
+    adapt_every: int = 25
+    covariance: Literal["dense", "diagonal"] = "dense"
+    jitter: float = 1e-6  # added to the ensemble covariance times I, in units of x^2
+    t0: float = T0
+    gamma: float = GAMMA
+    kappa: float = KAPPA
+
+    name = "ensemble_mala"
+    requires = ("log_prob",)
+    # The kit's 100-D check runs 100 chains (N = d: C is singular, one direction moves only by jitter).
+    example_params = {"jitter": 0.01}
+    chains_interact = True  # during warm-up M is every chain's covariance, h adapted on their mean acceptance
+
+    def __post_init__(self):
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0 steps (0: M from the initial chains, h fixed), got {self.warmup}")
+        if self.adapt_every < 1:
+            raise ValueError(f"adapt_every must be >= 1 step, got {self.adapt_every}")
+        check_ensemble_fields(self.covariance, self.jitter)
+        if not self.t0 >= 0:
+            raise ValueError(f"t0 must be >= 0, got {self.t0}")
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be > 0, got {self.gamma}")
+        if not 0.5 < self.kappa <= 1:
+            raise ValueError(f"kappa must be in (0.5, 1] for the averaged step to converge, got {self.kappa}")
+
+    def _estimate(self, x: torch.Tensor) -> EigenMetric | DiagonalMetric:
+        """M = C + jitter I from the chains x (n, d), in x's dtype."""
+        _, c = ensemble_covariance(x, self.covariance == "diagonal")
+        if self.covariance == "diagonal":
+            return DiagonalMetric((c + self.jitter).to(x.dtype))
+        m = EigenMetric.from_covariance(c, self.jitter)  # eigh in float64
+        return EigenMetric(m.basis.to(x.dtype), m.scale.to(x.dtype))
+
+    def init(self, x0: torch.Tensor, oracle, budget: float) -> EnsembleMalaState:
+        check_ensemble_size(x0, self.covariance, self.jitter)
+        log_p, s = oracle.log_prob_and_score(x0)
+        log_h = torch.full((), math.log(self.step_size), dtype=x0.dtype, device=x0.device)
+        return EnsembleMalaState(x0, log_p, s, self._estimate(x0.flatten(1)), log_h, log_h.clone(),
+                                 torch.zeros_like(log_h), log_h + math.log(10), 0, 0)
+
+    def step(self, state: EnsembleMalaState, oracle, generator: torch.Generator):
+        x, s, h, metric = state.x.flatten(1), state.score.flatten(1), state.log_step.exp(), state.metric
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        y = propose(x, s, h, metric, z)
+        log_p_y, s_y = oracle.log_prob_and_score(y.reshape(state.x.shape))
+        s_y = s_y.flatten(1)
+        log_a = log_p_y - state.log_prob + log_proposal(x, y, s_y, h, metric) - log_proposal(y, x, s, h, metric)
+        proper = torch.isfinite(log_p_y) & torch.isfinite(s_y).all(1)
+        log_a = torch.where(proper, log_a, -math.inf).nan_to_num(nan=-math.inf)  # broken proposals: rejected
+        u = torch.rand(log_a.shape, generator=generator, device=x.device, dtype=x.dtype)
+        accept = torch.log(u) < log_a
+        acceptance = log_a.clamp(max=0).exp()
+        x_new = torch.where(accept[:, None], y, x).reshape(state.x.shape)
+        s_new = torch.where(accept[:, None], s_y, s).reshape(state.x.shape)
+        log_p_new = torch.where(accept, log_p_y, state.log_prob)
+
+        k, since, mu = state.k + 1, state.since, state.mu
+        log_h, log_h_avg, h_avg = state.log_step, state.log_step_avg, state.h_avg
+        adapting = k <= self.warmup
+        if adapting:  # Python ints: the schedule, not the data, decides
+            log_h, log_h_avg, h_avg = dual_averaging_update(
+                h_avg, log_h_avg, acceptance.mean(), k - since, mu=mu, target=self.target_accept,
+                t0=self.t0, gamma=self.gamma, kappa=self.kappa)
+            if k == self.warmup:
+                log_h = log_h_avg  # frozen from here on
+            elif k % self.adapt_every == 0 and k + self.adapt_every <= self.warmup:
+                metric = self._estimate(x_new.flatten(1))  # a new M: restart the averaging from hbar
+                log_h, mu, h_avg, since = log_h_avg, log_h_avg + math.log(10), torch.zeros_like(h_avg), k
+        info = EnsembleMalaInfo(h, acceptance, accept.to(x.dtype), float(adapting), state.metric.mean_scale())
+        state = EnsembleMalaState(x_new, log_p_new, s_new, metric, log_h, log_h_avg, h_avg, mu, k, since)
+        return state, info
