@@ -92,3 +92,24 @@ def test_the_shipped_study_is_valid(host):
     quick = load_study("configs/study", quick=True, host=host)
     assert all(c.name.endswith("-quick") for c in quick.comparisons)
     assert plan.spec.document == "docs/curvature-study.md"
+
+
+@pytest.mark.slow
+def test_the_quick_study_runs_end_to_end(tmp_path, capsys):
+    """The shipped study, shrunk by --quick, through the command line: every section and goal written."""
+    from scorelab.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "study.md"
+    assert main(["study", "configs/study", "--quick", "--quiet", "--tracking-uri", uri, "--out", str(out)]) == 0
+    text = out.read_text()
+    plan = load_study("configs/study", quick=True)
+    assert "**Quick run**" in text
+    for entry, comp in zip(plan.entries, plan.comparisons, strict=True):
+        assert f"## {entry.title}" in text and f"Experiment `{comp.name}`" in text
+        assert all(f"{g.sampler} ≥ {g.speedup:g}×" in text for g in entry.goals)
+    assert text.count("**What the numbers show.**") == len(plan.entries)
+    # Rebuilt from MLflow alone: the same document.
+    again = tmp_path / "again" / "study.md"
+    assert main(["study", "configs/study", "--quick", "--from-mlflow", "--tracking-uri", uri, "--out", str(again)]) == 0
+    assert again.read_text() == text
