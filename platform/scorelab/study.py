@@ -6,6 +6,9 @@ mechanisms behave as they do. Every figure in the document is read from MLflow, 
 reads one comparison, so ``scorelab study DIR --from-mlflow`` rebuilds it without running anything.
 ``--quick`` shrinks every comparison (budget, chains, seeds, first value of every sweep) into a smoke
 test whose experiments are named ``<name>-quick`` and never mix with the full study's.
+
+A comparison of a learned score names a training config (``train``): the model is trained first, in
+the same store, and the comparison runs with ``score`` set to the new model's URI.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import params as P
 from .analysis import Row, RunRecord, Study
@@ -20,6 +24,7 @@ from .config import Comparison, load_yaml, parse_comparison
 from .errors import ConfigError
 from .reporting import load_records, report_files, write_report
 from .summary import headline, ratio_interval
+from .training.spec import parse_training
 
 QUICK_SUFFIX = "-quick"
 
@@ -39,6 +44,7 @@ class Entry:
     title: str
     why: str = ""  # the mechanisms, in words; figures come from the runs, never from here
     goals: list = field(default_factory=list)
+    train: str | None = None  # a training config, relative to the folder: the comparison's score is its model
 
 
 @dataclass
@@ -46,6 +52,7 @@ class QuickSpec:
     budget_scale: float = 0.05
     chains: int = 256
     seeds: int = 2
+    train_steps: int = 100
 
 
 @dataclass
@@ -57,12 +64,22 @@ class StudySpec:
     quick: dict = field(default_factory=dict)
 
 
+#: A comparison whose model is still to be trained is validated with this URI in ``score``.
+UNTRAINED = "runs:/untrained/model"
+
+
 @dataclass
 class StudyPlan:
     spec: StudySpec
     entries: list[Entry]
-    comparisons: list[Comparison]
+    comparisons: list[Comparison]  # a learned score's is re-parsed with its model's URI once trained
+    trainings: list[Any]  # the Training for each entry, or None
     quick: QuickSpec | None
+
+    def with_model(self, i: int, uri: str) -> Comparison:
+        """Comparison ``i`` with its score the trained model at ``uri``."""
+        comp = self.comparisons[i]
+        return parse_comparison({**comp.raw, "score": uri}, file=comp.file)
 
 
 def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
@@ -76,7 +93,7 @@ def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
     quick_spec = QuickSpec(**q)
     if not isinstance(spec.comparisons, list) or not spec.comparisons:
         raise ConfigError("expected a non-empty list of comparisons", file=file, key="comparisons")
-    entries, comparisons = [], []
+    entries, comparisons, trainings = [], [], []
     for i, item in enumerate(spec.comparisons):
         path = f"comparisons[{i}]"
         (e,) = P.check_params(Entry, item if isinstance(item, dict) else {}, path, file)
@@ -86,6 +103,11 @@ def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
         config = load_yaml(folder / entry.config)
         if quick:
             config = quicken(config, quick_spec)
+        training = None
+        if entry.train:
+            training = parse_training(_quick_training(load_yaml(folder / entry.train), quick_spec) if quick
+                                      else load_yaml(folder / entry.train), file=str(folder / entry.train), host=host)
+            config = {**config, "score": UNTRAINED}
         comp = parse_comparison(config, file=str(folder / entry.config), host=host)
         rows = {s.name for s in comp.samplers}
         for j, goal in enumerate(entry.goals):
@@ -94,7 +116,8 @@ def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
                                   file=file, key=f"{path}.goals[{j}].sampler")
         entries.append(entry)
         comparisons.append(comp)
-    return StudyPlan(spec, entries, comparisons, quick_spec if quick else None)
+        trainings.append(training)
+    return StudyPlan(spec, entries, comparisons, trainings, quick_spec if quick else None)
 
 
 def quicken(config: dict, quick: QuickSpec) -> dict:
@@ -107,6 +130,19 @@ def quicken(config: dict, quick: QuickSpec) -> dict:
     out["seeds"] = list(config.get("seeds", range(5)))[: quick.seeds]
     out["samplers"] = [{k: (v[0] if isinstance(v, list) and v else v) for k, v in s.items()}
                        if isinstance(s, dict) else s for s in config["samplers"]]
+    return out
+
+
+def _quick_training(config: dict, quick: QuickSpec) -> dict:
+    """A training config shrunk to ``train_steps`` (checkpoints and logging within them), named *-quick."""
+    steps = min(int(config["steps"]), quick.train_steps)
+    out = {**config, "name": f"{config['name']}{QUICK_SUFFIX}", "steps": steps}
+    for key in ("checkpoint_every", "log_every", "eval_every"):
+        if key in out and out[key] is not None:
+            out[key] = min(int(out[key]), steps)
+    if isinstance(out.get("schedule"), dict) and "warmup" in out["schedule"]:
+        out["schedule"] = {**out["schedule"], "warmup": min(int(out["schedule"]["warmup"]), steps // 10)}
+    out.pop("register_as", None)
     return out
 
 
@@ -131,7 +167,8 @@ def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = 
         plot = f"plots/{study.primary}_vs_cost.png"
         parts += [
             f"## {entry.title}\n",
-            f"Experiment `{experiment}`, parent run `{parent.info.run_id}` (device {parent.data.params.get('device')}, "
+            f"Experiment `{experiment}`, parent run `{parent.info.run_id}` (score: {parent.data.params.get('score')}; "
+            f"device {parent.data.params.get('device')}, "
             f"{parent.data.params.get('chains')} chains, budget {study.budget:g}; cost = NFE + {weights.vjp:.2f}·VJP + "
             f"{weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV). Full report: "
             f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md).\n",

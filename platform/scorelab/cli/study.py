@@ -28,13 +28,18 @@ def run(args) -> int:
     from scorelab.plugins import host
     from scorelab.study import experiment_names, load_study, write_document
     from scorelab.tracking import Tracker
+    from scorelab.training.run import train
 
     plan = load_study(args.folder, quick=args.quick)  # every config error before any work
     tracker = Tracker(args.tracking_uri)
     refs = experiment_names(plan)
     if not args.from_mlflow:
         refs = []
-        for comp in plan.comparisons:
+        for i, (comp, training) in enumerate(zip(plan.comparisons, plan.trainings, strict=True)):
+            if training is not None:
+                trained = train(training, tracker, progress=not args.quiet and sys.stderr.isatty())
+                print(f"{training.name}: trained {trained.model_uri} in {trained.seconds:.0f} s")
+                comp = plan.with_model(i, trained.model_uri)
             with tqdm(desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
                 result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
             print(f"{comp.name}: parent run {result.parent_run_id}, {result.total_seconds:.0f} s")
