@@ -128,8 +128,8 @@ def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: Co
     tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
     parent = tracker.start_run(
         experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
-        params={"target": target.name, "score": comp.score, "budget": comp.budget, "chains": comp.chains, "seeds": comp.seeds,
-                "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
+        params={"target": target.name, "score": comp.score, "budget": comp.budget, "chains": comp.chains,
+                "seeds": comp.seeds, "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
                 "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
                 "device": device_name(device), "dtype": comp.dtype,
                 **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()},
