@@ -129,7 +129,8 @@ def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: Co
     parent = tracker.start_run(
         experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
         params={"target": target.name, "score": comp.score, "budget": comp.budget, "chains": comp.chains,
-                "seeds": comp.seeds, "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary, "baseline": comp.baseline,
+                "seeds": comp.seeds, "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary,
+                "baseline": comp.baseline,
                 "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
                 "device": device_name(device), "dtype": comp.dtype,
                 **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()},
