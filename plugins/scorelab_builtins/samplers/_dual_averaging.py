@@ -16,13 +16,15 @@ iterates up, so a too-small start is outgrown within a few steps. H_0 = 0; hbar_
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 T0, GAMMA, KAPPA = 10.0, 0.05, 0.75
 
 
 def dual_averaging_update(
-    h_avg: torch.Tensor,
+    accept_error: torch.Tensor,
     log_step_avg: torch.Tensor,
     acceptance: torch.Tensor,
     t: int,
@@ -35,7 +37,7 @@ def dual_averaging_update(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One dual-averaging iteration; returns (log h_t, log hbar_t, H_t).
 
-    ``h_avg`` is H_{t-1}, ``log_step_avg`` log hbar_{t-1}, ``acceptance`` a_t (a 0-dim tensor, e.g.
+    ``accept_error`` is H_{t-1}, ``log_step_avg`` log hbar_{t-1}, ``acceptance`` a_t (a 0-dim tensor, e.g.
     the acceptance probability averaged over chains), ``t`` >= 1 a Python int counted from the last
     restart (restart: H = 0 and t = 1 again, with a new ``mu``).
 
@@ -48,8 +50,8 @@ def dual_averaging_update(
     if t < 1:
         raise ValueError(f"t must be >= 1 (iterations since the adaptation started), got {t}")
     w = 1.0 / (t + t0)
-    h_avg = (1 - w) * h_avg + w * (target - acceptance)
-    log_step = mu - t**0.5 / gamma * h_avg
+    accept_error = (1 - w) * accept_error + w * (target - acceptance)
+    log_step = mu - math.sqrt(t) / gamma * accept_error
     eta = t ** (-kappa)
     log_step_avg = eta * log_step + (1 - eta) * log_step_avg
-    return log_step, log_step_avg, h_avg
+    return log_step, log_step_avg, accept_error

@@ -66,7 +66,7 @@ class EnsembleMalaState:
     metric: EigenMetric | DiagonalMetric  # M, shared by all chains
     log_step: torch.Tensor  # 0-dim: log of the step in use
     log_step_avg: torch.Tensor  # 0-dim: dual averaging's log hbar
-    h_avg: torch.Tensor  # 0-dim: dual averaging's H
+    accept_error: torch.Tensor  # 0-dim: dual averaging's H, the averaged shortfall from the target acceptance
     mu: torch.Tensor  # 0-dim: where dual averaging shrinks log h to
     k: int  # steps taken
     since: int  # the step at which M was last estimated (dual averaging restarted)
@@ -148,17 +148,17 @@ class EnsembleMala:
         log_p_new = torch.where(accept, log_p_y, state.log_prob)
 
         k, since, mu = state.k + 1, state.since, state.mu
-        log_h, log_h_avg, h_avg = state.log_step, state.log_step_avg, state.h_avg
+        log_h, log_h_avg, accept_error = state.log_step, state.log_step_avg, state.accept_error
         adapting = k <= self.warmup
         if adapting:  # Python ints: the schedule, not the data, decides
-            log_h, log_h_avg, h_avg = dual_averaging_update(
-                h_avg, log_h_avg, acceptance.mean(), k - since, mu=mu, target=self.target_accept,
+            log_h, log_h_avg, accept_error = dual_averaging_update(
+                accept_error, log_h_avg, acceptance.mean(), k - since, mu=mu, target=self.target_accept,
                 t0=self.t0, gamma=self.gamma, kappa=self.kappa)
             if k == self.warmup:
                 log_h = log_h_avg  # frozen from here on
             elif k % self.adapt_every == 0 and k + self.adapt_every <= self.warmup:
                 metric = self._estimate(x_new.flatten(1))  # a new M: restart the averaging from hbar
-                log_h, mu, h_avg, since = log_h_avg, log_h_avg + math.log(10), torch.zeros_like(h_avg), k
+                log_h, mu, accept_error, since = log_h_avg, log_h_avg + math.log(10), torch.zeros_like(accept_error), k
         info = EnsembleMalaInfo(h, acceptance, accept.to(x.dtype), float(adapting), state.metric.mean_scale())
-        state = EnsembleMalaState(x_new, log_p_new, s_new, metric, log_h, log_h_avg, h_avg, mu, k, since)
+        state = EnsembleMalaState(x_new, log_p_new, s_new, metric, log_h, log_h_avg, accept_error, mu, k, since)
         return state, info

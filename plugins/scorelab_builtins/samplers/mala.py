@@ -15,7 +15,7 @@ Rosenthal 1998): with t the warm-up step, a_t the mean acceptance,
     H_t = (1 - 1/(t + t0)) H_{t-1} + (target - a_t) / (t + t0)
     log h_t = mu - sqrt(t) / gamma * H_t,    log hbar_t = t^-kappa log h_t + (1 - t^-kappa) log hbar_{t-1}
 
-with mu = log(10 h_0), t0 = 10, gamma = 0.05, kappa = 0.75; afterwards h = hbar is frozen and the
+with mu = log(10 h_0), t0 = 10, gamma = 0.05, kappa = 0.75 (``_dual_averaging``); afterwards h = hbar is frozen and the
 chain is a valid MCMC kernel. The warm-up moves the chains too, and its cost counts like any other.
 A proposal whose density is NaN or infinite is rejected, so a far too large step shows as zero
 acceptance, not as a divergence.
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from ._curvature import batch_shape
+from ._dual_averaging import GAMMA, KAPPA, T0, dual_averaging_update
 
 
 @dataclass
@@ -44,7 +45,7 @@ class MalaState:
     score: torch.Tensor
     log_step: torch.Tensor  # 0-dim: log of the step in use
     log_step_avg: torch.Tensor  # 0-dim: dual averaging's log hbar
-    h_avg: torch.Tensor  # 0-dim: dual averaging's H
+    accept_error: torch.Tensor  # 0-dim: dual averaging's H, the averaged shortfall from the target acceptance
     k: int  # steps taken
 
 
@@ -61,9 +62,9 @@ class Mala:
     step_size: float = 0.1  # the initial step; dual averaging moves it during warm-up
     target_accept: float = 0.574
     warmup: int = 200
-    t0: float = 10.0
-    gamma: float = 0.05
-    kappa: float = 0.75
+    t0: float = T0
+    gamma: float = GAMMA
+    kappa: float = KAPPA
 
     name = "mala"
     requires = ("log_prob",)
@@ -107,15 +108,13 @@ class Mala:
         log_p_new = torch.where(accept, log_p_y, state.log_prob)
 
         k = state.k + 1
-        log_h, log_h_avg, h_avg = state.log_step, state.log_step_avg, state.h_avg
+        log_h, log_h_avg, accept_error = state.log_step, state.log_step_avg, state.accept_error
         adapting = k <= self.warmup
         if adapting:  # a Python int: the schedule, not the data, decides
-            w = 1.0 / (k + self.t0)
-            h_avg = (1 - w) * h_avg + w * (self.target_accept - acceptance.mean())
-            log_h = math.log(10 * self.step_size) - math.sqrt(k) / self.gamma * h_avg
-            eta = k ** (-self.kappa)
-            log_h_avg = eta * log_h + (1 - eta) * log_h_avg
+            log_h, log_h_avg, accept_error = dual_averaging_update(
+                accept_error, log_h_avg, acceptance.mean(), k, mu=math.log(10 * self.step_size),
+                target=self.target_accept, t0=self.t0, gamma=self.gamma, kappa=self.kappa)
             if k == self.warmup:
                 log_h = log_h_avg  # frozen from here on
         info = MalaInfo(h, acceptance, accept.to(x.dtype), float(adapting))
-        return MalaState(x_new, log_p_new, s_new, log_h, log_h_avg, h_avg, k), info
+        return MalaState(x_new, log_p_new, s_new, log_h, log_h_avg, accept_error, k), info
