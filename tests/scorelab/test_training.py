@@ -69,6 +69,20 @@ def test_bad_training_config_is_refused_before_any_work(tmp_path, host, old, new
     assert words in str(err.value)
 
 
+def test_a_score_known_at_sigma_zero_only_is_never_asked_for_a_noisy_one(host):
+    noisy_esm = {"name": "t", "target": {"name": "banana"}, "model": {"name": "mlp", "noise_conditional": True},
+                 "objective": {"name": "esm", "sigma": 0.5}, "steps": 5}
+    with pytest.raises(ConfigError, match="target 'banana' knows its score at sigma = 0 only"):
+        parse_training(noisy_esm, host=host)
+    # Denoising needs samples only; its evaluation compares with the exact score where it is known (sigma = 0).
+    from scorelab.training.evaluate import Evaluator
+    from scorelab.training.loop import Trainer
+
+    dsm = {**noisy_esm, "objective": {"name": "dsm_multi", "sigma_max": 1.0, "sigma_min": 0.1, "levels": 3}}
+    training = parse_training(dsm, host=host)
+    assert set(Evaluator(Trainer(training, torch.device("cpu")), 64)()) == {"eval_loss"}  # raised before
+
+
 def test_cli_refuses_a_bad_config_without_touching_the_store(tmp_path, capsys):
     path = tmp_path / "train.yaml"
     path.write_text(GOOD.replace("batch_size: 64", "batch_size: 512"))

@@ -22,8 +22,10 @@ class Evaluator:
         g = torch.Generator(device).manual_seed(EVAL_SEED)
         held_out = getattr(target, "held_out_split", None)
         self.data = held_out()[:samples] if callable(held_out) else target.sample(samples, g)
-        self.levels = trainer.training.noise_levels
-        self.exact = "exact_score" in target.provides
+        # A target whose score is known at sigma = 0 only (noise_conditional = False) is compared there only.
+        noisy = "noise_conditional" in target.provides
+        self.levels = [sigma for sigma in trainer.training.noise_levels if noisy or sigma == 0]
+        self.exact = "exact_score" in target.provides and bool(self.levels)
         self.noise = torch.randn(self.data.shape, generator=g, device=device, dtype=self.data.dtype)
 
     def __call__(self) -> dict[str, float]:

@@ -153,6 +153,9 @@ def _check_fit(host, target, model, objective, spec: TrainSpec, file) -> None:
                              f"provide{why}; it provides: {', '.join(sorted(t_caps)) or 'nothing'}. Objectives "
                              f"it can train with: {', '.join(usable)}")
     levels = noise_levels(objective)
+    if "exact_score" in getattr(objective, "requires", ()) and max(levels) > 0 and "noise_conditional" not in t_caps:
+        bad("objective", f"objective {objective.name} needs the exact score at noise levels up to {max(levels):g}, but "
+                         f"target '{target.name}' knows its score at sigma = 0 only (it is not noise-conditional)")
     conditional = "noise_conditional" in m_caps
     if len(levels) > 1 and not conditional:
         bad("model", f"objective {objective.name} trains at {len(levels)} noise levels; model {model.name} is not "
