@@ -76,6 +76,15 @@ class StudyPlan:
     trainings: list[Any]  # the Training for each entry, or None
     quick: QuickSpec | None
 
+    def select(self, configs: list[str]) -> list[int]:
+        """The positions of the entries whose config file is named in ``configs``."""
+        known = [e.config for e in self.entries]
+        missing = [c for c in configs if c not in known]
+        if missing:
+            raise ConfigError(P.unknown_choice("comparison", missing[0], known) + " (--only takes config file names "
+                              "from study.yaml)")
+        return [i for i, e in enumerate(self.entries) if e.config in configs]
+
     def with_model(self, i: int, uri: str) -> Comparison:
         """Comparison ``i`` with its score the trained model at ``uri``."""
         comp = self.comparisons[i]

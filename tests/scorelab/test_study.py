@@ -113,3 +113,10 @@ def test_the_quick_study_runs_end_to_end(tmp_path, capsys):
     again = tmp_path / "again" / "study.md"
     assert main(["study", "configs/study", "--quick", "--from-mlflow", "--tracking-uri", uri, "--out", str(again)]) == 0
     assert again.read_text() == text
+
+
+def test_only_names_config_files_of_the_study(folder, host):
+    plan = load_study(folder, host=host)
+    assert plan.select(["gaussian.yaml"]) == [0]
+    with pytest.raises(ConfigError, match="unknown comparison 'gausian.yaml'; did you mean 'gaussian.yaml'?"):
+        plan.select(["gausian.yaml"])

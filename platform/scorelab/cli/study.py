@@ -17,6 +17,9 @@ def add(sub):
     p.add_argument("--out", type=Path, help="the document to write (default: study.yaml's 'document'; with --quick, "
                                             "reports/<its name>-quick.md, so a smoke test never overwrites the study)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
+    p.add_argument("--only", nargs="+", metavar="CONFIG",
+                   help="run only these comparisons (config file names, e.g. banana.yaml); the document takes the "
+                        "others' latest runs from MLflow")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -32,10 +35,11 @@ def run(args) -> int:
 
     plan = load_study(args.folder, quick=args.quick)  # every config error before any work
     tracker = Tracker(args.tracking_uri)
-    refs = experiment_names(plan)
+    refs = experiment_names(plan)  # each comparison's latest run in MLflow, unless run now
+    chosen = plan.select(args.only) if args.only else range(len(plan.entries))
     if not args.from_mlflow:
-        refs = []
-        for i, (comp, training) in enumerate(zip(plan.comparisons, plan.trainings, strict=True)):
+        for i in chosen:
+            comp, training = plan.comparisons[i], plan.trainings[i]
             if training is not None:
                 trained = train(training, tracker, progress=not args.quiet and sys.stderr.isatty())
                 print(f"{training.name}: trained {trained.model_uri} in {trained.seconds:.0f} s")
@@ -43,7 +47,7 @@ def run(args) -> int:
             with tqdm(desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
                 result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
             print(f"{comp.name}: parent run {result.parent_run_id}, {result.total_seconds:.0f} s")
-            refs.append(result.parent_run_id)
+            refs[i] = result.parent_run_id
     out = args.out
     if out is None and plan.quick is not None:
         out = Path("reports") / f"{Path(plan.spec.document).stem}-quick.md"
