@@ -5,8 +5,6 @@ cost weights are timed honestly."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 import torch
 
@@ -26,32 +24,6 @@ from scorelab_builtins.samplers import (
 )
 from scorelab_builtins.samplers._curvature import score_and_curvature
 from scorelab_builtins.targets import Gaussian
-
-
-class CountingSource:
-    """The exact score of a target, counting the calls that really reach it. With ``learned`` it also
-    plays a model with a second-order head (score and diagonal from one call)."""
-
-    def __init__(self, target, learned=False):
-        self.inner = ExactScore(target)
-        self.provides = self.inner.provides | ({"second_order_head"} if learned else set())
-        self.calls = Counter()
-
-    def score(self, x, sigma=None):
-        self.calls["score"] += 1
-        return self.inner.score(x, sigma)
-
-    def hess_diag(self, x, sigma=None):
-        self.calls["hess_diag"] += 1
-        return self.inner.hess_diag(x, sigma)
-
-    def score_and_diag(self, x, sigma=None):
-        self.calls["score_and_diag"] += 1
-        return self.inner.score(x, sigma), self.inner.hess_diag(x, sigma)
-
-    def log_prob_and_score(self, x):
-        self.calls["log_prob"] += 1
-        return self.inner.log_prob_and_score(x)
 
 
 def _gaussian():
@@ -111,9 +83,9 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_counted_calls_equal_actual_calls(name):
+def test_counted_calls_equal_actual_calls(name, counting_source):
     make, expected = CONFIGS[name]
-    source = CountingSource(_gaussian(), learned=True)
+    source = counting_source(_gaussian(), learned=True)
     oracle = ScoreOracle(source)
     x0 = torch.randn(16, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     result = run_chain(make(), oracle, x0, 40, torch.Generator().manual_seed(1))
@@ -127,9 +99,9 @@ def test_counted_calls_equal_actual_calls(name):
         assert (c.nfe, c.vjp, c.jvp, c.curvature) == tuple(want[k] for k in ("nfe", "vjp", "jvp", "curvature"))
 
 
-def test_the_ode_pays_for_every_right_hand_side_and_finishes_in_one_step():
+def test_the_ode_pays_for_every_right_hand_side_and_finishes_in_one_step(counting_source):
     x0 = torch.zeros(64, 4, dtype=torch.float64)
-    ode, oracle = ProbabilityFlowODE(sigma_max=5.0), ScoreOracle(CountingSource(_gaussian()))
+    ode, oracle = ProbabilityFlowODE(sigma_max=5.0), ScoreOracle(counting_source(_gaussian()))
     state, info = ode.step(ode.init(x0, oracle, 10), oracle, torch.Generator().manual_seed(0))
     # solve_ivp's own count of right-hand sides, plus the denoising step; far past a budget of 10.
     assert oracle.counts.nfe == info.nfe + 1 > 10

@@ -12,7 +12,6 @@ has probability < 2e-5 per test.
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import pytest
 import torch
@@ -136,28 +135,6 @@ def test_unadjusted_is_biased_by_the_predicted_factor(h):
 
 # -- cost ------------------------------------------------------------------------------------------
 
-class CountingSource:
-    """The exact score of a target, counting the calls that reach it; with a second-order head (score
-    and diagonal from one call) for the learned curvature."""
-
-    def __init__(self, target):
-        self.inner = ExactScore(target)
-        self.provides = self.inner.provides | {"second_order_head"}
-        self.calls = Counter()
-
-    def score(self, x, sigma=None):
-        self.calls["score"] += 1
-        return self.inner.score(x, sigma)
-
-    def score_and_diag(self, x, sigma=None):
-        self.calls["score_and_diag"] += 1
-        return self.inner.score(x, sigma), self.inner.hess_diag(x, sigma)
-
-    def log_prob_and_score(self, x):
-        self.calls["log_prob"] += 1
-        return self.inner.log_prob_and_score(x)
-
-
 K, R = 10, 3  # steps, refresh_every: refreshes at the start and after steps 3, 6, 9
 REFRESHES = 1 + K // R
 COUNTS = {  # (params, (nfe, jvp) after K steps), as the module docstring states them
@@ -172,9 +149,9 @@ COUNTS = {  # (params, (nfe, jvp) after K steps), as the module docstring states
 
 
 @pytest.mark.parametrize("name", list(COUNTS))
-def test_jvps_charged_are_jvps_made_and_follow_the_stated_cost(name):
+def test_jvps_charged_are_jvps_made_and_follow_the_stated_cost(name, counting_source):
     params, (nfe, jvp) = COUNTS[name]
-    source = CountingSource(_target())
+    source = counting_source(_target(), learned=True)
     oracle = ScoreOracle(source)
     sampler = LowRankLangevin(refresh_every=R, **params)
     x0 = torch.randn(16, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -310,10 +287,10 @@ def test_conforms_to_the_sampler_contract(params):
 
 
 @pytest.mark.parametrize("params", [{}, {"rank": 2}, {"adjust": True, "rank": 2}, {"curvature": "learned"}])
-def test_no_step_reads_device_values_on_the_host(params):
+def test_no_step_reads_device_values_on_the_host(params, counting_source):
     # The class declares host_syncs for torch.linalg on CUDA at refresh steps, so the kit skips this
     # check; on the CPU the watch still sees any .item(), bool(tensor) or mask indexing in step.
-    source = CountingSource(_target())
+    source = counting_source(_target(), learned=True)
     oracle, sampler = ScoreOracle(source), LowRankLangevin(refresh_every=2, **params)
     state, g = sampler.init(torch.zeros(4, D, dtype=torch.float64), oracle, math.inf), torch.Generator()
     watch = HostSyncWatch(torch.device("cpu"))

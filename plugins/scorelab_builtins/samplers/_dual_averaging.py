@@ -55,3 +55,15 @@ def dual_averaging_update(
     eta = t ** (-kappa)
     log_step_avg = eta * log_step + (1 - eta) * log_step_avg
     return log_step, log_step_avg, accept_error
+
+
+def check_fields(target_accept: float, t0: float, gamma: float, kappa: float) -> None:
+    """The checks every sampler adapting by dual averaging makes, with errors naming the field."""
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    if not t0 >= 0:
+        raise ValueError(f"t0 must be >= 0, got {t0}")
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
+    if not 0.5 < kappa <= 1:
+        raise ValueError(f"kappa must be in (0.5, 1] for the averaged step to converge, got {kappa}")

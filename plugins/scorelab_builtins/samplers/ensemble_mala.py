@@ -53,6 +53,7 @@ from typing import Literal
 
 import torch
 
+from . import _dual_averaging as dual_averaging
 from ._dual_averaging import GAMMA, KAPPA, T0, dual_averaging_update
 from ._metric import DiagonalMetric, EigenMetric, log_proposal, propose
 from .ensemble_langevin import check_ensemble_fields, check_ensemble_size, ensemble_covariance
@@ -102,19 +103,12 @@ class EnsembleMala:
     def __post_init__(self):
         if not self.step_size > 0:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        if not 0 < self.target_accept < 1:
-            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps (0: M from the initial chains, h fixed), got {self.warmup}")
         if self.adapt_every < 1:
             raise ValueError(f"adapt_every must be >= 1 step, got {self.adapt_every}")
         check_ensemble_fields(self.covariance, self.jitter)
-        if not self.t0 >= 0:
-            raise ValueError(f"t0 must be >= 0, got {self.t0}")
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {self.gamma}")
-        if not 0.5 < self.kappa <= 1:
-            raise ValueError(f"kappa must be in (0.5, 1] for the averaged step to converge, got {self.kappa}")
+        dual_averaging.check_fields(self.target_accept, self.t0, self.gamma, self.kappa)
 
     def _estimate(self, x: torch.Tensor) -> EigenMetric | DiagonalMetric:
         """M = C + jitter I from the chains x (n, d), in x's dtype."""

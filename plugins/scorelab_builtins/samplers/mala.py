@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _dual_averaging as dual_averaging
 from ._curvature import batch_shape
 from ._dual_averaging import GAMMA, KAPPA, T0, dual_averaging_update
 
@@ -73,16 +74,9 @@ class Mala:
     def __post_init__(self):
         if not self.step_size > 0:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
-        if not 0 < self.target_accept < 1:
-            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps (0: keep step_size fixed), got {self.warmup}")
-        if not self.t0 >= 0:
-            raise ValueError(f"t0 must be >= 0, got {self.t0}")
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {self.gamma}")
-        if not 0.5 < self.kappa <= 1:
-            raise ValueError(f"kappa must be in (0.5, 1] for the averaged step to converge, got {self.kappa}")
+        dual_averaging.check_fields(self.target_accept, self.t0, self.gamma, self.kappa)
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> MalaState:
         log_p, s = oracle.log_prob_and_score(x0)

@@ -35,16 +35,15 @@ from dataclasses import dataclass
 
 import torch
 
-from scorelab.targets import TargetBase
+from ._noiseless import NoiselessTarget
 
 
 @dataclass
-class Banana(TargetBase):
+class Banana(NoiselessTarget):
     curvature: float = 0.03
     scale: float = 10.0
 
     name = "banana"
-    noise_conditional = False
 
     def __post_init__(self):
         if not (math.isfinite(self.curvature) and self.curvature >= 0):
@@ -57,7 +56,7 @@ class Banana(TargetBase):
         self._mean = torch.zeros(2, dtype=dtype)
         self._variances = torch.tensor([s2, 1 + 2 * b * b * s2 * s2], dtype=dtype)
 
-    def _ridge(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x1 and u = x2 - b (x1^2 - s^2), the offset from the ridge."""
         x1, x2 = x[..., 0], x[..., 1]
         return x1, x2 - self.curvature * (x1 * x1 - self.scale**2)
@@ -74,31 +73,7 @@ class Banana(TargetBase):
     def _score(self, x1: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return torch.stack([-x1 / self.scale**2 + 2 * self.curvature * x1 * u, -u], -1)
 
-    def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
-        self.check_noiseless(sigma)
-        return self._log_prob(*self._ridge(x))
-
-    def score(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
-        self.check_noiseless(sigma)
-        return self._score(*self._ridge(x))
-
-    def log_prob_and_score(self, x: torch.Tensor, sigma=0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both from one evaluation (what an oracle charges one NFE for)."""
-        self.check_noiseless(sigma)
-        x1, u = self._ridge(x)
-        return self._log_prob(x1, u), self._score(x1, u)
-
-    def hess_diag(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
-        self.check_noiseless(sigma)
-        x1, u = self._ridge(x)
+    def _hess_diag(self, x1: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         b = self.curvature
         h11 = -1 / self.scale**2 + 2 * b * u - 4 * b * b * x1 * x1
         return torch.stack([h11, torch.full_like(u, -1.0)], -1)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self._mean
-
-    @property
-    def covariance(self) -> torch.Tensor:
-        return torch.diag(self._variances)
