@@ -109,15 +109,15 @@ def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
         entry = Entry(**e)
         entry.goals = [Goal(**P.check_params(Goal, g if isinstance(g, dict) else {}, f"{path}.goals[{j}]", file)[0])
                        for j, g in enumerate(entry.goals)]
-        config = load_yaml(folder / entry.config)
-        if quick:
-            config = quicken(config, quick_spec)
-        training = None
+        config, training = load_yaml(folder / entry.config), None
         if entry.train:
-            training = parse_training(_quick_training(load_yaml(folder / entry.train), quick_spec) if quick
-                                      else load_yaml(folder / entry.train), file=str(folder / entry.train), host=host)
+            train_config = load_yaml(folder / entry.train)
+            training = parse_training(_quick_training(train_config, quick_spec) if quick else train_config,
+                                      file=str(folder / entry.train), host=host)
             config = {**config, "score": UNTRAINED}
         comp = parse_comparison(config, file=str(folder / entry.config), host=host)
+        if quick:
+            comp = parse_comparison(quicken(config, comp, quick_spec), file=comp.file, host=host)
         rows = {s.name for s in comp.samplers}
         for j, goal in enumerate(entry.goals):
             if goal.sampler not in rows:
@@ -129,17 +129,15 @@ def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
     return StudyPlan(spec, entries, comparisons, trainings, quick_spec if quick else None)
 
 
-def quicken(config: dict, quick: QuickSpec) -> dict:
-    """The comparison shrunk to a smoke test: a fraction of the budget, fewer chains and seeds, and the
-    first value of every sweep (so no tuning runs)."""
-    out = dict(config)
-    out["name"] = f"{config['name']}{QUICK_SUFFIX}"
-    out["budget"] = max(1.0, float(config["budget"]) * quick.budget_scale)
-    out["chains"] = min(int(config.get("chains", 1000)), quick.chains)
-    out["seeds"] = list(config.get("seeds", range(5)))[: quick.seeds]
-    out["samplers"] = [{k: (v[0] if isinstance(v, list) and v else v) for k, v in s.items()}
-                       if isinstance(s, dict) else s for s in config["samplers"]]
-    return out
+def quicken(config: dict, comp: Comparison, quick: QuickSpec) -> dict:
+    """The comparison (``config``, parsed as ``comp``) shrunk to a smoke test: a fraction of the
+    budget, fewer chains and seeds, and each row's first setting only (so no tuning runs)."""
+    first = {}
+    for s in comp.samplers:
+        first.setdefault(s.name, {"name": s.cls.name, **({"as": s.name} if s.name != s.cls.name else {}), **s.params})
+    return {**config, "name": f"{config['name']}{QUICK_SUFFIX}",
+            "budget": max(1.0, comp.budget * quick.budget_scale), "chains": min(comp.chains, quick.chains),
+            "seeds": comp.seeds[: quick.seeds], "samplers": list(first.values())}
 
 
 def _quick_training(config: dict, quick: QuickSpec) -> dict:

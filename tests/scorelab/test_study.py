@@ -7,6 +7,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from scorelab.compare import run_comparison
+from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError
 from scorelab.study import QuickSpec, load_study, quicken, write_document
 from scorelab.tracking import Tracker
@@ -71,11 +72,14 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     assert again.read_text() == text
 
 
-def test_quick_shrinks_every_comparison():
-    quick = quicken({**GAUSSIAN, "samplers": [{"name": "langevin", "step_size": [0.01, 0.02]}]},
-                    QuickSpec(budget_scale=0.1, chains=64, seeds=1))
+def test_quick_shrinks_every_comparison(host):
+    config = {**GAUSSIAN, "samplers": [{"name": "langevin", "step_size": [0.01, 0.02]}, *GAUSSIAN["samplers"][2:]]}
+    quick = quicken(config, parse_comparison(config, host=host), QuickSpec(budget_scale=0.1, chains=64, seeds=1))
     assert quick["name"] == "unit-gaussian-quick" and quick["budget"] == 40 and quick["chains"] == 64
-    assert quick["seeds"] == [0] and quick["samplers"] == [{"name": "langevin", "step_size": 0.01}]
+    assert quick["seeds"] == [0] and quick["samplers"] == [
+        {"name": "langevin", "step_size": 0.01},
+        {"name": "hessian_diag_langevin", "as": "hessian_diag_hutchinson", "probes": 2, "step_size": 0.2,
+         "refresh_every": 20}]
 
 
 def test_a_goal_for_a_row_that_is_not_compared_is_refused(folder, host):
