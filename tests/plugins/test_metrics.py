@@ -73,6 +73,7 @@ def test_builtins_register_every_metric_under_its_name():
         "whitened_mean_error",
         "max_moment_error",
         "gaussian_kl",
+        "max_marginal_ks",
     }
     for cls in METRICS:
         assert set(getattr(cls, "requires", ())) <= CAPABILITIES.keys()
