@@ -4,7 +4,7 @@ On N(0, diag(v)) the unadjusted Langevin step x <- x - h x / v + sqrt(2h) z keep
 Gaussian, with mean m_n = a^n m_0 and variance V_n = a^(2n) (V_0 - V_inf) + V_inf, where a = 1 - h/v
 and V_inf = v / (1 - h / (2v)). So the step count at which every coordinate's mean (in standard
 deviations) and variance (relative) are within a tolerance is known exactly, with no chains at all:
-the cost the comparison measures with 3000 chains (configs/study/gaussian_axis.yaml) should sit
+the cost the comparison measures with 3000 chains (configs/compare_illconditioned.yaml) should sit
 above it, by what sampling noise takes from the tolerance. Plain Langevin is rotation-invariant, so
 the same figures hold for the rotated Gaussian up to how the start's offset projects on its axes.
 

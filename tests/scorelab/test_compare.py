@@ -160,7 +160,7 @@ def test_quickstart_config_parses(host):
     assert {s.name for s in comp.samplers} == {"langevin", "annealed_langevin"}
 
 
-@pytest.mark.parametrize("name", ["compare_mixture", "study/gaussian_axis", "study/gaussian_rotated"])
+@pytest.mark.parametrize("name", ["compare_mixture", "compare_illconditioned", "compare_illconditioned_rotated"])
 def test_shipped_comparisons_parse_with_five_seeds(host, name):
     from scorelab.config import load_comparison
 
