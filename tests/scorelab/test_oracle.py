@@ -15,25 +15,6 @@ from scorelab.oracle import CostWeights, Counts, ScoreOracle
 from scorelab.sources import ExactScore
 
 
-class CountingSource:
-    """Wraps a source and counts the calls that really reach it."""
-
-    def __init__(self, inner):
-        self.inner, self.provides, self.calls = inner, inner.provides, {"score": 0, "hess_diag": 0, "log_prob": 0}
-
-    def score(self, x, sigma=None):
-        self.calls["score"] += 1
-        return self.inner.score(x, sigma)
-
-    def hess_diag(self, x, sigma=None):
-        self.calls["hess_diag"] += 1
-        return self.inner.hess_diag(x, sigma)
-
-    def log_prob_and_score(self, x):
-        self.calls["log_prob"] += 1
-        return self.inner.log_prob_and_score(x)
-
-
 @pytest.fixture
 def gaussian(host):
     return host.get("target", "gaussian")(dim=4, condition_number=10.0, rotate=True)
@@ -85,9 +66,9 @@ def test_hutchinson_is_unbiased_and_costs_its_probes(gaussian):
     assert oracle.counts.vjp == 2 and oracle.counts.nfe == 0
 
 
-def test_counted_calls_equal_actual_calls_for_every_builtin_sampler(host, gaussian):
+def test_counted_calls_equal_actual_calls_for_every_builtin_sampler(host, gaussian, counting_source):
     for name in host.names("sampler"):
-        source = CountingSource(ExactScore(gaussian))
+        source = counting_source(gaussian)
         oracle = ScoreOracle(source)
         sampler = host.get("sampler", name)()
         run_chain(sampler, oracle, torch.zeros(8, 4, dtype=torch.float64), 40, torch.Generator().manual_seed(0))
