@@ -199,14 +199,16 @@ def _table(rows: list[Row], study: Study) -> str:
     return "\n".join(lines) + "\n"
 
 
-def uses_curvature(records: list[RunRecord]) -> bool:
+def pays_for_derivatives(records: list[RunRecord]) -> bool:
     """Whether a sampler paid for derivatives of the score (VJP, JVP or curvature calls)."""
     return any(sum(counts[1:]) > 0 for r in records for counts in r.counts.values())
 
 
 def _cost(row: Row, budget: float) -> str:
+    def show(v: float) -> str:
+        return f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"
+
     med, low, high, _ = row.cost_to_quality
-    show = lambda v: f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"  # noqa: E731
     return f"{show(med)} [{show(low)}, {show(high)}]"
 
 
@@ -216,7 +218,8 @@ def _speedup(row: Row) -> str:
 
 def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
     """What the table says, in sentences: who reached quality for least cost, the best sampler that
-    pays for curvature against the best that does not, and who never reached or diverged."""
+    pays for derivatives of the score against the best that pays for scores only (learned curvature
+    comes with the score, so it counts as the latter), and who never reached or diverged."""
     out = []
     threshold = study.threshold(study.primary)
     if threshold is None:
@@ -228,20 +231,20 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
         best = reached[0]
         versus = "" if best.sampler == study.baseline else f", {_speedup(best)} the cost of {study.baseline}"
         out.append(f"Least cost to quality: {best.sampler}, median {_cost(best, study.budget)}{versus}.")
-        paying = {r.sampler: uses_curvature([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
+        paying = {r.sampler: pays_for_derivatives([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
         with_c = [r for r in reached if paying[r.sampler]]
         without = [r for r in reached if not paying[r.sampler]]
         if with_c and without:
             a, b = with_c[0], without[0]
             ratio = b.cost_to_quality[0] / a.cost_to_quality[0]
             verdict = "wins" if ratio > 1 else "loses"
-            out.append(f"The best sampler that pays for curvature, {a.sampler} ({_cost(a, study.budget)}), {verdict} "
-                       f"against the best that does not, {b.sampler} ({_cost(b, study.budget)}): a cost ratio of "
-                       f"{ratio:.3g} (medians).")
+            out.append(f"The best sampler that pays for derivatives of the score (VJP, JVP or curvature calls), "
+                       f"{a.sampler} ({_cost(a, study.budget)}), {verdict} against the best that pays for scores "
+                       f"only, {b.sampler} ({_cost(b, study.budget)}): a cost ratio of {ratio:.3g} (medians).")
         elif with_c:
-            out.append("No sampler without curvature reaches quality here.")
+            out.append("Only samplers that pay for derivatives of the score reach quality here.")
         elif without:
-            out.append("No sampler that pays for curvature reaches quality here.")
+            out.append("No sampler that pays for derivatives of the score reaches quality here.")
     never = [r.sampler for r in rows if r.reached == 0]
     if never:
         out.append(f"Never within the budget of {study.budget:.3g}: {', '.join(never)}.")
