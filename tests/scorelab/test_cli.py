@@ -34,3 +34,36 @@ def test_ui_command_knows_its_options():
 
     args = build_parser().parse_args(["ui", "--port", "5123"])
     assert args.port == 5123
+
+
+def test_sigterm_marks_open_runs_killed_like_ctrl_c(tmp_path):
+    """kill, timeout, Slurm and docker stop send SIGTERM: the comparison's open runs end KILLED."""
+    import signal
+    import sqlite3
+    import time
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "sigterm", "target": {"name": "gaussian", "dim": 2}, "budget": 1e9, "chains": 64, "seeds": [0],
+        "metrics": ["mean_error"], "cost_weights": {"vjp": 3, "jvp": 4}, "samplers": [{"name": "langevin"}]}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "scorelab", "compare", str(config), "--quiet", "--tracking-uri", uri]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started, deadline = 0, time.monotonic() + 120
+    while started < 2 and time.monotonic() < deadline:  # the parent and its child have started
+        time.sleep(0.5)
+        try:  # read the store directly: a second MLflow client would race the first one's schema set-up
+            with sqlite3.connect(f"file:{tmp_path / 'mlflow.db'}?mode=ro", uri=True) as db:
+                started = db.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
+        except sqlite3.Error:
+            pass
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    client = MlflowClient(uri)
+    statuses = {r.info.run_name: r.info.status
+                for r in client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])}
+    assert len(statuses) == 2 and set(statuses.values()) == {"KILLED"}, statuses

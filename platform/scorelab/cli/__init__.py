@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from scorelab import __version__
 from scorelab.errors import ScorelabError
@@ -25,8 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt_on_sigterm():
+    """SIGTERM (what ``kill``, ``timeout``, Slurm and ``docker stop`` send) ends a command as Ctrl-C
+    does: open runs are marked KILLED with what they had logged. Returns the handler it replaced (None
+    off the main thread, where Python delivers no signals)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        return signal.signal(signal.SIGTERM, interrupt)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = _interrupt_on_sigterm()
     try:
         return args._run(args) or 0
     except ScorelabError as exc:
@@ -35,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: open runs are marked KILLED in MLflow with what they had logged", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
