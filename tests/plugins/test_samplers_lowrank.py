@@ -65,7 +65,7 @@ def _dense(metric) -> torch.Tensor:
     M = U @ torch.diag_embed(metric.scale) @ U.transpose(-1, -2)
     if metric.rest is not None:
         eye = torch.eye(U.shape[-2], dtype=U.dtype)
-        M = M + metric.rest[:, None, None] * (eye - U @ U.transpose(-1, -2))
+        M = M + metric.rest[..., None, None] * (eye - U @ U.transpose(-1, -2))
     return M
 
 
@@ -88,8 +88,8 @@ def _rotation(d: int, seed: int) -> torch.Tensor:
 
 # -- the stationary law ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rank", [None, 3])
-def test_adjusted_has_the_exact_law_where_unadjusted_is_biased(rank):
+@pytest.mark.parametrize("rank, shared", [(None, False), (3, False), (None, True)])
+def test_adjusted_has_the_exact_law_where_unadjusted_is_biased(rank, shared):
     # Metropolis-adjusted with M fixed between refreshes: on a Gaussian J is constant, so M does not
     # depend on the chain (Nystrom's only on its own test matrix) and the target is exactly invariant.
     # From x = 0 (0.5 / 0.1 = 5 sd off along the stiffest axis) at h = 0.8: the dense M contracts each
@@ -101,10 +101,10 @@ def test_adjusted_has_the_exact_law_where_unadjusted_is_biased(rank):
     steps = 200 if rank is None else 800
     refreshes = 1 + steps // 50
     budget = 1 + steps + 4.0 * (D if rank is None else rank) * refreshes  # JVPs weigh 4
-    adjusted, _ = _run(LowRankLangevin(step_size=0.8, rank=rank, adjust=True), target, x0, budget)
+    adjusted, _ = _run(LowRankLangevin(step_size=0.8, rank=rank, adjust=True, shared=shared), target, x0, budget)
     assert adjusted.steps == steps
     _assert_moments(adjusted.state.x, target, torch.ones(D, dtype=torch.float64))
-    if rank is not None:
+    if rank is not None or shared:
         return  # (unadjusted Nystrom's bias has no closed form per axis; the dense case shows the contrast)
     # The same proposal taken without the correction: its variances sit far outside those bands.
     unadjusted, _ = _run(LowRankLangevin(step_size=0.8, rank=rank), target, x0, budget)
@@ -145,6 +145,8 @@ COUNTS = {  # (params, (nfe, jvp) after K steps), as the module docstring states
     "adjusted dense": ({"adjust": True}, (1 + K, D * REFRESHES)),
     "adjusted nystrom": ({"adjust": True, "rank": 2}, (1 + K, 2 * REFRESHES)),
     "adjusted learned": ({"adjust": True, "curvature": "learned"}, (2 + K + K // R, 0)),
+    "shared dense": ({"shared": True}, (K - K // R, D * REFRESHES)),  # every chain still pays its JVPs
+    "shared nystrom": ({"shared": True, "rank": 2}, (K - K // R, 2 * REFRESHES)),
 }
 
 
@@ -179,6 +181,24 @@ def test_nystrom_at_full_rank_is_the_dense_curvature():
     assert torch.allclose(_dense(nys), _dense(dense), rtol=1e-8, atol=1e-10)
     assert torch.equal(s_dense, s_nys) and torch.allclose(s_dense, target.score(x))
     assert (oracle.counts.jvp, oracle.counts.nfe) == (2 * D, 0)
+
+
+@pytest.mark.parametrize("rank", [None, D])
+def test_shared_curvature_is_the_chains_mean_one_metric_for_all(rank):
+    # On a Gaussian J is the same at every chain, so the shared M is each chain's M, held once.
+    oracle = ScoreOracle(ExactScore(_target()))
+    x = torch.randn(5, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x[2] = math.nan  # a diverged chain is left out of the mean
+    if rank is None:
+        _, each = dense_metric(oracle, x, 0.0, DAMPING)
+        _, shared = dense_metric(oracle, x, 0.0, DAMPING, shared=True)
+    else:
+        _, each = nystrom_metric(oracle, x, rank, 0.0, DAMPING, torch.Generator().manual_seed(1))
+        _, shared = nystrom_metric(oracle, x, rank, 0.0, DAMPING, torch.Generator().manual_seed(1), shared=True)
+    assert shared.basis.shape == (D, D) and shared.scale.shape == (D,)
+    assert torch.allclose(_dense(shared), _dense(each)[0], rtol=1e-8, atol=1e-10)
+    v = torch.randn(5, D, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert torch.allclose(shared.mul(v), v @ _dense(shared), rtol=1e-10, atol=1e-12)
 
 
 def test_rank_at_least_d_takes_the_dense_path():
