@@ -127,49 +127,17 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
     if init.scale <= 0:
         raise ConfigError(f"must be > 0, got {init.scale}", file=file, key="init.scale")
 
-    provides = set(target.provides)
     exact = spec.score == "exact"
     if not exact and not MODEL_URI.fullmatch(spec.score):
         raise ConfigError(f"unknown score source '{spec.score}'. Valid: exact, or a trained model's MLflow URI "
                           "(runs:/<run-id>/model, models:/<name>/<version>)", file=file, key="score")
-    if exact and "exact_score" not in provides:
+    if exact and "exact_score" not in target.provides:
         raise ConfigError(f"target '{target.name}' has no exact score; give a trained model", file=file, key="score")
 
-    metrics = {}
-    if not isinstance(spec.metrics, list) or not spec.metrics:
-        raise ConfigError("expected a non-empty list of metrics", file=file, key="metrics")
-    for i, entry in enumerate(spec.metrics):
-        metric = P.build(host, "metric", entry, f"metrics[{i}]", file)
-        _check_requires(metric, provides | {"reference"}, f"metrics[{i}]", file, f"target '{target.name}'")
-        metrics[metric.name] = metric
-
-    samplers = []
-    if not isinstance(spec.samplers, list) or not spec.samplers:
-        raise ConfigError("expected a non-empty list of samplers", file=file, key="samplers")
-    for i, entry in enumerate(spec.samplers):
-        path = f"samplers[{i}]"
-        name, params = P.split_entry(entry, path, file)
-        cls = P.resolve_class(host, "sampler", name, path, file)
-        row = _row_name(params.pop("as", cls.name), cls, samplers, host, path, file)
-        for setting in P.check_params(cls, params, path, file, sweep=True):
-            sampler = P.instantiate(cls, setting, path, file)  # the class's own value checks, now
-            if exact:  # a setting may require more than its class (curvature: exact); models: make_source
-                _check_requires(sampler, provides, path, file, f"the exact score of target '{target.name}'")
-            samplers.append(SamplerSetting(row, cls, setting, row))
-    _label(samplers)
-
+    metrics = _metrics(spec, host, target, file)
+    samplers = _sampler_settings(spec, host, target, file)
     names = {s.name for s in samplers}
-    swept = any(sum(s.name == n for s in samplers) > 1 for n in names)
-    tuning_seeds = spec.tuning_seeds
-    if tuning_seeds is None:
-        tuning_seeds = [s + 1000 for s in spec.seeds] if swept else []
-    if set(tuning_seeds) & set(spec.seeds):
-        both = sorted(set(tuning_seeds) & set(spec.seeds))
-        raise ConfigError(f"tuning seeds must differ from evaluation seeds; both have {both}",
-                          file=file, key="tuning_seeds")
-    if swept and not tuning_seeds:
-        raise ConfigError("a sweep needs tuning seeds (the best setting is chosen on them, then evaluated on 'seeds')",
-                          file=file, key="tuning_seeds")
+    tuning_seeds = _tuning_seeds(spec, samplers, file)
     primary = spec.primary_metric or next(iter(metrics))
     if primary not in metrics:
         raise ConfigError(P.unknown_choice("metric", primary, metrics) + " (primary_metric must be one of 'metrics')",
@@ -182,14 +150,67 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         raise ConfigError(P.unknown_choice("baseline sampler", baseline, names) + " (the baseline must be compared)",
                           file=file, key="baseline")
 
-    weights = None
-    if isinstance(spec.cost_weights, dict):
-        (w,) = P.check_params(CostWeightSpec, spec.cost_weights, "cost_weights", file)
-        weights = CostWeightSpec(**w)
-        for k, v in w.items():
-            if v <= 0:
-                raise ConfigError(f"must be > 0, got {v}", file=file, key=f"cost_weights.{k}")
-    return Comparison(file, spec, target, init, metrics, samplers, weights, raw, tuning_seeds, primary, baseline)
+    return Comparison(file, spec, target, init, metrics, samplers, _cost_weights(spec, file), raw, tuning_seeds,
+                      primary, baseline)
+
+
+def _metrics(spec: ComparisonSpec, host, target, file: str | None) -> dict[str, Any]:
+    if not isinstance(spec.metrics, list) or not spec.metrics:
+        raise ConfigError("expected a non-empty list of metrics", file=file, key="metrics")
+    metrics = {}
+    for i, entry in enumerate(spec.metrics):
+        metric = P.build(host, "metric", entry, f"metrics[{i}]", file)
+        _check_requires(metric, set(target.provides) | {"reference"}, f"metrics[{i}]", file,
+                        f"target '{target.name}'")
+        metrics[metric.name] = metric
+    return metrics
+
+
+def _sampler_settings(spec: ComparisonSpec, host, target, file: str | None) -> list[SamplerSetting]:
+    """Every setting of every sampler entry (a list value is a sweep), checked by its class, labelled."""
+    if not isinstance(spec.samplers, list) or not spec.samplers:
+        raise ConfigError("expected a non-empty list of samplers", file=file, key="samplers")
+    samplers: list[SamplerSetting] = []
+    for i, entry in enumerate(spec.samplers):
+        path = f"samplers[{i}]"
+        name, params = P.split_entry(entry, path, file)
+        cls = P.resolve_class(host, "sampler", name, path, file)
+        row = _row_name(params.pop("as", cls.name), cls, samplers, host, path, file)
+        for setting in P.check_params(cls, params, path, file, sweep=True):
+            sampler = P.instantiate(cls, setting, path, file)  # the class's own value checks, now
+            if spec.score == "exact":  # a setting may require more than its class; models: make_source
+                _check_requires(sampler, set(target.provides), path, file,
+                                f"the exact score of target '{target.name}'")
+            samplers.append(SamplerSetting(row, cls, setting, row))
+    _label(samplers)
+    return samplers
+
+
+def _tuning_seeds(spec: ComparisonSpec, samplers: list[SamplerSetting], file: str | None) -> list[int]:
+    """The seeds sweeps are tuned on: given, or the evaluation seeds + 1000 when a row sweeps."""
+    names = {s.name for s in samplers}
+    swept = any(sum(s.name == n for s in samplers) > 1 for n in names)
+    tuning_seeds = spec.tuning_seeds
+    if tuning_seeds is None:
+        tuning_seeds = [s + 1000 for s in spec.seeds] if swept else []
+    if set(tuning_seeds) & set(spec.seeds):
+        both = sorted(set(tuning_seeds) & set(spec.seeds))
+        raise ConfigError(f"tuning seeds must differ from evaluation seeds; both have {both}",
+                          file=file, key="tuning_seeds")
+    if swept and not tuning_seeds:
+        raise ConfigError("a sweep needs tuning seeds (the best setting is chosen on them, then evaluated on 'seeds')",
+                          file=file, key="tuning_seeds")
+    return tuning_seeds
+
+
+def _cost_weights(spec: ComparisonSpec, file: str | None) -> CostWeightSpec | None:
+    if not isinstance(spec.cost_weights, dict):
+        return None  # auto: timed on the run's device
+    (w,) = P.check_params(CostWeightSpec, spec.cost_weights, "cost_weights", file)
+    for k, v in w.items():
+        if v <= 0:
+            raise ConfigError(f"must be > 0, got {v}", file=file, key=f"cost_weights.{k}")
+    return CostWeightSpec(**w)
 
 
 def _check_values(spec: ComparisonSpec, file: str | None) -> None:
