@@ -100,12 +100,15 @@ def test_the_shipped_study_is_valid(host):
 
 @pytest.mark.slow
 def test_the_quick_study_runs_end_to_end(tmp_path, capsys):
-    """The shipped study, shrunk by --quick, through the command line: every section and goal written."""
+    """The shipped study, shrunk by --quick, through the command line with two comparisons at a time
+    (each its own process, on one fresh store): every section and goal written."""
     from scorelab.cli import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "study.md"
-    assert main(["study", "configs/study", "--quick", "--quiet", "--tracking-uri", uri, "--out", str(out)]) == 0
+    args = ["study", "configs/study", "--quick", "--quiet", "--tracking-uri", uri, "--out", str(out), "--jobs", "2"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("started ") == len(load_study("configs/study").entries)
     text = out.read_text()
     plan = load_study("configs/study", quick=True)
     assert "**Quick run**" in text
@@ -124,3 +127,21 @@ def test_only_names_config_files_of_the_study(folder, host):
     assert plan.select(["gaussian.yaml"]) == [0]
     with pytest.raises(ConfigError, match="unknown comparison 'gausian.yaml'; did you mean 'gaussian.yaml'?"):
         plan.select(["gausian.yaml"])
+
+
+def test_one_process_runs_the_chosen_comparisons_and_keeps_the_rest(folder, tracking_uri, capsys):
+    """--only with --jobs 1: the chosen comparison runs in this process; the document names its run."""
+    from scorelab.cli import main
+
+    second = {**GAUSSIAN, "name": "unit-gaussian-2", "samplers": GAUSSIAN["samplers"][:1]}
+    (folder / "second.yaml").write_text(yaml.safe_dump(second))
+    (folder / "study.yaml").write_text(STUDY + "  - config: second.yaml\n    title: The same, one row\n")
+    out = folder / "study.md"
+    argv = ["study", str(folder), "--quiet", "--tracking-uri", tracking_uri, "--out", str(out)]
+    assert main([*argv, "--only", "second.yaml"]) == 2  # the first comparison was never run: nothing to show
+    assert "unit-gaussian" in capsys.readouterr().err
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "started" not in printed and printed.count("parent run ") == 2
+    assert main([*argv, "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 
@@ -20,37 +26,94 @@ def add(sub):
     p.add_argument("--only", nargs="+", metavar="CONFIG",
                    help="run only these comparisons (config file names, e.g. banana.yaml); the document takes the "
                         "others' latest runs from MLflow")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run N comparisons at once, each in its own process (comparisons use one CPU thread "
+                        "each, so N = the number of cores is the fastest on a CPU); default 1")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--record", type=Path, help=argparse.SUPPRESS)  # for --jobs: where a worker writes its run ids
     return p
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from scorelab.compare import run_comparison
-    from scorelab.plugins import host
+    from scorelab.errors import ConfigError
     from scorelab.study import experiment_names, load_study, write_document
     from scorelab.tracking import Tracker
-    from scorelab.training.run import train
 
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     plan = load_study(args.folder, quick=args.quick)  # every config error before any work
     tracker = Tracker(args.tracking_uri)
     refs = experiment_names(plan)  # each comparison's latest run in MLflow, unless run now
-    chosen = plan.select(args.only) if args.only else range(len(plan.entries))
+    chosen = plan.select(args.only) if args.only else list(range(len(plan.entries)))
     if not args.from_mlflow:
-        for i in chosen:
-            comp, training = plan.comparisons[i], plan.trainings[i]
-            if training is not None:
-                trained = train(training, tracker, progress=not args.quiet and sys.stderr.isatty())
-                print(f"{training.name}: trained {trained.model_uri} in {trained.seconds:.0f} s")
-                comp = plan.with_model(i, trained.model_uri)
-            with tqdm(desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
-                result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
-            print(f"{comp.name}: parent run {result.parent_run_id}, {result.total_seconds:.0f} s")
-            refs[i] = result.parent_run_id
+        if args.jobs > 1 and len(chosen) > 1:
+            tracker.client.search_experiments(max_results=1)  # create the store once, before the workers
+            ran = _in_processes(args, [plan.entries[i].config for i in chosen], min(args.jobs, len(chosen)))
+        else:
+            ran = {i: _run_one(plan, i, tracker, progress=not args.quiet and sys.stderr.isatty()) for i in chosen}
+        refs = [ran.get(i, ref) for i, ref in enumerate(refs)]
+        if args.record:
+            args.record.write_text(json.dumps(ran))
+            return 0
     out = args.out
     if out is None and plan.quick is not None:
         out = Path("reports") / f"{Path(plan.spec.document).stem}-quick.md"
     document = write_document(plan, tracker.client, refs, out)
     print(f"wrote {document}")
     return 0
+
+
+def _run_one(plan, i: int, tracker, progress: bool) -> str:
+    """Comparison ``i`` of the study (its model trained first where it has one): its parent run id."""
+    from tqdm import tqdm
+
+    from scorelab.compare import run_comparison
+    from scorelab.plugins import host
+    from scorelab.training.run import train
+
+    comp, training = plan.comparisons[i], plan.trainings[i]
+    if training is not None:
+        trained = train(training, tracker, progress=progress)
+        print(f"{training.name}: trained {trained.model_uri} in {trained.seconds:.0f} s", flush=True)
+        comp = plan.with_model(i, trained.model_uri)
+    with tqdm(desc=comp.name, unit="run", disable=not progress) as bar:
+        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
+    print(f"{comp.name}: parent run {result.parent_run_id}, {result.total_seconds:.0f} s", flush=True)
+    return result.parent_run_id
+
+
+def _in_processes(args, configs: list[str], jobs: int) -> dict[int, str]:
+    """Each config's comparison in a ``scorelab study --only CONFIG`` process, ``jobs`` at a time, in
+    study order. A failed one stops the study after the running ones end (what they logged is kept);
+    an interrupt ends every worker as Ctrl-C would, so their runs are marked KILLED."""
+    from scorelab.errors import ScorelabError
+
+    base = [sys.executable, "-m", "scorelab", "study", str(args.folder), "--quiet"]
+    base += ["--quick"] * args.quick + (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
+    pending, running, ran, failed = list(configs), {}, {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            while (pending and not failed) or running:
+                while pending and len(running) < jobs and not failed:
+                    config = pending.pop(0)
+                    record = Path(tmp) / f"{config}.json"
+                    print(f"started {config}", flush=True)
+                    running[config] = (subprocess.Popen([*base, "--only", config, "--record", str(record)]), record)
+                time.sleep(0.5)
+                for config, (proc, record) in list(running.items()):
+                    if proc.poll() is not None:
+                        del running[config]
+                        if proc.returncode == 0:
+                            ran.update({int(k): v for k, v in json.loads(record.read_text()).items()})
+                        else:
+                            failed.append(config)
+        except KeyboardInterrupt:
+            for proc, _ in running.values():
+                proc.send_signal(signal.SIGINT)
+            for proc, _ in running.values():
+                proc.wait()
+            raise
+    if failed:
+        raise ScorelabError(f"comparison(s) failed: {', '.join(failed)} (their output is above); rerun them with "
+                            f"--only {' '.join(failed)} and the document takes the rest from MLflow")
+    return ran
