@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from .analysis import RunRecord, Study, analyse, select_best, tuning_table, weight_sensitivity
+from .errors import ScorelabError
 from .oracle import CostWeights
 from .plots import quality_vs_cost_figure, speedup_figure
 from .summary import markdown, runs_csv
@@ -53,16 +54,24 @@ def headline_metrics(rows) -> dict[str, float]:
     return out
 
 
-def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord], CostWeights]:
+class IncompleteComparison(ScorelabError):
+    """A comparison that did not finish: its speedups would rest on the runs that happened to end."""
+
+    def __init__(self, parent_id: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"comparison {parent_id} is incomplete: " + "; ".join(problems) + ". Rerun it, or pass "
+                         "--partial to report what finished (marked incomplete)")
+
+
+def load_records(client, ref: str, *, partial: bool = False) -> tuple[Any, Study, list[RunRecord], CostWeights]:
     """The parent run named by ``ref`` (a parent run id, or an experiment name: its latest
     comparison), its study settings and floors, every child run as a RunRecord, and the cost
-    weights it ran with."""
-    from .errors import ScorelabError
-
+    weights it ran with. A comparison that did not finish raises IncompleteComparison unless
+    ``partial``."""
     parent = _find_parent(client, ref)
     if parent is None:
         raise ScorelabError(f"no comparison found for '{ref}': give a parent run id or an experiment name")
-    config = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "config.yaml")).read_text())
+    config = comparison_config(client, parent)
     metrics = [m["name"] for m in config["metrics"]]
     floors = {k.removeprefix("floor."): v for k, v in parent.data.metrics.items() if k.startswith("floor.")}
     study = Study(metrics, config["primary_metric"], config["quality_multiple"], config["baseline"], floors,
@@ -83,7 +92,36 @@ def load_records(client, ref: str) -> tuple[Any, Study, list[RunRecord], CostWei
         calls = [dict(_history(client, run.info.run_id, f"calls.{k}")) for k in ("nfe", "vjp", "jvp", "curvature")]
         record.counts = {step: tuple(int(c[step]) for c in calls) for step in calls[0] if all(step in c for c in calls)}
         records.append(record)
+    problems = incomplete(parent, config, records, study)
+    if problems and not partial:
+        raise IncompleteComparison(parent.info.run_id, problems)
     return parent, study, records, CostWeights(**config["cost_weights"])
+
+
+def comparison_config(client, parent) -> dict:
+    """The resolved config a comparison logged on its parent run."""
+    return yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "config.yaml")).read_text())
+
+
+def incomplete(parent, config: dict, records: list[RunRecord], study: Study) -> list[str]:
+    """What a comparison whose parent did not finish lacks: children that never ended, and evaluation
+    seeds never run (a sampler every setting of which failed in tuning is skipped, not missing).
+    Empty for a finished comparison."""
+    if parent.info.status == "FINISHED":
+        return []
+    problems = [f"the parent run is {parent.info.status}"]
+    unfinished = [f"{r.label} seed {r.seed} ({r.role}, {r.status})" for r in records
+                  if r.status not in ("FINISHED", "FAILED")]
+    if unfinished:
+        problems.append("unfinished: " + ", ".join(unfinished))
+    ran = {(r.sampler, r.seed) for r in records if r.role == "evaluation"}
+    skipped = set(skipped_samplers(records, study))
+    names = dict.fromkeys(s["name"] for s in config["samplers"])
+    missing = [f"{name} seed {seed}" for name in names if name not in skipped for seed in config["seeds"]
+               if (name, seed) not in ran]
+    if missing:
+        problems.append("never run: " + ", ".join(missing))
+    return problems
 
 
 def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .store import artifact_root, open_store, process_tags
+
 DEFAULT_STORE = Path("runs")
 
 
@@ -21,23 +23,12 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
 
 
-def artifact_root(uri: str) -> str | None:
-    """For a sqlite store, artifacts live beside the database (``runs/artifacts``); a server decides its own."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
-
-
 class Tracker:
     """A thin, batching layer over ``MlflowClient``. ``seconds`` counts time spent in tracking."""
 
     def __init__(self, tracking_uri: str | None = None, flush_seconds: float = 15.0):
-        from mlflow.tracking import MlflowClient
-
         self.uri = tracking_uri or default_tracking_uri()
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(self.uri)
+        self.client = open_store(self.uri)
         self.flush_seconds = flush_seconds
         self.seconds = 0.0
         self._buffer: dict[str, list] = {}
@@ -53,6 +44,8 @@ class Tracker:
             self.seconds += time.perf_counter() - t0
 
     def experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
         def get_or_create():
             exp = self.client.get_experiment_by_name(name)
             if exp is not None:
@@ -61,13 +54,19 @@ class Tracker:
                 return exp.experiment_id
             return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
 
-        return self._timed(get_or_create)
+        for attempt in range(5):  # another command may create it between the lookup and the insert
+            try:
+                return self._timed(get_or_create)
+            except MlflowException:
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     def start_run(self, experiment_id: str, name: str, *, parent: str | None = None,
                   tags: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> str:
         from mlflow.entities import Param
 
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags = {**process_tags(), **{k: str(v) for k, v in (tags or {}).items()}}
         if parent:
             tags["mlflow.parentRunId"] = parent
         run = self._timed(self.client.create_run, experiment_id, run_name=name, tags=tags)

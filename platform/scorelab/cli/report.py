@@ -14,6 +14,8 @@ def add(sub):
     p.add_argument("--out", type=Path, help="folder to write (default: reports/<experiment>-<run id>)")
     p.add_argument("--cost-weights", metavar="vjp=W,jvp=W,curvature=W",
                    help="re-price every run with these weights (kinds not named keep the logged ones)")
+    p.add_argument("--partial", action="store_true",
+                   help="report a comparison that did not finish (killed, failed or still running), marked incomplete")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
     return p
 
@@ -41,27 +43,29 @@ def parse_weights(text: str, logged):
 
 
 def run(args) -> int:
-    from mlflow.tracking import MlflowClient
-
+    from scorelab import reporting
     from scorelab.analysis import reprice
     from scorelab.errors import ScorelabError
-    from scorelab.reporting import load_records, report_files, skipped_samplers, write_report
+    from scorelab.store import open_store
     from scorelab.summary import text_table
     from scorelab.tracking import default_tracking_uri
 
-    client = MlflowClient(args.tracking_uri or default_tracking_uri())
-    parent, study, records, weights = load_records(client, args.ref)
+    client = open_store(args.tracking_uri or default_tracking_uri(), write=False)
+    parent, study, records, weights = reporting.load_records(client, args.ref, partial=args.partial)
+    problems = reporting.incomplete(parent, reporting.comparison_config(client, parent), records, study)
+    warning = "INCOMPLETE comparison (--partial): " + "; ".join(problems) + "\n" if problems else ""
     if args.cost_weights:
         weights = parse_weights(args.cost_weights, weights)
         try:
             records = reprice(records, weights, study.budget)
         except ValueError as exc:
             raise ScorelabError(str(exc)) from None
-    rows, files = report_files(records, study, weights)
+    rows, files = reporting.report_files(records, study, weights)
+    files["summary.md"] = warning + files["summary.md"]
     experiment = client.get_experiment(parent.info.experiment_id).name
     out = args.out or Path("reports") / f"{experiment}-{parent.info.run_id[:8]}"
-    report = write_report(out, files)
-    print(text_table(rows, study, skipped_samplers(records, study)))
+    report = reporting.write_report(out, files)
+    print(warning + text_table(rows, study, reporting.skipped_samplers(records, study)))
     print(f"\ncost = NFE + {weights.vjp:.2f}·VJP + {weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV"
           + (" (re-priced)" if args.cost_weights else " (as run)"))
     print(f"wrote {report} with {len(files) - 2} plots beside it")

@@ -14,12 +14,14 @@ def add(sub):
 
 
 def run(args) -> int:
-    from scorelab.tracking import artifact_root, default_tracking_uri
+    from scorelab.store import artifact_root, open_store
+    from scorelab.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is already a server: open it in a browser")
         return 0
+    open_store(uri, write=False)  # a moved project's artifact paths are set right before the UI reads them
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     if artifact_root(uri):
