@@ -1,7 +1,8 @@
 """The plugin host: loads entry points of group ``scorelab`` one by one, and owns ``register``.
 
-Every plugin, the built-ins included, arrives the same way. The host normalises names, refuses
-duplicates (naming both providers), checks each class against its contract, and keeps going when a
+Every plugin, the built-ins included, arrives the same way. The host normalises names, keeps
+the first provider of a name (built-ins load first, so no plugin can switch one off) and records an
+error naming both on the later one, checks each class against its contract, and keeps going when a
 plugin is broken: the error is recorded, shown by ``scorelab plugins``, and that plugin is skipped.
 """
 
@@ -19,7 +20,7 @@ import pluggy
 
 from . import hookspecs
 from .contracts import KINDS, contract_problems
-from .errors import PluginError, unknown_choice
+from .errors import unknown_choice
 
 HOOK_OF_KIND = {kind: f"register_{kind}s" for kind in KINDS}
 
@@ -65,7 +66,6 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        self._conflicts: dict[tuple[str, str], str] = {}
         if os.environ.get("SCORELAB_TRACE_PLUGINS"):  # every hook call, and the plugins it reaches
             self.pm.add_hookcall_monitoring(
                 lambda hook, impls, kwargs: print(
@@ -131,9 +131,8 @@ class PluginHost:
             return
         existing = self._entries[kind].get(key)
         if existing is not None:
-            msg = f"{kind} '{key}' is registered by both {existing.plugin.provider} and {info.provider}"
-            info.errors.append(msg + "; the first is kept")
-            self._conflicts[(kind, key)] = msg
+            info.errors.append(f"{kind} '{key}' is registered by both {existing.plugin.provider} and "
+                               f"{info.provider}; the first is kept, so rename the second")
             return
         cls.name = key  # a registered class knows its public name (used in run names and params)
         self._entries[kind][key] = Entry(kind, key, cls, info)
@@ -145,10 +144,10 @@ class PluginHost:
 
     def entry(self, kind: str, name: str) -> Entry:
         key = normalise(name)
-        if (kind, key) in self._conflicts:
-            raise PluginError(self._conflicts[(kind, key)] + "; uninstall one of them")
         if key not in self._entries[kind]:
-            raise KeyError(unknown_choice(kind, name, self._entries[kind]))
+            broken = [f"{p.provider}: {p.errors[0]}" for p in self.plugins if p.errors and not p.registered]
+            hint = f" (plugins that failed to load, which may provide it: {'; '.join(broken)})" if broken else ""
+            raise KeyError(unknown_choice(kind, name, self._entries[kind]) + hint)
         return self._entries[kind][key]
 
     def get(self, kind: str, name: str) -> type:

@@ -20,6 +20,15 @@ def _pm(pair: tuple[float, float]) -> str:
     return _num(mean) if math.isnan(sd) or math.isinf(mean) else f"{_num(mean)} ± {_num(sd)}"
 
 
+def _final(row: Row, metric: str) -> str:
+    """Mean ± sd at the budget; over the surviving seeds only when some diverged or failed, and said so."""
+    if 0 < row.ok < row.runs:
+        mean, sd = row.final[metric]
+        shown = _num(mean) if row.ok == 1 else _pm((mean, sd))
+        return f"{shown} ({row.ok} of {row.runs} seeds)"
+    return _pm(row.final[metric])
+
+
 def _bound(v: float, budget: float) -> str:
     """An interval end; a censored one is only known to exceed the budget."""
     return f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"
@@ -51,7 +60,7 @@ def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]
     body = []
     for r in rows:
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
-                     *[_pm(r.final[m]) for m in study.metrics], _cost(r, study.budget),
+                     *[_final(r, m) for m in study.metrics], _cost(r, study.budget),
                      _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-",
                      ratio_interval(r.speedup_cost), ratio_interval(r.speedup_wall), _num(r.ess)])
     return header, body

@@ -148,3 +148,15 @@ def test_repricing_moves_costs_by_the_logged_counts_and_holds_the_budget():
     assert dear.curves["m"] == [(100, 3.0), (1000, 0.9)]  # the last point is past the budget
     with pytest.raises(ValueError, match="cannot be re-priced"):
         reprice([RunRecord("v", "v", 0, "evaluation", "FINISHED", curves={"m": [(1, 1.0)]})], CostWeights(), 10)
+
+
+def test_a_metric_over_surviving_seeds_says_so_in_its_cell():
+    from scorelab.summary import headline
+
+    runs = [_run("langevin", s, "evaluation", (3, 2, v)) for s, v in ((0, 0.9), (1, 0.5), (2, 0.7))]
+    runs[1].diverged_at = 500.0
+    _, body = headline(analyse(runs, STUDY), STUDY)
+    assert f"{0.8:.3g} ± {math.sqrt(0.02):.3g} (2 of 3 seeds)" in body[0]
+    runs[2].diverged_at = 400.0
+    _, body = headline(analyse(runs, STUDY), STUDY)
+    assert "0.9 (1 of 3 seeds)" in body[0]

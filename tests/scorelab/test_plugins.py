@@ -49,15 +49,35 @@ def test_names_are_normalised(host):
     assert host.get("sampler", "Annealed-Langevin") is host.get("sampler", "annealed_langevin")
 
 
-def test_duplicate_name_is_an_error_naming_both(host):
+def test_a_duplicate_name_is_an_error_on_the_second_and_the_first_is_kept(host):
+    """No plugin can switch a built-in off by registering its name: the built-in is kept everywhere."""
+    builtin = host.get("sampler", "langevin")
+
     @hookimpl
     def register_samplers(register):
         register(GoodSampler, name="langevin")
 
     info = host.add(_module("clash", register_samplers=register_samplers), "clash", "clashpkg", "9.9")
     assert "registered by both 'builtins' (scorelab test) and 'clash' (clashpkg 9.9)" in info.errors[0]
-    with pytest.raises(Exception, match="registered by both"):
-        host.get("sampler", "langevin")
+    assert host.get("sampler", "langevin") is builtin and getattr(GoodSampler, "name", None) != "langevin"
+
+
+def test_an_unknown_name_names_the_plugins_that_failed_to_load(host):
+    info = host.add(_module("broken"), "broken", "brokenpkg", "1.0")
+    info.errors.append("failed to import broken: ImportError: no module named torchsde")
+    with pytest.raises(KeyError, match="unknown sampler 'sde_sampler'.*failed to load.*brokenpkg.*torchsde"):
+        host.get("sampler", "sde_sampler")
+
+
+def test_the_plugins_command_fails_when_a_plugin_has_an_error(host, monkeypatch, capsys):
+    import scorelab.plugins
+    from scorelab.cli import main
+
+    monkeypatch.setattr(scorelab.plugins, "host", lambda: host)
+    assert main(["plugins"]) == 0
+    host.add(_module("broken"), "broken", "brokenpkg", "1.0").errors.append("failed to import broken: ImportError")
+    assert main(["plugins", "--json"]) == 1
+    assert "failed to import broken" in capsys.readouterr().out
 
 
 def test_sampler_without_step_is_rejected_naming_plugin_and_method(host):

@@ -1,4 +1,5 @@
-"""``scorelab plugins``: every plugin, its package and version, what it registers, load errors."""
+"""``scorelab plugins``: every plugin, its package and version, what it registers, load errors.
+Exits 1 when any plugin has an error, so a script or CI step can check an installation."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ def run(args) -> int:
     from scorelab.plugins import host
 
     listing = host().listing()
+    failed = 1 if any(p["errors"] for p in listing) else 0
     if args.json:
         print(json.dumps(listing, indent=2))
-        return 0
+        return failed
     for p in listing:
         version = f" {p['version']}" if p["version"] else ""
         print(f"{p['name']}  ({p['package'] or 'no package'}{version})")
@@ -27,4 +29,4 @@ def run(args) -> int:
             print(f"  ERROR: {err}")
     if not listing:
         print("no plugins installed (is scorelab installed with pip?)")
-    return 0
+    return failed
