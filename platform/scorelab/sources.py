@@ -87,5 +87,5 @@ def model_source(uri: str, *, tracking_uri: str | None = None, device=None, dtyp
     """The trained model at an MLflow URI (``runs:/<run-id>/model``, ``models:/<name>/<version>``)."""
     from .training.export import download, load_network
 
-    network, spec = load_network(download(uri, tracking_uri), device=device, dtype=dtype, host=host)
+    network, spec = load_network(download(uri, tracking_uri), device=device, dtype=dtype, host=host, origin=uri)
     return ModelScore(network, spec.get("default_sigma"), uri)

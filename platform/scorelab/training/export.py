@@ -7,6 +7,10 @@ was trained on). ``mlflow.pyfunc.load_model(uri).predict(frame, params={"sigma":
 of the flattened points in ``frame`` (columns x0, x1, ...);
 scorelab itself rebuilds the network from the spec through the plugin host, so the oracle can
 differentiate through it. Nothing is fetched from outside: the store is all it needs.
+
+A directory that is damaged or edited (weights cut short or not a state dict, a spec that is not JSON
+or whose hyperparameters are invalid, weights that do not fit the spec's architecture) is refused
+with one :class:`ModelArtifactError` naming the run, the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import tempfile
 import warnings
@@ -24,9 +29,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import ScorelabError
+
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.pt"
 FORMAT = 1
+
+
+class ModelArtifactError(ScorelabError, LookupError):
+    """A model that cannot be used: not there, damaged, or its weights do not fit its spec. A
+    LookupError too, so a comparison reports it at its ``score`` key, as it does a missing model."""
+
+
+class UnreadableFile(ValueError):
+    """A torch file that does not load; the message says why, in a few words."""
 
 #: The URIs a comparison's ``score`` key accepts for a trained model.
 MODEL_URI = re.compile(r"runs:/[\w\-]+/[\w\-./]+|models:/[\w\-. ]+(/\d+|@[\w\-]+)")
@@ -72,8 +88,8 @@ def download(uri: str, tracking_uri: str | None = None) -> Path:
             uri = _registry_source(uri, tracking_uri)
         return Path(download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
     except Exception as exc:
-        raise LookupError(f"cannot load the model at '{uri}' from {tracking_uri or 'the default store'}: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise ModelArtifactError(f"cannot load the model at '{uri}' from {tracking_uri or 'the default store'}: "
+                                 f"{type(exc).__name__}: {exc}") from None
 
 
 def _registry_source(uri: str, tracking_uri: str | None) -> str:
@@ -85,21 +101,148 @@ def _registry_source(uri: str, tracking_uri: str | None) -> str:
     return client.get_model_version_download_uri(name, version)
 
 
-def load_network(model_dir: Path, *, device=None, dtype=None, host=None) -> tuple[torch.nn.Module, dict]:
-    """(network, spec) rebuilt from a model directory written by :func:`save_model_dir`."""
+def load_network(model_dir: Path, *, device=None, dtype=None, host=None,
+                 origin: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """(network, spec) rebuilt from a model directory written by :func:`save_model_dir`. ``origin`` is the
+    URI it was downloaded from, so that errors name the run; each problem with the directory is one
+    :class:`ModelArtifactError` that says which file is wrong and how."""
+    who = _origin_name(origin) or str(model_dir)
     base = Path(model_dir) / "artifacts"
-    if not (base / SPEC_FILE).is_file():
-        raise LookupError(f"{model_dir} is not a scorelab score model (no artifacts/{SPEC_FILE})")
-    spec = json.loads((base / SPEC_FILE).read_text())
-    if spec.get("format") != FORMAT:
-        raise LookupError(f"{model_dir}: model format {spec.get('format')} is not supported (expected {FORMAT})")
+    spec = _read_spec(base / SPEC_FILE, who)
     if host is None:
         from scorelab.plugins import host as default_host
 
         host = default_host()
-    params = dict(spec["model"])
-    cls = host.get("model", params.pop("name"))
-    network = cls(**params).build(tuple(spec["event_shape"]))
-    network.load_state_dict(torch.load(base / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    model, network = _build(host, spec, who)
+    weights = _read_weights(base / WEIGHTS_FILE, who)
+    _check_fit(network, weights, _describe(model), who)
+    network.load_state_dict(weights)
     network.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return network, spec
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load`` that runs no pickled code (``weights_only``); :class:`UnreadableFile` saying briefly
+    why a file does not load, in words fit for a file of unknown origin (never advice to load it unsafely)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except EOFError:
+        raise UnreadableFile("the file is empty or cut short") from None
+    except pickle.UnpicklingError:
+        raise UnreadableFile("its content is not a torch file of tensors") from None
+    except RuntimeError as exc:
+        if "zip archive" in str(exc):
+            raise UnreadableFile("not a complete torch archive: cut short or damaged") from None
+        raise UnreadableFile(_first_sentence(exc)) from None
+    except Exception as exc:
+        raise UnreadableFile(_first_sentence(exc)) from None
+
+
+def _first_sentence(exc: Exception) -> str:
+    text = str(exc).strip().split("\n")[0].split(". ")[0][:200]
+    return type(exc).__name__ if not text or "weights_only" in text else f"{type(exc).__name__}: {text}"
+
+
+def _origin_name(uri: str | None) -> str | None:
+    """'run <id>' for a ``runs:/`` URI, the URI itself for a registry one."""
+    if uri is None:
+        return None
+    if uri.startswith("runs:/"):
+        return f"run {uri.removeprefix('runs:/').split('/')[0]}"
+    return f"model {uri}"
+
+
+_JSON_TYPES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _read_spec(path: Path, who: str) -> dict:
+    if not path.is_file():
+        raise ModelArtifactError(f"{who}: not a scorelab score model (no artifacts/{SPEC_FILE})")
+    try:
+        spec = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" ({exc.msg}, line {exc.lineno} column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ModelArtifactError(f"{SPEC_FILE} of {who} is not valid JSON{where}") from None
+
+    def bad(message: str):
+        raise ModelArtifactError(f"{SPEC_FILE} of {who}: {message}")
+
+    if not isinstance(spec, dict):
+        bad(f"expected a JSON object, got a {_JSON_TYPES.get(type(spec), 'null')}")
+    if spec.get("format") != FORMAT:
+        bad(f"model format {spec.get('format')!r} is not supported (expected {FORMAT})")
+    for key in ("model", "event_shape"):
+        if key not in spec:
+            bad(f"missing key '{key}'")
+    shape = spec["event_shape"]
+    if not (isinstance(shape, list) and shape and all(type(n) is int and n > 0 for n in shape)):
+        bad(f"event_shape: expected a list of positive integers, got {shape!r}")
+    return spec
+
+
+def _build(host, spec: dict, who: str) -> tuple[Any, torch.nn.Module]:
+    """The spec's model plugin and its network, the hyperparameters checked as a config's are."""
+    from .. import params as P
+    from ..errors import ConfigError
+
+    file = f"{SPEC_FILE} of {who}"
+    try:
+        model = P.build(host, "model", spec["model"], "model", file)
+    except ConfigError as exc:
+        raise ModelArtifactError(str(exc)) from None
+    shape = tuple(spec["event_shape"])
+    try:
+        network = model.build(shape)
+    except (ValueError, TypeError) as exc:
+        raise ModelArtifactError(f"{file}: cannot build model {model.name} for event_shape {list(shape)}: "
+                                 f"{exc}") from None
+    sigma = spec.get("default_sigma")
+    if network.noise_conditional and not (type(sigma) in (int, float) and math.isfinite(sigma) and sigma > 0):
+        raise ModelArtifactError(f"{file}: default_sigma: a noise-conditional model needs a noise level > 0, "
+                                 f"got {sigma!r}")
+    return model, network
+
+
+def _describe(model) -> str:
+    """'model mlp, hidden=8, layers=2': the name and the hyperparameters that differ from their defaults."""
+    from ..contracts import hyperparameters
+    from ..params import fields_of
+
+    defaults = {k: default for k, (_, default) in fields_of(type(model)).items()}
+    return ", ".join([f"model {model.name}"] + [f"{k}={v}" for k, v in hyperparameters(model).items()
+                                                if defaults.get(k) != v])
+
+
+def _read_weights(path: Path, who: str) -> dict:
+    if not path.is_file():
+        raise ModelArtifactError(f"{WEIGHTS_FILE} of {who} is missing")
+    try:
+        weights = read_torch_file(path)
+    except UnreadableFile as exc:
+        raise ModelArtifactError(f"{WEIGHTS_FILE} of {who} is not a readable state dict (truncated, or not "
+                                 f"written by scorelab): {exc}") from None
+    if not isinstance(weights, dict):
+        raise ModelArtifactError(f"{WEIGHTS_FILE} of {who} is not a state dict (it holds a "
+                                 f"{type(weights).__name__})")
+    return weights
+
+
+def _check_fit(network: torch.nn.Module, weights: dict, architecture: str, who: str) -> None:
+    """The first parameter where the weights and the spec's architecture disagree, named."""
+    expected = network.state_dict()
+
+    def bad(what: str):
+        raise ModelArtifactError(f"{WEIGHTS_FILE} of {who} does not match the architecture in {SPEC_FILE} "
+                                 f"({architecture}): {what}")
+
+    for name, tensor in expected.items():
+        value = weights.get(name)
+        if value is None:
+            bad(f"parameter '{name}' is missing")
+        if not isinstance(value, torch.Tensor):
+            bad(f"parameter '{name}' is a {type(value).__name__}, not a tensor")
+        if value.shape != tensor.shape:
+            bad(f"parameter '{name}' has shape {tuple(value.shape)}, the architecture's has {tuple(tensor.shape)}")
+    extra = [k for k in weights if k not in expected]
+    if extra:
+        bad(f"it has a parameter '{extra[0]}', which the architecture has not")

@@ -1,11 +1,12 @@
 """A training run in MLflow: params, batched loss curve, evaluation at checkpoints, periodic
 checkpoints, the trained model as an MLflow model, and resume into the same run.
 
-Checkpoints are run artifacts (``checkpoints/last.pt``, replaced each time), so ``resume(run_id)``
-needs nothing but the store: the config is read back from the run's ``config.yaml``, the state
-from the checkpoint, and training continues, losing at most one checkpoint interval. The steps
-after the checkpoint are replayed exactly (same generator state), so their metric points, already
-logged before the kill, are not logged twice.
+Checkpoints are run artifacts (``checkpoints/last.pt`` and the one before it, see ``checkpoints``),
+so ``resume(run_id)`` needs nothing but the store: the config is read back from the run's
+``config.yaml``, the state from the checkpoint, and training continues, losing at most one checkpoint
+interval. The steps after the checkpoint are replayed exactly (same generator state), so their
+metric points, already logged before the kill, are not logged twice. One process at a time trains a
+run: a resume of a run that is still training is refused.
 """
 
 from __future__ import annotations
@@ -20,19 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..contracts import hyperparameters
 from ..device import device_name, resolve_device
 from ..errors import ScorelabError
+from ..store import process_tags
 from ..tracking import Tracker
+from .checkpoints import Checkpoints
 from .evaluate import Evaluator
 from .export import save_model_dir
 from .loop import Trainer
 from .spec import Training, model_provides, parse_training
 
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_FILE = "last.pt"
 CONFIG_FILE = "config.yaml"
 
 
@@ -61,9 +60,11 @@ def train(training: Training, tracker: Tracker, *, progress: bool = False,
               "scorelab.objective": t.objective.name, "scorelab.seed": t.seed,
               "scorelab.device": device_name(device)},
         params=run_params(training, device))
-    tracker.log_dict(run_id, training.raw, CONFIG_FILE)
-    tracker.log_dict(run_id, resolved_config(training, device), "resolved_config.yaml")
-    return _run(training, trainer, tracker, run_id, experiment_id, progress, on_step, replayed_until=0)
+    with Checkpoints(tracker, run_id) as checkpoints:  # held while it trains: a resume meanwhile is refused
+        tracker.log_dict(run_id, training.raw, CONFIG_FILE)
+        tracker.log_dict(run_id, resolved_config(training, device), "resolved_config.yaml")
+        return _run(training, trainer, tracker, run_id, experiment_id, checkpoints, progress, on_step,
+                    replayed_until=0)
 
 
 def resume(run_id: str, tracker: Tracker, *, progress: bool = False,
@@ -71,33 +72,38 @@ def resume(run_id: str, tracker: Tracker, *, progress: bool = False,
     """Continue a killed or failed training run from its last checkpoint, into the same MLflow run."""
     client = tracker.client
     try:
-        run = client.get_run(run_id)
+        role = client.get_run(run_id).data.tags.get("scorelab.role")
     except Exception:
         raise ScorelabError(f"no run '{run_id}' in {tracker.uri}") from None
-    if run.data.tags.get("scorelab.role") != "training":
-        raise ScorelabError(f"run {run_id} is not a training run (tag scorelab.role is "
-                            f"{run.data.tags.get('scorelab.role')!r})")
-    if run.info.status == "FINISHED":
-        raise ScorelabError(f"run {run_id} has finished; nothing to resume (its model: runs:/{run_id}/model)")
-    with tempfile.TemporaryDirectory() as tmp:
-        import yaml
-
-        raw = yaml.safe_load(Path(client.download_artifacts(run_id, CONFIG_FILE, tmp)).read_text())
-        training = parse_training(raw, file=f"runs:/{run_id}/{CONFIG_FILE}", host=host)
+    if role != "training":
+        raise ScorelabError(f"run {run_id} is not a training run (tag scorelab.role is {role!r})")
+    with Checkpoints(tracker, run_id) as checkpoints:  # refused while another process trains the run
+        run = client.get_run(run_id)  # read under the lock: it may have finished meanwhile
+        if run.info.status == "FINISHED":
+            raise ScorelabError(f"run {run_id} has finished; nothing to resume (its model: runs:/{run_id}/model)")
+        training = _logged_training(tracker, run_id, host)
         trainer = Trainer(training, resolve_device(training.device))
-        names = {a.path for a in client.list_artifacts(run_id, CHECKPOINT_DIR)}
-        if f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}" in names:
-            path = client.download_artifacts(run_id, f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}", tmp)
-            trainer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))  # moved in load
-    logged = max((m.step for key in run.data.metrics for m in client.get_metric_history(run_id, key)), default=0)
-    client.update_run(run_id, status="RUNNING")
-    tracker.set_tags(run_id, {"scorelab.resumed_from_step": trainer.step, "scorelab.status": "running"})
-    return _run(training, trainer, tracker, run_id, run.info.experiment_id, progress, on_step,
-                replayed_until=logged)
+        checkpoints.restore(trainer.load_state_dict)  # moved to the device in load
+        logged = max((m.step for key in run.data.metrics for m in client.get_metric_history(run_id, key)),
+                     default=0)
+        client.update_run(run_id, status="RUNNING")
+        tracker.set_tags(run_id, {"scorelab.resumed_from_step": trainer.step, "scorelab.status": "running",
+                                  **process_tags()})  # this process trains it now
+        return _run(training, trainer, tracker, run_id, run.info.experiment_id, checkpoints, progress, on_step,
+                    replayed_until=logged)
+
+
+def _logged_training(tracker: Tracker, run_id: str, host) -> Training:
+    """The run's training, parsed again from its ``config.yaml``."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = yaml.safe_load(Path(tracker.client.download_artifacts(run_id, CONFIG_FILE, tmp)).read_text())
+    return parse_training(raw, file=f"runs:/{run_id}/{CONFIG_FILE}", host=host)
 
 
 def _run(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, experiment_id: str,
-         progress: bool, on_step, replayed_until: int) -> TrainResult:
+         checkpoints: Checkpoints, progress: bool, on_step, replayed_until: int) -> TrainResult:
     from tqdm import tqdm
 
     started, start_step = time.perf_counter(), trainer.step
@@ -132,7 +138,7 @@ def _run(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, ex
             final.update(figures)
             log(figures, step)
         if step % training.checkpoint_every == 0 and not end:
-            save_checkpoint(tracker, run_id, tr)
+            save_checkpoint(tracker, run_id, checkpoints, tr)
         if on_step is not None:
             on_step(tr)
 
@@ -168,15 +174,12 @@ def _close(tracker: Tracker, run_id: str, status: str, why: str) -> None:
     tracker.end(run_id, status)
 
 
-def save_checkpoint(tracker: Tracker, run_id: str, trainer: Trainer) -> None:
-    """Write the trainer's state as the run's ``checkpoints/last.pt`` (metrics up to now flushed first,
-    so the store never holds a checkpoint ahead of its curve)."""
+def save_checkpoint(tracker: Tracker, run_id: str, checkpoints: Checkpoints, trainer: Trainer) -> None:
+    """Write the trainer's state as the run's newest checkpoint (metrics up to now flushed first, so the
+    store never holds a checkpoint ahead of its curve)."""
     tracker.flush(run_id)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / CHECKPOINT_FILE
-        torch.save(trainer.state_dict(), path)
-        tracker.client.log_artifact(run_id, str(path), CHECKPOINT_DIR)
+    checkpoints.save(trainer.state_dict())
     tracker.seconds += time.perf_counter() - t0
 
 
