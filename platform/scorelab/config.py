@@ -5,6 +5,7 @@ Every error names the file, the key path and what would be valid (see :mod:`scor
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,10 @@ import yaml
 from . import params as P
 from .errors import ConfigError
 from .training.export import MODEL_URI
+
+#: The most checkpoints a comparison takes (their costs are a list, built whole before the run).
+MAX_CPU_THREADS = 4096
+MAX_CHECKPOINTS = 10_000
 
 
 @dataclass
@@ -98,11 +103,19 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError("no such config file", file=file)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark some editors write is fine
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text (saved as UTF-16, or not a text file?): save the config as UTF-8",
+                          file=file) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=file) from None
+        why = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"not valid YAML{where}: {why}", file=file) from None
+    except RecursionError:
+        raise ConfigError("not a config: nested too deeply to read", file=file) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of keys at the top level", file=file)
     return data
@@ -124,8 +137,8 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
     target = P.build(host, "target", spec.target, "target", file)
     (init_params,) = P.check_params(InitSpec, spec.init, "init", file)
     init = InitSpec(**init_params)
-    if init.scale <= 0:
-        raise ConfigError(f"must be > 0, got {init.scale}", file=file, key="init.scale")
+    P.check_range(init.scale, "init.scale", file, above=0)
+    _check_memory(spec, target, file)
 
     exact = spec.score == "exact"
     if not exact and not MODEL_URI.fullmatch(spec.score):
@@ -142,9 +155,6 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
     if primary not in metrics:
         raise ConfigError(P.unknown_choice("metric", primary, metrics) + " (primary_metric must be one of 'metrics')",
                           file=file, key="primary_metric")
-    if spec.quality_multiple < 1:
-        raise ConfigError(f"must be >= 1 (a multiple of the quality floor), got {spec.quality_multiple}",
-                          file=file, key="quality_multiple")
     baseline = spec.baseline or ("langevin" if "langevin" in names else None)
     if baseline is not None and baseline not in names:
         raise ConfigError(P.unknown_choice("baseline sampler", baseline, names) + " (the baseline must be compared)",
@@ -181,6 +191,7 @@ def _sampler_settings(spec: ComparisonSpec, host, target, file: str | None) -> l
             if spec.score == "exact":  # a setting may require more than its class; models: make_source
                 _check_requires(sampler, set(target.provides), path, file,
                                 f"the exact score of target '{target.name}'")
+            _check_run(sampler, spec, target, path, file)
             samplers.append(SamplerSetting(row, cls, setting, row))
     _label(samplers)
     return samplers
@@ -208,8 +219,7 @@ def _cost_weights(spec: ComparisonSpec, file: str | None) -> CostWeightSpec | No
         return None  # auto: timed on the run's device
     (w,) = P.check_params(CostWeightSpec, spec.cost_weights, "cost_weights", file)
     for k, v in w.items():
-        if v <= 0:
-            raise ConfigError(f"must be > 0, got {v}", file=file, key=f"cost_weights.{k}")
+        P.check_range(v, f"cost_weights.{k}", file, above=0, why="in score evaluations")
     return CostWeightSpec(**w)
 
 
@@ -219,22 +229,69 @@ def _check_values(spec: ComparisonSpec, file: str | None) -> None:
 
     if not re.fullmatch(r"[\w .\-]+", spec.name):
         bad("name", f"use letters, digits, spaces, '.', '_' or '-' (it names the MLflow experiment), got {spec.name!r}")
-    if not spec.budget > 0:
-        bad("budget", f"must be > 0 (cost units: score evaluations), got {spec.budget}")
+    P.check_range(spec.budget, "budget", file, above=0, why="cost units: score evaluations")
     if spec.chains < 2:
         bad("chains", f"must be >= 2, got {spec.chains}")
     if not spec.seeds:
         bad("seeds", "must list at least one seed")
     if len(set(spec.seeds)) != len(spec.seeds):
         bad("seeds", f"seeds repeat: {spec.seeds}")
-    if spec.cpu_threads < 0:
-        bad("cpu_threads", f"must be >= 0 (0 leaves torch's default), got {spec.cpu_threads}")
-    if not 0 < spec.cost_resolution <= 0.5:
-        bad("cost_resolution", f"must be in (0, 0.5] (a relative precision: 0.02 is 2 %), got {spec.cost_resolution}")
-    if spec.checkpoints < 1:
-        bad("checkpoints", f"must be >= 1, got {spec.checkpoints}")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", spec.device):
-        bad("device", f"expected auto, cpu, cuda, cuda:N or mps, got {spec.device!r}")
+    for key, seeds in (("seeds", spec.seeds), ("tuning_seeds", spec.tuning_seeds or []),
+                       ("reference_seed", [spec.reference_seed])):
+        for seed in seeds:
+            P.check_seed(seed, key, file)
+    # Not capped at this machine's cores: a config written on a larger machine still runs here.
+    P.check_range(spec.cpu_threads, "cpu_threads", file, at_least=0, at_most=MAX_CPU_THREADS,
+                  why="0 leaves torch's default")
+    P.check_range(spec.cost_resolution, "cost_resolution", file, above=0, at_most=0.5,
+                  why="a relative precision: 0.02 is 2 %")
+    P.check_range(spec.checkpoints, "checkpoints", file, at_least=1, at_most=MAX_CHECKPOINTS,
+                  why="each evaluates every metric on all chains")
+    P.check_range(spec.quality_multiple, "quality_multiple", file, at_least=1, why="a multiple of the quality floor")
+    check_device(spec.device, file)
+
+
+def check_device(name: str, file: str | None) -> None:
+    """A device name a config may give, and one this machine has."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+        raise ConfigError(f"expected auto, cpu, cuda, cuda:N or mps, got {name!r}", file=file, key="device")
+    from .device import unavailable
+
+    reason = unavailable(name)
+    if reason:
+        raise ConfigError(reason, file=file, key="device")
+
+
+def check_memory(needed: int, device: str, key: str, file: str | None, what: str) -> None:
+    """Refuse a run whose rough memory estimate (``needed`` bytes, :func:`scorelab.device.run_memory`)
+    exceeds the device's memory, naming the key to lower."""
+    from .device import memory_shortfall
+
+    reason = memory_shortfall(needed, device)
+    if reason:
+        raise ConfigError(f"{what} {reason}; lower '{key}'", file=file, key=key)
+
+
+def _check_memory(spec: ComparisonSpec, target, file: str | None) -> None:
+    from .device import run_memory
+
+    dim = math.prod(target.event_shape)
+    check_memory(run_memory(spec.chains, dim, spec.dtype), spec.device, "chains", file,
+                 f"{spec.chains} chains of dimension {dim} in {spec.dtype}")
+
+
+def _check_run(sampler: Any, spec: ComparisonSpec, target, path: str, file: str | None) -> None:
+    """What a sampler needs of the run, checked before work instead of failing its child runs: an optional
+    ``check_run(chains, event_shape, budget)`` that raises ValueError (e.g. a schedule of more levels
+    than the budget has steps, an ensemble too small for its covariance)."""
+    check = getattr(sampler, "check_run", None)
+    if not callable(check):
+        return
+    try:
+        check(spec.chains, tuple(target.event_shape), spec.budget)
+    except ValueError as exc:
+        name = getattr(sampler, "name", type(sampler).__name__)
+        raise ConfigError(f"{name} cannot run with this config: {exc}", file=file, key=path) from None
 
 
 def _check_requires(obj: Any, provides: set, path: str, file: str | None, what: str) -> None:

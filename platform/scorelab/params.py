@@ -3,6 +3,11 @@
 A plugin's dataclass fields are its schema. An entry is ``{name: ..., <field>: <value>, ...}`` (or
 just the name). Unknown keys, missing required fields and wrong types are errors naming the key
 path; a ``ValueError`` from the class's own checks is reported at the entry's path too.
+
+Every number a config gives is checked before any work: floats must be finite and ints must fit
+torch's int64, whichever class they are for, so a third-party plugin gets that for free; ranges are
+checked with :func:`check_range`, which refuses NaN (``x <= 0`` lets it through: NaN fails every
+comparison).
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
+import operator
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -17,6 +25,13 @@ from typing import Any, Literal, Union
 from .errors import ConfigError, unknown_choice
 
 _MISSING = object()
+
+#: Integers a config may give: what torch's int64 holds (a larger one overflows where it is used).
+INT_LIMIT = 2**63
+
+#: Seeds lie in [0, SEED_LIMIT): torch's generators take seeds below 2^64, and scorelab adds offsets
+#: of up to 2^32 to a config's seeds (tuning seeds, initial chains drawn from the target).
+SEED_LIMIT = 2**63
 
 
 def join(path: str, key: str) -> str:
@@ -117,6 +132,7 @@ def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep:
     choices, axes = {}, {}
     for key, value in params.items():
         if key not in schema:
+            key = str(key)  # YAML allows keys such as 3 or null
             close = difflib.get_close_matches(key, schema, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
@@ -133,6 +149,7 @@ def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep:
                 axes[key] = [coerce(v, tp) for v in values]
         except TypeError as exc:
             raise ConfigError(str(exc), file=file, key=join(path, key)) from None
+        _check_numbers(choices[key] if values is None else axes[key], join(path, key), file)
     missing = [k for k, (_, default) in schema.items() if default is _MISSING and k not in params]
     if missing:
         raise ConfigError(f"missing required key(s) {', '.join(missing)}", file=file, key=path)
@@ -140,11 +157,77 @@ def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep:
 
 
 def instantiate(cls: type, params: dict, path: str, file: str | None) -> Any:
-    """``cls(**params)``, with the class's own value checks reported at ``path``."""
+    """``cls(**params)``, with the class's own value checks reported at ``path``, and so is a size too
+    large to allocate (a class that builds tensors from its fields)."""
+    name = getattr(cls, "name", cls.__name__)
     try:
         return cls(**params)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid {getattr(cls, 'name', cls.__name__)}: {exc}", file=file, key=path) from None
+        raise ConfigError(f"invalid {name}: {exc}", file=file, key=path) from None
+    except (MemoryError, RuntimeError) as exc:
+        if not too_large(exc):
+            raise
+        raise ConfigError(f"{name} is too large to build with these values ({_first_line(exc)})",
+                          file=file, key=path) from None
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out or a size overflowed (torch raises RuntimeError for both)."""
+    return isinstance(exc, MemoryError) or bool(re.search(r"allocat|overflow|out of memory", str(exc), re.I))
+
+
+def check_range(value: float, key: str, file: str | None, *, above: float | None = None,
+                at_least: float | None = None, below: float | None = None, at_most: float | None = None,
+                why: str = "") -> None:
+    """Refuse ``value`` unless it is finite and within the bounds given (``why`` is added to the message).
+
+    >>> check_range(0.5, "x", None, above=0, at_most=1)
+    >>> check_range(float("nan"), "x", None, above=0)
+    Traceback (most recent call last):
+    scorelab.errors.ConfigError: x: must be a finite number > 0, got nan
+    """
+    bounds = [(op, b) for op, b in ((">", above), (">=", at_least), ("<", below), ("<=", at_most)) if b is not None]
+    if math.isfinite(value) and all(_COMPARE[op](value, b) for op, b in bounds):
+        return
+    finite = "" if math.isfinite(value) else "a finite number "
+    because = f" ({why})" if why else ""
+    raise ConfigError(f"must be {finite}{_interval(bounds)}{because}, got {_show(value)}", file=file, key=key)
+
+
+def check_seed(value: int, key: str, file: str | None) -> None:
+    if not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"a seed must be in [0, 2^63), got {value}", file=file, key=key)
+
+
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def _interval(bounds: list[tuple[str, float]]) -> str:
+    """'> 0', '>= 1', 'in (0, 0.5]': the bounds as a reader writes them."""
+    if len(bounds) == 2:
+        (low_op, low), (high_op, high) = bounds
+        return f"in {'(' if low_op == '>' else '['}{_show(low)}, {_show(high)}{')' if high_op == '<' else ']'}"
+    return " ".join(f"{op} {_show(b)}" for op, b in bounds)
+
+
+def _show(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def _check_numbers(value: Any, key: str, file: str | None) -> None:
+    """Floats finite and ints within int64, in a value and in the lists it holds (a mapping inside is
+    another entry, checked against its own schema)."""
+    if isinstance(value, list):
+        for v in value:
+            _check_numbers(v, key, file)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value}", file=file, key=key)
+    elif isinstance(value, int) and not isinstance(value, bool) and not -INT_LIMIT <= value < INT_LIMIT:
+        raise ConfigError(f"integers must lie in [-2^63, 2^63), got {value}", file=file, key=key)
 
 
 def build(host, kind: str, entry: Any, path: str, file: str | None) -> Any:
@@ -164,4 +247,5 @@ def _accepts_list(tp: Any) -> bool:
     return False
 
 
-__all__ = ["build", "check_params", "coerce", "instantiate", "resolve_class", "split_entry", "unknown_choice"]
+__all__ = ["build", "check_params", "check_range", "check_seed", "coerce", "instantiate", "resolve_class",
+           "split_entry", "too_large", "unknown_choice"]

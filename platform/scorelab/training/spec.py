@@ -9,6 +9,7 @@ model against the data's shape.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,16 @@ from typing import Any, Literal
 import torch
 
 from .. import params as P
-from ..config import load_yaml
+from ..config import check_device, check_memory, load_yaml
+from ..device import BYTES, run_memory
 from ..errors import ConfigError
 
 #: Capabilities an objective may require of the model; every other one is asked of the target.
 MODEL_CAPABILITIES = ("noise_conditional", "second_order_head", "log_prob")
+
+#: Copies of the network's parameters training holds: the weights, their gradients, the optimizer's two
+#: moments, the averaged (EMA) weights.
+PARAMETER_COPIES = 5
 
 
 @dataclass
@@ -163,6 +169,7 @@ def _check_fit(host, target, model, objective, spec: TrainSpec, file) -> None:
     if conditional and min(levels) <= 0:
         bad("objective", f"model {model.name} is noise-conditional, so objective {objective.name} needs a noise "
                          "level > 0 (set sigma; an objective says which levels it trains with noise_levels())")
+    _check_memory(model, target, spec, file)
     try:
         build_network(model, target.event_shape, spec.seed)
     except ValueError as exc:
@@ -172,6 +179,36 @@ def _check_fit(host, target, model, objective, spec: TrainSpec, file) -> None:
         if spec.batch_size > n:
             bad("batch_size", f"batch_size {spec.batch_size} is larger than the training split of target "
                               f"'{target.name}' ({n} points); use at most {n}")
+
+
+def _check_memory(model, target, spec: TrainSpec, file) -> None:
+    """Refuse a run whose rough memory need exceeds the device's: the parameters (counted on torch's meta
+    device, so nothing is allocated) and batch- or evaluation-sized tensors (:func:`scorelab.device.run_memory`)."""
+    dim = math.prod(target.event_shape)
+    parameters = _parameter_count(model, target, file)
+    weights = parameters * BYTES[spec.dtype] * PARAMETER_COPIES
+    rows, key = ((spec.eval_samples, "eval_samples") if spec.eval_samples > spec.batch_size
+                 else (spec.batch_size, "batch_size"))
+    data = run_memory(rows, dim, spec.dtype)
+    if weights > data:
+        key, what = "model", f"model {model.name} ({parameters:,} parameters)"
+    else:
+        what = f"a {key} of {rows} points of dimension {dim} in {spec.dtype}"
+    check_memory(weights + data, spec.device, key, file, what)
+
+
+def _parameter_count(model, target, file) -> int:
+    """The parameters of the model's network for the target, built on torch's meta device (shapes only,
+    nothing allocated); 0 when it cannot be built there (the real build that follows says why)."""
+    try:
+        with torch.device("meta"):
+            network = model.build(tuple(target.event_shape))
+    except Exception as exc:  # a third-party model may not build on the meta device: not an error here
+        if P.too_large(exc):
+            raise ConfigError(f"model {model.name} is too large to build for target '{target.name}' (a size "
+                              "overflows what torch can hold)", file=file, key="model") from None
+        return 0
+    return sum(p.numel() for p in network.parameters())
 
 
 def _is_data_set(target) -> bool:
@@ -191,29 +228,22 @@ def _check_values(spec: TrainSpec, file) -> None:
         bad("eval_every", f"must be >= 1, got {spec.eval_every}")
     if spec.eval_samples < 2:
         bad("eval_samples", f"must be >= 2, got {spec.eval_samples}")
-    if not 0 <= spec.ema < 1:
-        bad("ema", f"must be in [0, 1) (the decay of the weight average; 0 = no averaging), got {spec.ema}")
-    if spec.grad_clip is not None and not spec.grad_clip > 0:
-        bad("grad_clip", f"must be > 0 or null, got {spec.grad_clip}")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", spec.device):
-        bad("device", f"expected auto, cpu, cuda, cuda:N or mps, got {spec.device!r}")
+    P.check_range(spec.ema, "ema", file, at_least=0, below=1, why="the decay of the weight average; 0 = no averaging")
+    if spec.grad_clip is not None:
+        P.check_range(spec.grad_clip, "grad_clip", file, above=0, why="or null for no clipping")
+    P.check_seed(spec.seed, "seed", file)
+    check_device(spec.device, file)
     if spec.register_as is not None and not re.fullmatch(r"[\w\-. ]+", spec.register_as):
         bad("register_as", f"use letters, digits, spaces, '.', '_' or '-', got {spec.register_as!r}")
 
 
 def _check_optim(opt: OptimizerSpec, sch: ScheduleSpec, spec: TrainSpec, file) -> None:
-    def bad(key, msg):
-        raise ConfigError(msg, file=file, key=key)
-
-    if not opt.lr > 0:
-        bad("optimizer.lr", f"must be > 0, got {opt.lr}")
-    if opt.weight_decay < 0:
-        bad("optimizer.weight_decay", f"must be >= 0, got {opt.weight_decay}")
-    if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
-        bad("optimizer.betas", f"expected two numbers in [0, 1), got {opt.betas}")
-    if not 0 <= opt.momentum < 1:
-        bad("optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
+    P.check_range(opt.lr, "optimizer.lr", file, above=0)
+    P.check_range(opt.weight_decay, "optimizer.weight_decay", file, at_least=0)
+    if len(opt.betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in opt.betas):
+        raise ConfigError(f"expected two finite numbers in [0, 1), got {opt.betas}", file=file, key="optimizer.betas")
+    P.check_range(opt.momentum, "optimizer.momentum", file, at_least=0, below=1)
     if not 0 <= sch.warmup < spec.steps:
-        bad("schedule.warmup", f"must be in [0, steps) = [0, {spec.steps}), got {sch.warmup}")
-    if not 0 <= sch.final <= 1:
-        bad("schedule.final", f"must be in [0, 1] (a fraction of lr), got {sch.final}")
+        raise ConfigError(f"must be in [0, steps) = [0, {spec.steps}), got {sch.warmup}", file=file,
+                          key="schedule.warmup")
+    P.check_range(sch.final, "schedule.final", file, at_least=0, at_most=1, why="a fraction of lr")

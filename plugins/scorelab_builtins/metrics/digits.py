@@ -114,8 +114,8 @@ class DigitsNNCopy:
     threshold : a fixed threshold in the units of the data; None (default) derives it as above.
     """
 
-    quantile: float = 0.01
-    threshold: float | None = None
+    quantile: float = 0.01  # None threshold: it is this quantile of held-out points' nearest-training distances; (0, 1)
+    threshold: float | None = None  # fixed copy distance in the data's units, > 0; None derives it from quantile
 
     requires = ("data_splits",)
     name = "digits_nn_copy"

@@ -45,8 +45,8 @@ class EnergyDistance:
     seed : seed of the subsampling, fixed so that repeated calls agree.
     """
 
-    max_points: int = 2000
-    seed: int = 0
+    max_points: int = 2000  # at most this many samples and reference points each (cost O(n^2 d)), >= 2
+    seed: int = 0  # seed of the subsampling, so repeated calls agree
 
     name = "energy_distance"
 

@@ -70,10 +70,10 @@ class KSD:
     seed : seed of the subsampling, fixed so that repeated calls agree.
     """
 
-    c: float = 1.0
-    beta: float = -0.5
-    max_points: int = 2000
-    seed: int = 0
+    c: float = 1.0  # IMQ kernel scale in (c^2 + |x - y|^2)^beta, in the data's units, > 0
+    beta: float = -0.5  # IMQ kernel exponent, in (-1, 0)
+    max_points: int = 2000  # at most this many samples are used (cost O(n^2 d)), >= 1
+    seed: int = 0  # seed of the subsampling, so repeated calls agree
 
     requires = ("exact_score",)
     name = "ksd"

@@ -58,9 +58,9 @@ class MMD:
     seed : seed of the subsampling, fixed so that repeated calls agree.
     """
 
-    bandwidth: float | None = None
-    max_points: int = 2000
-    seed: int = 0
+    bandwidth: float | None = None  # RBF length scale l, in the data's units, > 0; None: median heuristic at each call
+    max_points: int = 2000  # at most this many samples and reference points each (cost O((n + m)^2 d)), >= 2
+    seed: int = 0  # seed of the subsampling and of the median-heuristic subset, so calls agree
 
     name = "mmd"
 

@@ -61,9 +61,9 @@ class SlicedWasserstein:
     seed : seed of the directions, fixed so every call uses the same ones.
     """
 
-    projections: int = 128
-    p: float = 2.0
-    seed: int = 0
+    projections: int = 128  # random unit directions theta, the same at every call, >= 1
+    p: float = 2.0  # order p of SW_p, >= 1
+    seed: int = 0  # seed of the directions, fixed so every call uses the same ones
 
     name = "sliced_wasserstein"
 

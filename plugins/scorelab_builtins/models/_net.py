@@ -27,6 +27,10 @@ from torch.func import grad
 
 ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "gelu": nn.GELU}
 
+#: The deepest stack a built-in model builds: layers are built one by one in Python, so a typo such as
+#: 10^18 would build until memory ran out instead of being refused.
+MAX_DEPTH = 1000
+
 
 class SigmaEmbedding(nn.Module):
     """Fixed sinusoidal features of log(sigma), log-spaced frequencies (no parameters)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._net import ScoreNet, SigmaEmbedding
+from ._net import MAX_DEPTH, ScoreNet, SigmaEmbedding
 
 
 class _Block(nn.Module):
@@ -50,11 +50,11 @@ class ConvNet(ScoreNet):
 
 @dataclass
 class Conv:
-    channels: int = 32
-    blocks: int = 3
-    embedding: int = 16
-    second_order: bool = False
-    data_scale: float = 0.5
+    channels: int = 32  # feature channels of the trunk, >= 1; GroupNorm needs <= 8 or a multiple of 8
+    blocks: int = 3  # residual blocks (GroupNorm, SiLU, 3x3 conv, sigma shift), 0 to 1000
+    embedding: int = 16  # sinusoidal features of log sigma (even, >= 2) that shift each block's channels
+    second_order: bool = False  # also a head for the diagonal of the score Jacobian (doubles the output channels)
+    data_scale: float = 0.5  # sigma_d, the data's typical spread in x's units, > 0 (sets _net's c_in, c_out)
 
     name = "conv"
     noise_conditional = True
@@ -62,6 +62,8 @@ class Conv:
     def __post_init__(self):
         if self.channels < 1 or self.blocks < 0:
             raise ValueError(f"need channels >= 1 and blocks >= 0, got {self.channels} and {self.blocks}")
+        if self.blocks > MAX_DEPTH:
+            raise ValueError(f"blocks must be <= {MAX_DEPTH}, got {self.blocks}")
         if not self.data_scale > 0:
             raise ValueError(f"data_scale must be > 0, got {self.data_scale}")
         if self.embedding < 2 or self.embedding % 2:

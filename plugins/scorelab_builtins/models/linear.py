@@ -34,7 +34,7 @@ class LinearScore(nn.Module):
 
 @dataclass
 class Linear:
-    data_scale: float = 1.0
+    data_scale: float = 1.0  # the data's typical spread, > 0: training starts at A = -I / data_scale^2, b = 0
 
     name = "linear"
     noise_conditional = False

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._net import ACTIVATIONS, ScoreNet, SigmaEmbedding, event_size
+from ._net import ACTIVATIONS, MAX_DEPTH, ScoreNet, SigmaEmbedding, event_size
 
 
 class MLPNet(ScoreNet):
@@ -47,20 +47,22 @@ class MLPNet(ScoreNet):
 
 @dataclass
 class MLP:
-    hidden: int = 128
-    layers: int = 3
-    activation: Literal["silu", "softplus", "tanh", "gelu"] = "silu"
-    noise_conditional: bool = False
-    energy: bool = False
-    second_order: bool = False
-    data_scale: float = 1.0
-    embedding: int = 16
+    hidden: int = 128  # width of every hidden layer, >= 1
+    layers: int = 3  # hidden Linear + activation layers, 1 to 1000
+    activation: Literal["silu", "softplus", "tanh", "gelu"] = "silu"  # nonlinearity after each hidden layer
+    noise_conditional: bool = False  # s(x, sigma): a sigma embedding and _net's scaling; multi-level objectives need it
+    energy: bool = False  # a scalar energy E with s = -grad E, so log_prob exists (for Metropolis corrections)
+    second_order: bool = False  # a second head for the diagonal of the score Jacobian (not with energy)
+    data_scale: float = 1.0  # sigma_d, the data's typical spread in x's units, > 0: scales input and output (see _net)
+    embedding: int = 16  # sinusoidal features of log sigma (even, >= 2); used only when noise_conditional
 
     name = "mlp"
 
     def __post_init__(self):
         if self.hidden < 1 or self.layers < 1:
             raise ValueError(f"hidden and layers must be >= 1, got {self.hidden} and {self.layers}")
+        if self.layers > MAX_DEPTH:
+            raise ValueError(f"layers must be <= {MAX_DEPTH}, got {self.layers}")
         if not self.data_scale > 0:
             raise ValueError(f"data_scale must be > 0, got {self.data_scale}")
         if self.energy and self.second_order:

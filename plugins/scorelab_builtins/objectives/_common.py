@@ -58,11 +58,18 @@ def check_sigma(sigma: float, *, positive: bool = False) -> None:
         raise ValueError(f"sigma must be {'> 0' if positive else '>= 0'}, got {sigma}")
 
 
+#: The most noise levels an objective trains: the schedule is a list, built whole when the config is
+#: checked, so a typo such as 10^18 would hang the check instead of being refused.
+MAX_LEVELS = 10_000
+
+
 def check_levels(sigma_max: float, sigma_min: float, levels: int) -> None:
     if not 0 < sigma_min <= sigma_max:
         raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min} and {sigma_max}")
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
+    if levels > MAX_LEVELS:
+        raise ValueError(f"levels must be <= {MAX_LEVELS}, got {levels}")
     if levels > 1 and sigma_min == sigma_max:
         raise ValueError("several levels need sigma_min < sigma_max")
 

@@ -16,7 +16,7 @@ from ._common import call, check_sigma, randn, sq
 
 @dataclass
 class DSM:
-    sigma: float = 0.1
+    sigma: float = 0.1  # sigma of x~ = x + sigma z, in x's units, > 0: s learns the score of p * N(0, sigma^2 I)
 
     name = "dsm"
     requires = ()

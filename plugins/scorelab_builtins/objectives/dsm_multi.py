@@ -19,9 +19,9 @@ from ._common import check_levels, draw_levels, per_sample, randn, sq
 
 @dataclass
 class DSMMulti:
-    sigma_max: float = 10.0
-    sigma_min: float = 0.01
-    levels: int = 10
+    sigma_max: float = 10.0  # sigma_1, the largest noise level, in x's units
+    sigma_min: float = 0.01  # sigma_L, the smallest noise level; 0 < sigma_min <= sigma_max
+    levels: int = 10  # L, levels geometric from sigma_max to sigma_min, one drawn per sample; 1 to 10000
 
     name = "dsm_multi"
     requires = ("noise_conditional",)

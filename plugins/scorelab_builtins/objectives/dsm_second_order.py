@@ -24,11 +24,11 @@ from ._common import call_with_diag, check_levels, draw_levels, per_sample, rand
 
 @dataclass
 class DSMSecondOrder:
-    sigma_max: float = 0.1
-    sigma_min: float = 0.1
-    levels: int = 1
-    variance_reduction: bool = True
-    second_order_weight: float = 1.0
+    sigma_max: float = 0.1  # the largest noise level sigma of x~ = x + sigma z, in x's units
+    sigma_min: float = 0.1  # the smallest noise level; 0 < sigma_min <= sigma_max
+    levels: int = 1  # levels geometric from sigma_max to sigma_min, one drawn per sample; > 1 needs noise_conditional
+    variance_reduction: bool = True  # evaluate x +- sigma z and the clean x (control variate): 3 passes, not 1
+    second_order_weight: float = 1.0  # weight of the diagonal (second-order) loss against the first-order DSM, > 0
 
     name = "dsm_second_order"
     requires = ("second_order_head",)

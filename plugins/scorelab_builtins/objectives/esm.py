@@ -17,7 +17,7 @@ from ._common import call, check_sigma, perturb, sq
 
 @dataclass
 class ESM:
-    sigma: float = 0.0
+    sigma: float = 0.0  # score of p * N(0, sigma^2 I) matched at x + sigma z, >= 0; a noise-conditional model needs > 0
 
     name = "esm"
     requires = ("exact_score",)

@@ -16,7 +16,7 @@ from ._common import call, check_sigma, perturb, sq
 
 @dataclass
 class ISM:
-    sigma: float = 0.0
+    sigma: float = 0.0  # fit the noised data x + sigma z, >= 0 (0: the data); a noise-conditional model needs > 0
 
     name = "ism"
     requires = ()

@@ -26,9 +26,9 @@ def sliced_terms(model, batch, sigma, count, kind, generator):
 
 @dataclass
 class SSM:
-    projections: int = 1
-    distribution: Literal["gaussian", "rademacher"] = "gaussian"
-    sigma: float = 0.0
+    projections: int = 1  # directions v per sample, one double-backward Hessian-vector product each, >= 1
+    distribution: Literal["gaussian", "rademacher"] = "gaussian"  # law of v: N(0, I) or +-1 entries (E[v v^T] = I)
+    sigma: float = 0.0  # fit the noised data x + sigma z, >= 0 (0: the data); a noise-conditional model needs > 0
 
     name = "ssm"
     requires = ()

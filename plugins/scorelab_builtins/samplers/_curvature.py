@@ -83,13 +83,13 @@ class CurvatureOptions:
     curvature diagonal comes from, how often it is refreshed, how it is smoothed and damped. (A
     subclass re-declares ``step_size`` for its own default; the field keeps its first place.)"""
 
-    step_size: float = 0.1
-    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"
-    probes: int = 1
-    probe: Literal["vjp", "jvp"] = "vjp"
-    refresh_every: int = 5
-    ema: float = 0.5
-    damping: float = 1e-2
+    step_size: float = 0.1  # the step h; what it means is the subclass's update rule (each re-declares it)
+    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"  # source of c = -diag J (module docstring)
+    probes: int = 1  # Rademacher probes per Hutchinson refresh, one VJP/JVP each, >= 1; unused by exact, learned
+    probe: Literal["vjp", "jvp"] = "vjp"  # Hutchinson's product, z^T J (VJP) or J z (JVP): same expectation
+    refresh_every: int = 5  # steps between refreshes of c at the chain's current point (the first step refreshes), >= 1
+    ema: float = 0.5  # weight of the old c when smoothing across refreshes, in [0, 1); 0 keeps only the newest
+    damping: float = 1e-2  # added to max(c, 0), in units of 1/variance, > 0: M = 1 / (max(c, 0) + damping) <= 1/damping
 
     requires = ()
 

@@ -143,15 +143,15 @@ class AdaptiveInfo:
 
 @dataclass
 class AdaptiveLangevin:
-    initial_step: float = 0.01
-    abs_tol: float = 0.0078
-    rel_tol: float = 0.0
-    safety: float = 0.9
-    exponent: float = 0.9
-    min_step: float = 1e-6
-    max_step: float = 1.0
-    max_growth: float = 2.0
-    memory: int = 8
+    initial_step: float = 0.01  # h of every chain's first attempt, in [min_step, max_step] (the reference's h_init)
+    abs_tol: float = 0.0078  # absolute floor of delta, in x's units, > 0; smaller: shorter steps, more rejections
+    rel_tol: float = 0.0  # delta's part relative to max(|x|, |x_Heun|), >= 0; > 0 pulls samples towards the origin
+    safety: float = 0.9  # the factor in h * min(max_growth, safety * err^(-exponent)), in (0, 1]
+    exponent: float = 0.9  # the power in h * min(max_growth, safety * err^(-exponent)), > 0
+    min_step: float = 1e-6  # least h, > 0; an attempt at it is accepted whatever its error
+    max_step: float = 1.0  # largest h, >= min_step
+    max_growth: float = 2.0  # most h can grow in one attempt, > 1: a guard against an accidentally tiny err
+    memory: int = 8  # pieces of unused Brownian path a chain holds, >= 2; when full, a new one joins the top
 
     name = "adaptive_langevin"
 

@@ -98,27 +98,27 @@ class AnnealedInfo:
 
 @dataclass
 class AnnealedLangevin:
-    sigma_max: float = 10.0
-    sigma_min: float = 0.01
-    levels: int = 10
-    epsilon: float = 2e-5
-    steps_per_level: int | None = None
-    denoise: bool = True
-    step_rule: Literal["ncsn", "constant", "snr", "secant", "power", "adaptive"] = "ncsn"
-    snr: float = 0.16
-    step_scale: float = 0.5
-    power_iterations: int = 1
-    abs_tol: float = 0.0078
-    rel_tol: float = 0.0
-    min_step: float = 1e-4
-    max_step: float = 1.0
-    preconditioner: Literal["none", "rmsprop", "hessian_diag"] = "none"
-    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"
-    probes: int = 1
-    refresh_every: int = 1
-    ema: float = 0.0
-    alpha: float = 0.99
-    damping: float | None = None  # None: 1e-5 for rmsprop, 1e-2 for hessian_diag
+    sigma_max: float = 10.0  # sigma_1, the first and largest noise level, in x's units
+    sigma_min: float = 0.01  # sigma_L, the last and smallest noise level; 0 < sigma_min <= sigma_max
+    levels: int = 10  # L, noise levels geometric from sigma_max to sigma_min (1: sigma_min only)
+    epsilon: float = 2e-5  # ncsn: h = epsilon sigma_i^2 / sigma_L^2; constant: h = epsilon; unused by the other rules
+    steps_per_level: int | None = None  # T per level; None: the budget (less the denoise NFE) split evenly over levels
+    denoise: bool = True  # end with x <- x + sigma_L^2 s(x, sigma_L) (1 NFE)
+    step_rule: Literal["ncsn", "constant", "snr", "secant", "power", "adaptive"] = "ncsn"  # rule for h (see docstring)
+    snr: float = 0.16  # snr rule: h = 2 (snr |z| / |M^(1/2) s|)^2, norms averaged over chains; > 0
+    step_scale: float = 0.5  # secant/power rules: h = step_scale / L, > 0 (< 2 is stable when L is right)
+    power_iterations: int = 1  # power rule: JVPs of the power method on M^(1/2) J M^(1/2) per refresh, >= 1
+    abs_tol: float = 0.0078  # adaptive rule: absolute floor of the error scale delta, in x's units, > 0
+    rel_tol: float = 0.0  # adaptive rule: delta's part relative to max(|x|, |x_Heun|); 0 avoids its bias
+    min_step: float = 1e-4  # secant/power/adaptive: least h max(M), in units of sigma_i^2
+    max_step: float = 1.0  # secant/power/adaptive: largest h max(M), in units of sigma_i^2 (up to 2 is stable)
+    preconditioner: Literal["none", "rmsprop", "hessian_diag"] = "none"  # diagonal M, restarted at every level
+    curvature: Literal["hutchinson", "exact", "learned"] = "hutchinson"  # hessian_diag: source of c = -diag J
+    probes: int = 1  # hessian_diag with hutchinson: Rademacher probes (VJPs) per refresh, >= 1
+    refresh_every: int = 1  # steps of a level between hessian_diag or power refreshes (one at each level's start), >= 1
+    ema: float = 0.0  # hessian_diag: weight of the old c across refreshes within a level, in [0, 1)
+    alpha: float = 0.99  # rmsprop: weight of the old V in V <- alpha V + (1 - alpha) s^2, in [0, 1)
+    damping: float | None = None  # added to M's denominator, > 0; None: 1e-5 for rmsprop, 1e-2 for hessian_diag
 
     requires = ("noise_conditional",)
 
@@ -161,12 +161,25 @@ class AnnealedLangevin:
         curve is not what it needs at that cost, so comparisons find its cost to quality by a budget ladder."""
         return self.steps_per_level is None
 
+    def check_run(self, chains: int, event_shape: tuple[int, ...], budget: float) -> None:
+        """Refuses, before any run, a budget too small for one step per level (what ``init`` checks)."""
+        self._steps_per_level(budget)
+
     def init(self, x0: torch.Tensor, oracle, budget: float) -> AnnealedState:
-        per_step = 2 if self.step_rule == "adaptive" else 1
-        T = self.steps_per_level or int((budget - self.denoise) // (self.levels * per_step))
-        if T < 1:
-            raise ValueError(f"a budget of {budget} is too small for {self.levels} levels")
+        T = self._steps_per_level(budget)
         return AnnealedState(x0, 0, geometric_sigmas(self.sigma_max, self.sigma_min, self.levels), T)
+
+    def _steps_per_level(self, budget: float) -> int:
+        """T, given or split from the budget (the adaptive rule pays two scores per step)."""
+        if self.steps_per_level:
+            return self.steps_per_level
+        per_step = 2 if self.step_rule == "adaptive" else 1
+        T = int((budget - self.denoise) // (self.levels * per_step))
+        if T < 1:
+            raise ValueError(f"a budget of {budget:g} is too small for {self.levels} levels of at least one "
+                             f"step{' (two scores each, adaptive)' if per_step == 2 else ''}: raise 'budget' or "
+                             "lower 'levels'")
+        return T
 
     def step(self, state: AnnealedState, oracle, generator: torch.Generator):
         level, j = divmod(state.k, state.steps_per_level)

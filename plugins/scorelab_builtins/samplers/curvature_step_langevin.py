@@ -79,12 +79,12 @@ class CurvatureStepInfo:
 
 @dataclass
 class CurvatureStepLangevin:
-    method: Literal["secant", "power"] = "secant"
-    step_scale: float = 0.5
-    min_step: float = 1e-6
-    max_step: float = 1.0
-    power_iterations: int = 1
-    refresh_every: int = 10
+    method: Literal["secant", "power"] = "secant"  # L from the last move, |ds|/|dx| (free), or power iterations on J
+    step_scale: float = 0.5  # h = step_scale / L before clipping, > 0; < 2 is stable when L is right
+    min_step: float = 1e-6  # least h, > 0; also the first secant step (no move yet)
+    max_step: float = 1.0  # largest h, >= min_step
+    power_iterations: int = 1  # power: JVPs per refresh (and in init), warm-started from the last vector, >= 1
+    refresh_every: int = 10  # power: steps between refreshes of L (held in between), >= 1; secant updates every step
 
     name = "curvature_step_langevin"
     # The bias depends on the whole target (L is a largest curvature, not a per-coordinate one), so none is

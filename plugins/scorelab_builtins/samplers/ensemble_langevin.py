@@ -106,9 +106,8 @@ def check_ensemble_fields(covariance: str, jitter: float) -> None:
         raise ValueError(f"jitter must be >= 0 (added to the ensemble covariance, in units of x^2), got {jitter}")
 
 
-def check_ensemble_size(x0: torch.Tensor, covariance: str, jitter: float) -> None:
+def check_ensemble_size(n: int, d: int, covariance: str, jitter: float) -> None:
     """With N <= d chains (N < 2 for the diagonal) C is singular: jitter must make M positive definite."""
-    n, d = x0.shape[0], x0[0].numel()
     if jitter == 0 and (n < 2 if covariance == "diagonal" else n <= d):
         need = "at least 2 chains" if covariance == "diagonal" else f"more than d = {d} chains"
         raise ValueError(f"jitter = 0 needs {need} for a nonsingular ensemble covariance, got {n} chains; "
@@ -130,7 +129,7 @@ class EnsembleLangevinInfo:
 @dataclass
 class EnsembleLangevin:
     step_size: float = 0.1  # h, in the ensemble's whitened frame: stable for h < 1/2 once C is the spread
-    covariance: Literal["dense", "diagonal"] = "dense"
+    covariance: Literal["dense", "diagonal"] = "dense"  # C in full (affine invariant) or its diagonal only
     jitter: float = 1e-6  # added to C times I, in units of x^2; keep it well under the target's smallest variance
     correction: bool = True  # the (d + 1)/N term that makes the product invariant at finite N
 
@@ -150,8 +149,12 @@ class EnsembleLangevin:
         """On N(mu, variance) with many chains: the self-consistent fixed point of the module docstring."""
         return variance * 2 / (1 + math.sqrt(1 - 2 * self.step_size))
 
+    def check_run(self, chains: int, event_shape: tuple[int, ...], budget: float) -> None:
+        """Refuses, before any run, an ensemble too small for its covariance (what ``init`` checks)."""
+        check_ensemble_size(chains, math.prod(event_shape), self.covariance, self.jitter)
+
     def init(self, x0: torch.Tensor, oracle, budget: float) -> EnsembleLangevinState:
-        check_ensemble_size(x0, self.covariance, self.jitter)
+        check_ensemble_size(len(x0), x0[0].numel(), self.covariance, self.jitter)
         return EnsembleLangevinState(x0, oracle.score(x0))
 
     def step(self, state: EnsembleLangevinState, oracle, generator: torch.Generator):

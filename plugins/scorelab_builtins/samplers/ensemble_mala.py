@@ -85,14 +85,14 @@ class EnsembleMalaInfo:
 @dataclass
 class EnsembleMala:
     step_size: float = 0.5  # the initial step in M's units (1 = the ensemble's spread); adapted during warm-up
-    target_accept: float = 0.574
-    warmup: int = 200
-    adapt_every: int = 25
-    covariance: Literal["dense", "diagonal"] = "dense"
+    target_accept: float = 0.574  # mean acceptance over chains that dual averaging aims for, in (0, 1)
+    warmup: int = 200  # steps adapting M and h, then both frozen; 0: M from the initial chains, h = step_size fixed
+    adapt_every: int = 25  # warm-up steps between re-estimates of M from the chains (each restarts dual averaging)
+    covariance: Literal["dense", "diagonal"] = "dense"  # M from the chains' covariance C in full, or its diagonal
     jitter: float = 1e-6  # added to the ensemble covariance times I, in units of x^2
-    t0: float = T0
-    gamma: float = GAMMA
-    kappa: float = KAPPA
+    t0: float = T0  # t0 >= 0 in H_t's weight 1/(t + t0): larger damps the early iterations (default 10)
+    gamma: float = GAMMA  # gamma > 0 in log h_t = mu - sqrt(t)/gamma H_t: smaller lets h move further (0.05)
+    kappa: float = KAPPA  # kappa in (0.5, 1]: weight t^-kappa of log h_t in log hbar_t (default 0.75)
 
     name = "ensemble_mala"
     requires = ("log_prob",)
@@ -118,8 +118,12 @@ class EnsembleMala:
         m = EigenMetric.from_covariance(c, self.jitter)  # eigh in float64
         return EigenMetric(m.basis.to(x.dtype), m.scale.to(x.dtype))
 
+    def check_run(self, chains: int, event_shape: tuple[int, ...], budget: float) -> None:
+        """Refuses, before any run, an ensemble too small for its covariance (what ``init`` checks)."""
+        check_ensemble_size(chains, math.prod(event_shape), self.covariance, self.jitter)
+
     def init(self, x0: torch.Tensor, oracle, budget: float) -> EnsembleMalaState:
-        check_ensemble_size(x0, self.covariance, self.jitter)
+        check_ensemble_size(len(x0), x0[0].numel(), self.covariance, self.jitter)
         log_p, s = oracle.log_prob_and_score(x0)
         log_h = torch.full((), math.log(self.step_size), dtype=x0.dtype, device=x0.device)
         return EnsembleMalaState(x0, log_p, s, self._estimate(x0.flatten(1)), log_h, log_h.clone(),

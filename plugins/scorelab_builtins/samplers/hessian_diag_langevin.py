@@ -60,7 +60,7 @@ class HessianDiagInfo:
 
 @dataclass
 class HessianDiagLangevin(C.CurvatureOptions):
-    step_size: float = 0.1
+    step_size: float = 0.1  # h in x + h M s(x) + sqrt(2hM) z; dimensionless (M carries the scale), stable for h < 2
 
     name = "hessian_diag_langevin"
 

@@ -28,7 +28,7 @@ class LangevinInfo:
 
 @dataclass
 class Langevin:
-    step_size: float = 0.01
+    step_size: float = 0.01  # the step h of x <- x + h s(x) + sqrt(2h) z, > 0; diverges on N(0, v) for h >= 2v
 
     def __post_init__(self):
         if not self.step_size > 0:

@@ -242,11 +242,11 @@ class LowRankInfo:
 class LowRankLangevin:
     step_size: float | None = None  # None: 0.1 unadjusted, 0.4 adjusted
     rank: int | None = None  # None (or >= d): dense curvature from d JVPs; k < d: Nystrom from k JVPs
-    curvature: Literal["jvp", "learned"] = "jvp"
-    adjust: bool = False
-    refresh_every: int = 50
+    curvature: Literal["jvp", "learned"] = "jvp"  # H from JVPs (dense or Nystrom, per rank) or a model's diagonal head
+    adjust: bool = False  # Metropolis-Hastings correction of each proposal (needs log p); False: preconditioned ULA
+    refresh_every: int = 50  # steps between refreshes of M at each chain's point (d or rank JVPs, or 1 NFE), >= 1
     floor: float = 0.1  # curvature below it (flat, non-concave) is raised to it: M <= 1 / (floor + damping)
-    damping: float = 1e-3
+    damping: float = 1e-3  # added to the clipped curvature (1/variance units), > 0: M = 1 / (max(lam, floor) + damping)
     shared: bool = False  # one M for every chain, from the curvature averaged over them
 
     name = "lowrank_langevin"

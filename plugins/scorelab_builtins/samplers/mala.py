@@ -60,12 +60,12 @@ class MalaInfo:
 
 @dataclass
 class Mala:
-    step_size: float = 0.1  # the initial step; dual averaging moves it during warm-up
-    target_accept: float = 0.574
-    warmup: int = 200
-    t0: float = T0
-    gamma: float = GAMMA
-    kappa: float = KAPPA
+    step_size: float = 0.1  # h_0, the initial step (mu = log(10 h_0)); kept fixed when warmup = 0
+    target_accept: float = 0.574  # mean acceptance over chains that dual averaging aims for, in (0, 1)
+    warmup: int = 200  # steps of dual-averaging adaptation, then h = hbar frozen; 0 keeps step_size fixed (plain MALA)
+    t0: float = T0  # t0 >= 0 in H_t's weight 1/(t + t0): larger damps the early iterations (default 10)
+    gamma: float = GAMMA  # gamma > 0 in log h_t = mu - sqrt(t)/gamma H_t: smaller lets h move further (0.05)
+    kappa: float = KAPPA  # kappa in (0.5, 1]: weight t^-kappa of log h_t in log hbar_t (default 0.75)
 
     name = "mala"
     requires = ("log_prob",)

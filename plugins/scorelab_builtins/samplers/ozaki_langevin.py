@@ -55,7 +55,7 @@ class OzakiInfo:
 
 @dataclass
 class OzakiLangevin(C.CurvatureOptions):
-    step_size: float = 0.5
+    step_size: float = 0.5  # time h (units of x^2) of the exactly solved linear SDE; h c >> 1 jumps to N(x + s/c, 1/c)
 
     name = "ozaki_langevin"
 

@@ -54,12 +54,12 @@ class ODEInfo:
 
 @dataclass
 class ProbabilityFlowODE:
-    sigma_max: float = 50.0
-    sigma_min: float = 0.01
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    method: Literal["RK45", "RK23", "DOP853"] = "RK45"
-    denoise: bool = True
+    sigma_max: float = 50.0  # start, x ~ N(0, sigma_max^2 I); biased unless it dwarfs the target's mean and spread
+    sigma_min: float = 0.01  # end of the ODE: the target blurred by N(0, sigma_min^2 I); 0 < sigma_min < sigma_max
+    rtol: float = 1e-5  # solve_ivp's relative tolerance (one error norm over the whole batch), > 0; sets the NFE
+    atol: float = 1e-5  # solve_ivp's absolute tolerance, in x's units, > 0
+    method: Literal["RK45", "RK23", "DOP853"] = "RK45"  # solve_ivp's explicit Runge-Kutta pair
+    denoise: bool = True  # end with the Tweedie step x <- x + sigma_min^2 s(x, sigma_min) (1 NFE)
 
     name = "probability_flow_ode"
     requires = ("noise_conditional",)

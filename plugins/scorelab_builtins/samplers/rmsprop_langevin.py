@@ -76,11 +76,11 @@ class RmspropInfo:
 
 @dataclass
 class RmspropLangevin:
-    step_size: float = 1e-3
-    alpha: float = 0.99
-    damping: float = 1e-5
-    correction: Literal["none", "hutchinson", "exact", "learned"] = "none"
-    probes: int = 1
+    step_size: float = 1e-3  # h in x + h (G s + Gamma) + sqrt(2hG) z (pSGLD's epsilon = 2h); effective step h G
+    alpha: float = 0.99  # weight of the old V in V <- alpha V + (1 - alpha) s^2, in [0, 1); near 1: less bias
+    damping: float = 1e-5  # lambda in G = 1 / (damping + sqrt(V)), > 0; bounds G by 1 / damping
+    correction: Literal["none", "hutchinson", "exact", "learned"] = "none"  # J_ii source for Gamma; none: Gamma = 0
+    probes: int = 1  # Rademacher probes (VJPs) per step when correction is hutchinson, >= 1
 
     name = "rmsprop_langevin"
     requires = ()

@@ -18,8 +18,8 @@ class DataSetTarget(TargetBase):
     """Subclasses are dataclasses with ``held_out`` (fraction) and ``seed`` fields that call
     ``_set_points(points)`` in ``__post_init__``."""
 
-    held_out: float
-    seed: int
+    held_out: float  # fraction split off once as the reference sample set for metrics, in (0, 1)
+    seed: int  # seed of the data draw and of the held-out split
 
     def _check_split(self) -> None:
         if not 0 < self.held_out < 1:

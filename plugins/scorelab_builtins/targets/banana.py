@@ -40,8 +40,8 @@ from ._noiseless import NoiselessTarget
 
 @dataclass
 class Banana(NoiselessTarget):
-    curvature: float = 0.03
-    scale: float = 10.0
+    curvature: float = 0.03  # b: the ridge x2 = b (x1^2 - s^2); 0 is an axis-aligned Gaussian
+    scale: float = 10.0  # s: standard deviation of x1 along the ridge (across it, x2 has 1)
 
     name = "banana"
 

@@ -41,8 +41,8 @@ from ._noiseless import NoiselessTarget
 
 @dataclass
 class Funnel(NoiselessTarget):
-    dim: int = 10
-    scale: float = 3.0
+    dim: int = 10  # d: v and d - 1 coordinates x_k
+    scale: float = 3.0  # s: standard deviation of v; the x_k's scale e^{v/2} spans e^{+-1.5 s} over +-3 s
 
     name = "funnel"
     # The kit checks the covariance against 4,000 samples with a standard error estimated from them;

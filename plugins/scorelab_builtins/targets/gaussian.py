@@ -14,15 +14,19 @@ import torch
 
 from ._base import MixtureTarget
 
+#: The largest rotated Gaussian: its dim x dim rotation costs dim^3 work to draw and dim^2 per chain
+#: per score, so beyond this the target alone would stall a comparison.
+MAX_ROTATED_DIM = 4096
+
 
 @dataclass
 class Gaussian(MixtureTarget):
-    dim: int = 2
-    condition_number: float = 1.0
-    scale: float = 1.0
-    mean_value: float = 0.0
-    rotate: bool = False
-    rotation_seed: int = 0
+    dim: int = 2  # dimension d
+    condition_number: float = 1.0  # largest / smallest variance (>= 1), variances log-spaced between
+    scale: float = 1.0  # standard deviation of the widest direction
+    mean_value: float = 0.0  # every coordinate's mean
+    rotate: bool = False  # turn the axes by a fixed random rotation (no diagonal preconditioner undoes it)
+    rotation_seed: int = 0  # seed of the rotation
 
     name = "gaussian"
 
@@ -33,6 +37,9 @@ class Gaussian(MixtureTarget):
             raise ValueError(f"condition_number must be >= 1, got {self.condition_number}")
         if self.scale <= 0:
             raise ValueError(f"scale must be > 0, got {self.scale}")
+        if self.rotate and self.dim > MAX_ROTATED_DIM:
+            raise ValueError(f"rotate needs dim <= {MAX_ROTATED_DIM} (the rotation is a dense dim x dim matrix, "
+                             f"drawn by a QR factorisation), got {self.dim}")
         exps = torch.linspace(0.0, 1.0, self.dim, dtype=torch.float64)
         variances = self.scale**2 * float(self.condition_number) ** (-exps)
         Q = None

@@ -17,16 +17,16 @@ from ._base import MixtureTarget
 
 @dataclass
 class GMM(MixtureTarget):
-    weights: list[float]
-    means: list[list[float]]
-    stds: list[float] | None = None
-    covariances: list[list[list[float]]] | None = None
+    weights: list[float]  # component weights, positive and summing to 1
+    means: list[list[float]]  # one mean vector per component, all of the same dimension
+    stds: list[float] | None = None  # isotropic standard deviation per component (or covariances)
+    covariances: list[list[list[float]]] | None = None  # a full d x d covariance per component (or stds)
 
     name = "gmm"
 
     def __post_init__(self):
-        w = torch.as_tensor(self.weights, dtype=torch.float64)
-        mu = torch.as_tensor(self.means, dtype=torch.float64)
+        w = _tensor(self.weights, "weights")
+        mu = _tensor(self.means, "means")
         if w.ndim != 1 or len(w) < 1 or (w <= 0).any():
             raise ValueError("weights must be a non-empty list of positive numbers")
         if abs(float(w.sum()) - 1.0) > 1e-6:
@@ -37,12 +37,12 @@ class GMM(MixtureTarget):
         if (self.stds is None) == (self.covariances is None):
             raise ValueError("give exactly one of 'stds' (one per component) or 'covariances'")
         if self.stds is not None:
-            std = torch.as_tensor(self.stds, dtype=torch.float64)
+            std = _tensor(self.stds, "stds")
             if std.shape != (K,) or (std <= 0).any():
                 raise ValueError(f"stds must be {K} positive numbers")
             lam, U = (std[:, None] ** 2).expand(K, d), None
         else:
-            cov = torch.as_tensor(self.covariances, dtype=torch.float64)
+            cov = _tensor(self.covariances, "covariances")
             if cov.shape != (K, d, d) or not torch.allclose(cov, cov.transpose(1, 2)):
                 raise ValueError(f"covariances must be {K} symmetric {d}x{d} matrices")
             lam, U = torch.linalg.eigh(cov)
@@ -53,3 +53,11 @@ class GMM(MixtureTarget):
     def component_log_probs(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """log w_k + log N(x; mu_k, Sigma_k + sigma^2 I), shape (n, K): assigns samples to modes."""
         return mx.component_log_probs(x, *self._params, sigma)
+
+
+def _tensor(value, field: str) -> torch.Tensor:
+    """A field as a float64 tensor; ragged nesting (points of different lengths) is named, not torch's words."""
+    try:
+        return torch.as_tensor(value, dtype=torch.float64)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{field} must be a regular array, every row of one length ({exc})") from None

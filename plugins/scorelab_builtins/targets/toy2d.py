@@ -19,10 +19,10 @@ from ._dataset import DataSetTarget
 class _Toy2D(DataSetTarget):
     """The fields every toy set has; a subclass re-declares one only to change its default."""
 
-    size: int = 10_000
-    noise: float = 0.05
-    held_out: float = 0.2
-    seed: int = 0
+    size: int = 10_000  # points drawn once, before the held-out split
+    noise: float = 0.05  # standard deviation of the Gaussian noise added to each point
+    held_out: float = 0.2  # fraction split off once as the reference sample set for metrics
+    seed: int = 0  # seed of the draw and of the split
 
     def __post_init__(self):
         self._check_split()
@@ -65,7 +65,7 @@ class SwissRoll(_Toy2D):
 
 @dataclass
 class Checkerboard(_Toy2D):
-    noise: float = 0.0
+    noise: float = 0.0  # standard deviation of the Gaussian noise added (0: sharp squares)
 
     name = "checkerboard"
 
@@ -77,7 +77,7 @@ class Checkerboard(_Toy2D):
 
 @dataclass
 class Rings(_Toy2D):
-    rings: int = 4
+    rings: int = 4  # concentric circles, radii evenly spaced up to 3
 
     name = "rings"
 

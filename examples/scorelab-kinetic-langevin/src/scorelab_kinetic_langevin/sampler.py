@@ -44,8 +44,8 @@ class KineticLangevinInfo:
 
 @dataclass
 class KineticLangevin:
-    step_size: float = 0.1
-    friction: float = 1.0
+    step_size: float = 0.1  # h of one BAOAB step; stable for h < 2 sqrt(v_min), v_min Sigma's least eigenvalue
+    friction: float = 1.0  # gamma > 0: O keeps the fraction c = exp(-gamma h) of v; large gamma renews v each step
 
     name = "kinetic_langevin"
 
