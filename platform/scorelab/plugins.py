@@ -155,9 +155,16 @@ class PluginHost:
 
     def listing(self) -> list[dict[str, Any]]:
         """What ``scorelab plugins --json`` prints."""
+        import dataclasses
+
+        from .describe import parameters
+
+        def described(kind: str, names: list[str]) -> dict:
+            return {n: [dataclasses.asdict(p) for p in parameters(self._entries[kind][n].cls)] for n in names}
+
         return [
-            {"name": p.name, "package": p.package, "version": p.version,
-             "registers": p.registered, "errors": p.errors}
+            {"name": p.name, "package": p.package, "version": p.version, "registers": p.registered,
+             "parameters": {kind: described(kind, names) for kind, names in p.registered.items()}, "errors": p.errors}
             for p in self.plugins
         ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -13,7 +14,7 @@ import threading
 from scorelab import __version__
 from scorelab.errors import ScorelabError
 
-COMMANDS = ["compare", "study", "report", "train", "plugins", "ui", "new-plugin", "check-plugin"]
+COMMANDS = ["compare", "study", "report", "train", "plugins", "describe", "ui", "new-plugin", "check-plugin"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,15 @@ def _interrupt_on_sigterm():
     return None
 
 
+def _quiet_mlflow() -> None:
+    """MLflow's INFO lines (schema creation) and artifact download bars say nothing a user needs; its
+    warnings still show. Set before MLflow is imported; a user's own setting wins."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_mlflow()
     args = build_parser().parse_args(argv)
     previous = _interrupt_on_sigterm()
     try:
