@@ -70,11 +70,13 @@ def initial_chains(comp: Comparison, target, seed: int, device, dtype) -> torch.
 def run_child(setup: Setup, setting: SamplerSetting, seed: int, role: str, progress) -> RunRecord:
     comp, tracker = setup.comp, setup.tracker
     run_id = tracker.start_run(
-        setup.experiment_id, f"{setting.label} seed={seed}" + (" (tuning)" if role == "tuning" else ""),
+        # The UI cuts names at ~15 characters: role and seed first keep tuning and evaluation runs apart.
+        setup.experiment_id, f"{'tune' if role == 'tuning' else 'eval'} {seed} {setting.label}",
         parent=setup.parent,
         tags={**setup.tags, "scorelab.sampler": setting.name, "scorelab.setting": setting.label,
               "scorelab.seed": seed, "scorelab.role": role, "scorelab.order": setup.order},
-        params={"sampler": setting.name, "plugin": setting.cls.name, "seed": seed, "budget": comp.budget,
+        params={"sampler": setting.name, "plugin": setting.cls.name, "setting": setting.label, "role": role,
+                "seed": seed, "budget": comp.budget,
                 "chains": comp.chains,
                 **hyperparameters(setting.make())},
     )

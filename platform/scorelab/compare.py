@@ -36,6 +36,7 @@ from .oracle import CostWeights
 from .reporting import headline_metrics, report_files
 from .schedules import log_spaced_checkpoints
 from .sources import ExactScore, model_source
+from .summary import findings, headline
 from .tracking import Tracker
 
 
@@ -107,6 +108,8 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
             monitor.finish()
 
     rows, files = report_files(records, study, weights)
+    evaluation = [r for r in records if r.role == "evaluation"]
+    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, evaluation)})
     for name, content in files.items():
         if isinstance(content, str):
             tracker.log_text(parent, content, name)
@@ -119,6 +122,18 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
                             tracker.seconds, time.perf_counter() - started)
 
+
+
+#: The run's description in the MLflow UI, rendered as Markdown at the top of the run's page.
+NOTE_TAG = "mlflow.note.content"
+
+
+def answer(rows, study: Study, evaluation: list[RunRecord]) -> str:
+    """The parent run's description: the comparison's answer first, then its table."""
+    header, body = headline(rows, study)
+    table = "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
+    return (f"**{findings(rows, study, evaluation)}**\n\n{table}\n\nThe full report, with the legend and plots: "
+            "`summary.md` and `plots/` in this run's artifacts.")
 
 
 def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: CostWeights, weight_params: dict,

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from . import params as P
-from .analysis import Row, RunRecord, Study
+from .analysis import Row, Study
 from .config import Comparison, load_yaml, parse_comparison
 from .errors import ConfigError
 from .reporting import load_records, report_files, write_report
-from .summary import headline, ratio_interval
+from .summary import findings, headline, speedup_text
 from .training.spec import parse_training
 
 QUICK_SUFFIX = "-quick"
@@ -199,61 +199,6 @@ def _table(rows: list[Row], study: Study) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pays_for_derivatives(records: list[RunRecord]) -> bool:
-    """Whether a sampler paid for derivatives of the score (VJP, JVP or curvature calls)."""
-    return any(sum(counts[1:]) > 0 for r in records for counts in r.counts.values())
-
-
-def _cost(row: Row, budget: float) -> str:
-    def show(v: float) -> str:
-        return f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"
-
-    med, low, high, _ = row.cost_to_quality
-    return f"{show(med)} [{show(low)}, {show(high)}]"
-
-
-def _speedup(row: Row) -> str:
-    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else ratio_interval(row.speedup_cost)
-
-
-def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
-    """What the table says, in sentences: who reached quality for least cost, the best sampler that
-    pays for derivatives of the score against the best that pays for scores only (learned curvature
-    comes with the score, so it counts as the latter), and who never reached or diverged."""
-    out = []
-    threshold = study.threshold(study.primary)
-    if threshold is None:
-        return f"{study.primary} has no positive floor, so no cost to quality is defined."
-    reached = sorted((r for r in rows if r.reached * 2 > r.runs), key=lambda r: r.cost_to_quality[0])
-    out.append(f"Quality is {study.primary} ≤ {threshold:.3g}; samplers that reach it on most seeds: {len(reached)} "
-               f"of {len(rows)}.")
-    if reached:
-        best = reached[0]
-        versus = "" if best.sampler == study.baseline else f", {_speedup(best)} the cost of {study.baseline}"
-        out.append(f"Least cost to quality: {best.sampler}, median {_cost(best, study.budget)}{versus}.")
-        paying = {r.sampler: pays_for_derivatives([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
-        with_c = [r for r in reached if paying[r.sampler]]
-        without = [r for r in reached if not paying[r.sampler]]
-        if with_c and without:
-            a, b = with_c[0], without[0]
-            ratio = b.cost_to_quality[0] / a.cost_to_quality[0]
-            verdict = "wins" if ratio > 1 else "loses"
-            out.append(f"The best sampler that pays for derivatives of the score (VJP, JVP or curvature calls), "
-                       f"{a.sampler} ({_cost(a, study.budget)}), {verdict} against the best that pays for scores "
-                       f"only, {b.sampler} ({_cost(b, study.budget)}): a cost ratio of {ratio:.3g} (medians).")
-        elif with_c:
-            out.append("Only samplers that pay for derivatives of the score reach quality here.")
-        elif without:
-            out.append("No sampler that pays for derivatives of the score reaches quality here.")
-    never = [r.sampler for r in rows if r.reached == 0]
-    if never:
-        out.append(f"Never within the budget of {study.budget:.3g}: {', '.join(never)}.")
-    diverged = [f"{r.sampler} ({r.runs - r.ok}/{r.runs})" for r in rows if r.ok < r.runs]
-    if diverged:
-        out.append(f"Diverged or failed on some seeds: {', '.join(diverged)}.")
-    return " ".join(out)
-
-
 def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
     row = next((r for r in rows if r.sampler == goal.sampler), None)
     what = f"{goal.what}: " if goal.what else ""
@@ -272,7 +217,7 @@ def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
         state = "**met**" + ("" if low >= goal.speedup else " by the median, not by the interval's lower end")
     else:
         state = "**not met**"
-    return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {_speedup(row)}, {state}"
+    return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {speedup_text(row)}, {state}"
 
 
 def experiment_names(plan: StudyPlan) -> list[str]:

@@ -29,9 +29,16 @@ def _final(row: Row, metric: str) -> str:
     return _pm(row.final[metric])
 
 
+def cost_text(v: float) -> str:
+    """A cost in plain digits to three significant figures (2,000 and 33,000, not 2e+03 and 3.3e+04)."""
+    if not math.isfinite(v) or not 1 <= abs(v) < 1e7:
+        return f"{v:.3g}"
+    return f"{float(f'{v:.3g}'):,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def _bound(v: float, budget: float) -> str:
     """An interval end; a censored one is only known to exceed the budget."""
-    return f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"
+    return f"> {cost_text(budget)}" if math.isinf(v) else cost_text(v)
 
 
 def _cost(row: Row, budget: float) -> str:
@@ -39,7 +46,7 @@ def _cost(row: Row, budget: float) -> str:
     if math.isnan(med):
         return "-"
     if math.isinf(low):
-        return f"> {budget:.3g} (none reached)"
+        return f"> {cost_text(budget)} (none reached)"
     return f"{_bound(med, budget)} [{_bound(low, budget)}, {_bound(high, budget)}]"
 
 
@@ -55,14 +62,16 @@ def ratio_interval(triple: tuple[float, float, float]) -> str:
 
 
 def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]:
-    header = ["sampler", "setting", "ok", "reached", *study.metrics, f"cost to {study.primary}",
-              "wall s to it", f"speedup vs {study.baseline} (cost)", "speedup (wall)", "ESS / 1k cost"]
+    """The comparison's table; without a baseline it has no speedup columns."""
+    speedups = [f"speedup vs {study.baseline} (cost)", "speedup (wall)"] if study.baseline else []
+    header = ["sampler", "setting", "ok", "reached", *study.metrics, f"cost to {study.primary}", "wall s to it",
+              *speedups, "ESS / 1k cost"]
     body = []
     for r in rows:
+        ratios = [ratio_interval(r.speedup_cost), ratio_interval(r.speedup_wall)] if study.baseline else []
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
                      *[_final(r, m) for m in study.metrics], _cost(r, study.budget),
-                     _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-",
-                     ratio_interval(r.speedup_cost), ratio_interval(r.speedup_wall), _num(r.ess)])
+                     _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-", *ratios, _num(r.ess)])
     return header, body
 
 
@@ -77,12 +86,15 @@ def _legend(rows: list[Row], study: Study) -> str:
         resolution = (f"to {study.resolution:.0%} in cost (the segment before the crossing replayed on a fine grid, "
                       f"or a ladder of budgets for samplers that plan by the budget)")
     return (f"Evaluation seeds only ({'/'.join(map(str, seeds))} per sampler); each sampler at its best setting from "
-            f"the tuning seeds. Metrics at the full budget, mean ± sd over seeds. Quality is reached at the cost from "
+            f"the tuning seeds. ok: seeds that finished without diverging; reached: seeds that reached quality. "
+            f"Cost counts NFE (score evaluations), VJP and JVP (vector-Jacobian and Jacobian-vector products of the "
+            f"score) and CURV (exact curvature calls), each at its weight. Metrics at the full budget, mean ± sd over "
+            f"seeds. Quality is reached at the cost from "
             f"which {quality} holds to the end of the budget, resolved {resolution}. Cost to it: median over seeds "
             f"[order-statistic interval, {level:.1%}]; a seed that never reaches is censored at the budget "
-            f"{study.budget:.3g} ('> budget'). Speedups: median baseline cost / median cost, paired by seed (same "
-            f"initial chains), 95 % paired bootstrap intervals. ESS: min bulk ESS over traced projections per 1000 "
-            f"cost units, median over seeds.")
+            f"{cost_text(study.budget)} ('> budget'). Speedups: median baseline cost / median cost, paired by seed "
+            f"(same initial chains), 95 % paired bootstrap intervals. ESS: min bulk ESS over traced projections per "
+            f"1000 cost units, median over seeds.")
 
 
 def _skipped(skipped) -> str:
@@ -120,9 +132,14 @@ def markdown(rows: list[Row], study: Study, tuning: list | None = None,
     if tuning:
         out += "\n## Tuning (tuning seeds)\n\n| setting | selected | median cost to quality | median " + study.primary
         out += " | diverged or failed |\n| --- | --- | --- | --- | --- |\n"
-        out += "\n".join(f"| {label} | {'yes' if chosen else ''} | {_num(c)} | {_num(f)} | {bad or ''} |"
+        out += "\n".join(f"| {label} | {'yes' if chosen else ''} | {_tuned(c)} | {f:.5g} | {bad or ''} |"
                          for label, chosen, c, f, bad in tuning) + "\n"
     return out
+
+
+def _tuned(cost: float) -> str:
+    """A tuning cost, to enough digits to see why one setting won over another."""
+    return "not reached" if math.isinf(cost) else "-" if math.isnan(cost) else f"{cost:,.0f}"
 
 
 def runs_csv(runs: list[RunRecord], study: Study) -> str:
@@ -135,3 +152,61 @@ def runs_csv(runs: list[RunRecord], study: Study) -> str:
         w.writerow([r.role, r.sampler, r.label, r.seed, r.status, r.diverged_at, r.cost, r.run_id, r.ess,
                     *[r.final(m) for m in study.metrics], *[study.cost_to_quality(r, m) for m in study.metrics]])
     return out.getvalue()
+
+
+def pays_for_derivatives(records: list[RunRecord]) -> bool:
+    """Whether a sampler paid for derivatives of the score (VJP, JVP or curvature calls)."""
+    return any(sum(counts[1:]) > 0 for r in records for counts in r.counts.values())
+
+
+def cost_interval(row: Row, budget: float) -> str:
+    """Median cost to quality [interval]; a censored end shows as '> budget'."""
+
+    def show(v: float) -> str:
+        return f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"
+
+    med, low, high, _ = row.cost_to_quality
+    return f"{show(med)} [{show(low)}, {show(high)}]"
+
+
+def speedup_text(row: Row) -> str:
+    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else ratio_interval(row.speedup_cost)
+
+
+def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
+    """What the table says, in sentences: who reached quality for least cost, the best sampler that
+    pays for derivatives of the score against the best that pays for scores only (learned curvature
+    comes with the score, so it counts as the latter), and who never reached or diverged."""
+    out = []
+    threshold = study.threshold(study.primary)
+    if threshold is None:
+        return f"{study.primary} has no positive floor, so no cost to quality is defined."
+    reached = sorted((r for r in rows if r.reached * 2 > r.runs), key=lambda r: r.cost_to_quality[0])
+    out.append(f"Quality is {study.primary} ≤ {threshold:.3g}; samplers that reach it on most seeds: {len(reached)} "
+               f"of {len(rows)}.")
+    if reached:
+        best = reached[0]
+        versus = "" if best.sampler == study.baseline else f", {speedup_text(best)} the cost of {study.baseline}"
+        out.append(f"Least cost to quality: {best.sampler}, median {cost_interval(best, study.budget)}{versus}.")
+        paying = {r.sampler: pays_for_derivatives([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
+        with_c = [r for r in reached if paying[r.sampler]]
+        without = [r for r in reached if not paying[r.sampler]]
+        if with_c and without:
+            a, b = with_c[0], without[0]
+            ratio = b.cost_to_quality[0] / a.cost_to_quality[0]
+            verdict = "wins" if ratio > 1 else "loses"
+            out.append(f"The best sampler that pays for derivatives of the score (VJP, JVP or curvature calls), "
+                       f"{a.sampler} ({cost_interval(a, study.budget)}), {verdict} against the best that pays for "
+                       f"scores only, {b.sampler} ({cost_interval(b, study.budget)}): a cost ratio of {ratio:.3g} "
+                       "(medians).")
+        elif with_c:
+            out.append("Only samplers that pay for derivatives of the score reach quality here.")
+        elif without:
+            out.append("No sampler that pays for derivatives of the score reaches quality here.")
+    never = [r.sampler for r in rows if r.reached == 0]
+    if never:
+        out.append(f"Never within the budget of {study.budget:.3g}: {', '.join(never)}.")
+    diverged = [f"{r.sampler} ({r.runs - r.ok}/{r.runs})" for r in rows if r.ok < r.runs]
+    if diverged:
+        out.append(f"Diverged or failed on some seeds: {', '.join(diverged)}.")
+    return " ".join(out)

@@ -16,6 +16,10 @@ from typing import Any
 from .store import artifact_root, open_store, process_tags
 
 DEFAULT_STORE = Path("runs")
+#: MLflow's UI opens an experiment on the view its kind names; without it, MLflow 3 opens on the GenAI
+#: overview (traces, tokens) with no runs in sight.
+KIND_TAG = "mlflow.experimentKind"
+KIND = {KIND_TAG: "custom_model_development"}
 
 
 def default_tracking_uri() -> str:
@@ -48,11 +52,13 @@ class Tracker:
 
         def get_or_create():
             exp = self.client.get_experiment_by_name(name)
-            if exp is not None:
-                if exp.lifecycle_stage == "deleted":
-                    self.client.restore_experiment(exp.experiment_id)
-                return exp.experiment_id
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+            if exp is None:
+                return self.client.create_experiment(name, artifact_location=artifact_root(self.uri), tags=KIND)
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            if KIND_TAG not in exp.tags:
+                self.client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND[KIND_TAG])
+            return exp.experiment_id
 
         for attempt in range(5):  # another command may create it between the lookup and the insert
             try:

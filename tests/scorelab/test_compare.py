@@ -52,17 +52,22 @@ def test_parent_child_runs_curves_and_artifacts(host, tracking_uri):
     assert {"plots/sliced_wasserstein_vs_cost.png", "plots/mode_weight_error_vs_cost.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert parent.data.metrics["floor.sliced_wasserstein"] > 0
+    # The UI opens the experiment on its runs, and the parent's page on the answer.
+    assert client.get_experiment(result.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("**Quality is sliced_wasserstein ≤") and "samplers that reach it on most seeds" in note
+    assert "| sampler | setting |" in note
 
     children = _children(client, result)
-    tuning = {f"langevin[step_size={h}] seed={s} (tuning)" for h in (0.05, 0.2) for s in (1000, 1001)}
-    evaluation = {f"{label} seed={s}" for label in ("langevin", "annealed_langevin") for s in (0, 1)}
+    tuning = {f"tune {s} langevin[step_size={h}]" for h in (0.05, 0.2) for s in (1000, 1001)}
     best = next(r.label for r in result.runs if r.role == "evaluation" and r.sampler == "langevin")
-    evaluation = {n.replace("langevin seed", f"{best} seed") if n.startswith("langevin") else n for n in evaluation}
+    evaluation = {f"eval {s} {label}" for label in (best, "annealed_langevin") for s in (0, 1)}
     assert set(children) == tuning | evaluation
-    run = children[f"{best} seed=1"]
+    run = children[f"eval 1 {best}"]
     assert run.data.tags["scorelab.sampler"] == "langevin" and run.data.tags["scorelab.seed"] == "1"
     assert run.data.tags["scorelab.role"] == "evaluation" and run.data.tags["scorelab.target"] == "gmm"
     assert run.data.params["seed"] == "1" and "step_size" in run.data.params
+    assert (run.data.params["setting"], run.data.params["role"]) == (best, "evaluation")
     assert run.data.metrics["calls.nfe"] == 60 and run.data.metrics["diverged"] == 0
     curve = client.get_metric_history(run.info.run_id, "sliced_wasserstein")
     steps = [m.step for m in curve]
@@ -146,8 +151,8 @@ def test_interrupt_marks_runs_killed_and_keeps_what_was_logged(host, tracking_ur
     runs = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
     by_name = {r.info.run_name: r for r in runs}
     assert by_name["compare unit"].info.status == "KILLED"
-    assert by_name["langevin seed=0"].info.status == "FINISHED"
-    killed = by_name["flaky seed=0"]
+    assert by_name["eval 0 langevin"].info.status == "FINISHED"
+    killed = by_name["eval 0 flaky"]
     assert killed.info.status == "KILLED"
     # checkpoints before the interrupt were buffered, and flushed when the run was closed
     assert len(client.get_metric_history(killed.info.run_id, "sliced_wasserstein")) >= 10
