@@ -67,3 +67,24 @@ def test_sigterm_marks_open_runs_killed_like_ctrl_c(tmp_path):
     statuses = {r.info.run_name: r.info.status
                 for r in client.search_runs([client.get_experiment_by_name("sigterm").experiment_id])}
     assert len(statuses) == 2 and set(statuses.values()) == {"KILLED"}, statuses
+
+
+def test_ui_prints_the_latest_comparison_and_creates_no_store(tmp_path, monkeypatch, capsys):
+    import scorelab.cli.ui as ui
+    from scorelab.cli import main
+    from scorelab.tracking import Tracker
+
+    monkeypatch.setattr(ui.subprocess, "call", lambda cmd: 0)  # the server itself is not started here
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    assert main(["ui", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err and not missing.parent.exists()
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    experiment = tracker.experiment("ui")
+    for name in ("compare old", "compare new"):
+        parent = tracker.start_run(experiment, name, tags={"scorelab.role": "comparison"})
+    tracker.start_run(experiment, "eval 0 langevin", parent=parent)
+    assert main(["ui", "--tracking-uri", uri, "--port", "5055"]) == 0
+    url = f"http://127.0.0.1:5055/#/experiments/{experiment}/runs/{parent}"
+    assert f"Latest comparison: {url}" in capsys.readouterr().out

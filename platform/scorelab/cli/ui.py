@@ -21,13 +21,26 @@ def run(args) -> int:
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is already a server: open it in a browser")
         return 0
-    open_store(uri, write=False)  # a moved project's artifact paths are set right before the UI reads them
+    client = open_store(uri, write=False)  # a moved project's artifact paths are set before the UI reads them
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
     if artifact_root(uri):
         cmd += ["--default-artifact-root", artifact_root(uri)]
-    print(f"Serving {uri} — open http://127.0.0.1:{args.port} (Ctrl-C stops)", flush=True)
+    home = f"http://127.0.0.1:{args.port}"
+    print(f"Serving {uri} — open {home} (Ctrl-C stops)", flush=True)
+    latest = latest_comparison(client)
+    if latest is not None:
+        print(f"Latest comparison: {home}/#/experiments/{latest.info.experiment_id}/runs/{latest.info.run_id}",
+              flush=True)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 0
+
+
+def latest_comparison(client):
+    """The parent run of the most recent comparison in the store, or None."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, "tags.`scorelab.role` = 'comparison'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if experiments else []
+    return runs[0] if runs else None

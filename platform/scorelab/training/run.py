@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..contracts import hyperparameters
-from ..device import device_name, resolve_device
+from ..device import cpu_threads, device_name, resolve_device
 from ..errors import ScorelabError
 from ..store import process_tags
 from ..tracking import Tracker
@@ -102,8 +102,13 @@ def _logged_training(tracker: Tracker, run_id: str, host) -> Training:
     return parse_training(raw, file=f"runs:/{run_id}/{CONFIG_FILE}", host=host)
 
 
-def _run(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, experiment_id: str,
-         checkpoints: Checkpoints, progress: bool, on_step, replayed_until: int) -> TrainResult:
+def _run(training: Training, trainer: Trainer, *args) -> TrainResult:
+    with cpu_threads(training.cpu_threads if trainer.device.type == "cpu" else 0):
+        return _loop(training, trainer, *args)
+
+
+def _loop(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, experiment_id: str,
+          checkpoints: Checkpoints, progress: bool, on_step, replayed_until: int) -> TrainResult:
     from tqdm import tqdm
 
     started, start_step = time.perf_counter(), trainer.step

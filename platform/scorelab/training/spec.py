@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 from .. import params as P
-from ..config import check_device, check_memory, load_yaml
+from ..config import MAX_CPU_THREADS, check_device, check_memory, load_yaml
 from ..device import BYTES, run_memory
 from ..errors import ConfigError
 
@@ -46,6 +46,7 @@ class TrainSpec:
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
+    cpu_threads: int = 1  # torch threads on the CPU (0: torch's default); small nets' steps only wait on more
     dtype: Literal["float32", "float64"] = "float32"
     checkpoint_every: int = 500
     log_every: int = 50
@@ -232,6 +233,8 @@ def _check_values(spec: TrainSpec, file) -> None:
     if spec.grad_clip is not None:
         P.check_range(spec.grad_clip, "grad_clip", file, above=0, why="or null for no clipping")
     P.check_seed(spec.seed, "seed", file)
+    P.check_range(spec.cpu_threads, "cpu_threads", file, at_least=0, at_most=MAX_CPU_THREADS,
+                  why="0 leaves torch's default")
     check_device(spec.device, file)
     if spec.register_as is not None and not re.fullmatch(r"[\w\-. ]+", spec.register_as):
         bad("register_as", f"use letters, digits, spaces, '.', '_' or '-', got {spec.register_as!r}")
