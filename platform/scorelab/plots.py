@@ -38,34 +38,51 @@ def samples_figure(samples: torch.Tensor, reference: torch.Tensor, title: str, m
 
 
 def quality_vs_cost_figure(evaluation, metric: str, study):
-    """One line per sampler (median over seeds) with the min-max band shaded; floor and threshold dashed."""
+    """One line per sampler (median over seeds) with the min-max band shaded; floor and threshold dashed.
+    Log axes where the values allow; the legend beside the axes, never over a curve; a run far above
+    the rest (a near-divergence that stayed finite) runs off the top instead of squashing every curve."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100, layout="constrained")
     by_sampler = {}
     for run in evaluation:
         if run.ok and run.curves.get(metric):
             by_sampler.setdefault(run.label, []).append(run.curves[metric])
+    medians = []
     for label, curves in by_sampler.items():
         costs = sorted({c for curve in curves for c, _ in curve})
         values = np.array([[_at(curve, c) for c in costs] for curve in curves])
-        line = ax.plot(costs, np.nanmedian(values, 0), label=label, lw=1.5)[0]
+        medians.append(np.nanmedian(values, 0))
+        line = ax.plot(costs, medians[-1], label=label, lw=1.5)[0]
         if len(curves) > 1:
             ax.fill_between(costs, np.nanmin(values, 0), np.nanmax(values, 0), color=line.get_color(), alpha=0.2)
     floor, threshold = study.floors.get(metric, math.nan), study.threshold(metric)
     if floor > 0:
         ax.axhline(floor, color="gray", ls=":", lw=1, label="floor (exact vs exact)")
     if threshold is not None:
-        ax.axhline(threshold, color="black", ls="--", lw=1, label=f"{study.multiple:g} × floor")
+        ax.axhline(threshold, color="black", ls="--", lw=1.2, label=f"quality: {study.multiple:g} × floor")
     ax.set_xscale("log")
-    positive = [v for curves in by_sampler.values() for curve in curves for _, v in curve if v > 0]
-    if positive and all(v > 0 for curves in by_sampler.values() for curve in curves for _, v in curve):
+    shown = np.concatenate(medians) if medians else np.array([])
+    shown = shown[np.isfinite(shown)]
+    logy = shown.size > 0 and bool((shown > 0).all())
+    if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("cost (score evaluations)")
+    if shown.size:
+        maxima = [float(m[np.isfinite(m)].max()) for m in medians if np.isfinite(m).any()]
+        _clip_top(ax, maxima, [v for v in (floor, threshold or math.nan) if math.isfinite(v)], logy)
+    ax.set_xlabel("cost (score evaluations at the stated weights)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs cost (median over seeds, band: min to max)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.set_title(f"{metric} against cost: median over seeds, band from min to max", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
+
+
+def _clip_top(ax, maxima: list[float], lines: list[float], logy: bool) -> None:
+    """Top of the y axis at the larger of the lines and 100x (log) or 2x the lower median of the
+    samplers' highest values, if some sampler goes above it: one outlying run cannot set the scale."""
+    typical = sorted(maxima)[(len(maxima) - 1) // 2]
+    top = max([typical * (100 if logy else 2), *lines]) if typical > 0 else None
+    if top is not None and max(maxima) > top:
+        ax.set_ylim(top=top)
 
 
 def _at(curve, cost):
@@ -82,7 +99,7 @@ def speedup_figure(rows, study):
     """Speedup over the baseline in cost and in wall time, with bootstrap intervals."""
     plt = _pyplot()
     rows = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
-    fig, ax = plt.subplots(figsize=(6, 0.6 * len(rows) + 1.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5), dpi=100, layout="constrained")
     y = np.arange(len(rows))
     for offset, attr, name in ((-0.18, "speedup_cost", "cost"), (0.18, "speedup_wall", "wall time")):
         vals = np.array([getattr(r, attr) for r in rows], dtype=float).reshape(-1, 3)
@@ -98,6 +115,5 @@ def speedup_figure(rows, study):
     ax.set_xscale("log")
     ax.set_yticks(y, [r.label for r in rows], fontsize=7)
     ax.set_xlabel(f"speedup over {study.baseline} to reach {study.primary} ≤ {study.multiple:g} × floor")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
