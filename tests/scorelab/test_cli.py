@@ -86,5 +86,5 @@ def test_ui_prints_the_latest_comparison_and_creates_no_store(tmp_path, monkeypa
         parent = tracker.start_run(experiment, name, tags={"scorelab.role": "comparison"})
     tracker.start_run(experiment, "eval 0 langevin", parent=parent)
     assert main(["ui", "--tracking-uri", uri, "--port", "5055"]) == 0
-    url = f"http://127.0.0.1:5055/#/experiments/{experiment}/runs/{parent}"
+    url = f"http://127.0.0.1:5055/#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning"
     assert f"Latest comparison: {url}" in capsys.readouterr().out

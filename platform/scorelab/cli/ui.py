@@ -30,12 +30,23 @@ def run(args) -> int:
     print(f"Serving {uri} — open {home} (Ctrl-C stops)", flush=True)
     latest = latest_comparison(client)
     if latest is not None:
-        print(f"Latest comparison: {home}/#/experiments/{latest.info.experiment_id}/runs/{latest.info.run_id}",
-              flush=True)
+        for what, url in comparison_urls(home, latest).items():
+            print(f"{what}: {url}", flush=True)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 0
+
+
+#: MLflow 3's UI opens an experiment on the view of its "workflow type", GenAI (traces) unless told.
+MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def comparison_urls(home: str, parent) -> dict[str, str]:
+    """Where a comparison's answer (its parent run's page) and its runs table are in the UI."""
+    experiment = f"{home}/#/experiments/{parent.info.experiment_id}"
+    return {"Latest comparison": f"{experiment}/runs/{parent.info.run_id}?{MODEL_TRAINING}",
+            "Its experiment's runs": f"{experiment}/runs?{MODEL_TRAINING}"}
 
 
 def latest_comparison(client):
