@@ -88,3 +88,32 @@ def test_ui_prints_the_latest_comparison_and_creates_no_store(tmp_path, monkeypa
     assert main(["ui", "--tracking-uri", uri, "--port", "5055"]) == 0
     url = f"http://127.0.0.1:5055/#/experiments/{experiment}/runs/{parent}?workflowType=machine_learning"
     assert f"Latest comparison: {url}" in capsys.readouterr().out
+
+
+def test_a_resume_or_report_in_the_wrong_folder_says_where_it_looked_and_creates_nothing(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from scorelab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for argv in (["train", "--resume", "0123abcd"], ["report", "some-comparison"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no MLflow store at runs/mlflow.db" in err and "MLFLOW_TRACKING_URI" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_uri_not_in_the_store_names_the_store_and_how_to_point_elsewhere(tmp_path, capsys):
+    import yaml
+
+    from scorelab.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "elsewhere", "target": {"name": "gaussian", "dim": 2}, "budget": 100, "chains": 64, "seeds": [0],
+        "score": "runs:/0123456789abcdef0123456789abcdef/model", "metrics": ["mean_error"],
+        "cost_weights": {"vjp": 3, "jvp": 4}, "samplers": [{"name": "langevin"}]}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["compare", str(config), "--quiet", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert f"from {uri}" in err and "looked up in that store only" in err and "MLFLOW_TRACKING_URI" in err

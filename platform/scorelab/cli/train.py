@@ -22,6 +22,11 @@ def run(args) -> int:
     if (args.config is None) == (args.resume is None):
         raise ScorelabError("give a config file, or --resume RUN_ID (not both)")
     training = load_training(args.config) if args.config else None  # every config error before any work
+    if args.resume:  # a run to resume must already be in a store: find it without creating one
+        from scorelab.store import open_store
+        from scorelab.tracking import default_tracking_uri
+
+        open_store(args.tracking_uri or default_tracking_uri(), write=False)
     tracker = Tracker(args.tracking_uri)
     progress = not args.quiet
     try:

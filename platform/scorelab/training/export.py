@@ -88,8 +88,11 @@ def download(uri: str, tracking_uri: str | None = None) -> Path:
             uri = _registry_source(uri, tracking_uri)
         return Path(download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
     except Exception as exc:
-        raise ModelArtifactError(f"cannot load the model at '{uri}' from {tracking_uri or 'the default store'}: "
-                                 f"{type(exc).__name__}: {exc}") from None
+        store = tracking_uri or "the default store"
+        raise ModelArtifactError(f"cannot load the model at '{uri}' from {store}: {type(exc).__name__}: {exc}. "
+                                 "A runs:/ URI is looked up in that store only; run from the project folder that "
+                                 "trained it, or name its store with --tracking-uri or MLFLOW_TRACKING_URI "
+                                 "(sqlite:////absolute/path/runs/mlflow.db)") from None
 
 
 def _registry_source(uri: str, tracking_uri: str | None) -> str:
