@@ -158,6 +158,13 @@ def test_interrupt_marks_runs_killed_and_keeps_what_was_logged(host, tracking_ur
     assert len(client.get_metric_history(killed.info.run_id, "sliced_wasserstein")) >= 10
 
 
+def test_the_readme_shows_the_quickstart_config_as_it_is():
+    root = Path(__file__).parents[2]
+    shipped = (root / "configs" / "quickstart.yaml").read_text()
+    body = "\n".join(line for line in shipped.splitlines() if not line.startswith("#"))
+    assert f"```yaml\n{body}\n```" in (root / "README.md").read_text()
+
+
 def test_quickstart_config_parses(host):
     from scorelab.config import load_comparison
 
