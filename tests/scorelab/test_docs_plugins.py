@@ -30,7 +30,6 @@ import site
 import subprocess
 import sys
 import sysconfig
-import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,8 +199,11 @@ class Runner:
             assert env == {} and len(words) == 4, where
             ensure_example_installed(self.workspace / words[3])
             return ""
+        cwd = self.workspace
+        if words[0] == "cd" and words[2] == "&&":
+            cwd, words = self.workspace / words[1], words[3:]
         if words[0] == "python":
-            proc = subprocess.run([sys.executable, *words[1:]], cwd=self.workspace, capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, *words[1:]], cwd=cwd, capture_output=True, text=True,
                                   env={**os.environ, **env}, timeout=300)
             assert proc.returncode == 0, f"{where}: exit status {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
             return proc.stdout + proc.stderr
@@ -259,7 +261,6 @@ def test_every_block_of_the_guide_runs(workspace, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "plugins_md", runner.module)  # so dataclasses and type hints resolve
     handlers = {"python": runner.python, "pycon": runner.pycon, "console": runner.console}
     seen = set()
-    started = time.perf_counter()
     for block in blocks(GUIDE.read_text()):
         if block.attr("file") is not None:
             runner.file(block)
@@ -273,7 +274,6 @@ def test_every_block_of_the_guide_runs(workspace, monkeypatch, capsys):
                                  "give it file=, tree=, or a runnable language")
     # Every file of the example is shown whole in the tutorial, except its README.
     assert seen == example_files() - {"README.md"}, sorted(example_files() - {"README.md"} - seen)
-    assert time.perf_counter() - started < 120
 
 
 def test_reference_tables_match_the_code():

@@ -28,6 +28,7 @@ def run(args) -> int:
     print("Next:")
     print(f"  pip install -e {root}")
     print(f"  scorelab plugins                      # lists {names.plugin}")
-    print(f"  python -m pytest {root}        # its own tests: the conformance kit, registration")
+    # From inside: "python -m pytest" beside a clone named scorelab/ would import the clone instead.
+    print(f"  (cd {root} && python -m pytest)    # its own tests: the conformance kit, registration")
     print(f"  scorelab check-plugin {names.plugin}")
     return 0
