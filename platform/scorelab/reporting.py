@@ -58,7 +58,7 @@ class IncompleteComparison(ScorelabError):
     """A comparison that did not finish: its speedups would rest on the runs that happened to end."""
 
     def __init__(self, parent_id: str, problems: list[str]):
-        self.problems = problems
+        self.parent_id, self.problems = parent_id, problems
         super().__init__(f"comparison {parent_id} is incomplete: " + "; ".join(problems) + ". Rerun it, or pass "
                          "--partial to report what finished (marked incomplete)")
 

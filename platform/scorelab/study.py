@@ -21,8 +21,8 @@ from typing import Any
 from . import params as P
 from .analysis import Row, Study
 from .config import Comparison, load_yaml, parse_comparison
-from .errors import ConfigError
-from .reporting import load_records, report_files, write_report
+from .errors import ConfigError, ScorelabError
+from .reporting import IncompleteComparison, load_records, report_files, write_report
 from .summary import findings, headline, speedup_text
 from .training.spec import parse_training
 
@@ -155,41 +155,68 @@ def _quick_training(config: dict, quick: QuickSpec) -> dict:
 
 # -- the document ------------------------------------------------------------------------------------
 
-def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = None) -> Path:
+def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = None) -> tuple[Path, list[str]]:
     """The study document from MLflow: for each comparison (``refs``: parent run ids or experiment
-    names), its table, plot, findings and goals; each comparison's full report in a folder beside it."""
+    names), its table, plot, findings and goals; each comparison's full report in a folder beside it.
+    A comparison with no finished run gets a section that says so. Returns the document's path and
+    the config files of the comparisons not measured."""
     out = Path(out or plan.spec.document)
     assets = out.parent / out.stem
     parts = [f"# {plan.spec.title}\n", plan.spec.introduction.strip() + "\n" if plan.spec.introduction else ""]
     if plan.quick is not None:
         parts.append("**Quick run** (a smoke test: a fraction of the budget, few chains and seeds, no tuning). "
                      "Its figures are not the study's.\n")
+    unmeasured = []
     for entry, ref in zip(plan.entries, refs, strict=True):
-        parent, study, records, weights = load_records(client, ref)
-        experiment = client.get_experiment(parent.info.experiment_id).name
-        rows, files = report_files(records, study, weights)
-        folder = assets / experiment
-        write_report(folder, files)
-        evaluation = [r for r in records if r.role == "evaluation"]
-        plot = f"plots/{study.primary}_vs_cost.png"
-        parts += [
-            f"## {entry.title}\n",
-            f"Experiment `{experiment}`, parent run `{parent.info.run_id}` (score: {parent.data.params.get('score')}; "
-            f"device {parent.data.params.get('device')}, "
-            f"{parent.data.params.get('chains')} chains, budget {study.budget:g}; cost = NFE + {weights.vjp:.2f}·VJP + "
-            f"{weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV). Full report: "
-            f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md).\n",
-            _table(rows, study),
-            f"![{study.primary} against cost]({assets.name}/{experiment}/{plot})\n",
-            "**What the numbers show.** " + findings(rows, study, evaluation) + "\n",
-        ]
-        if entry.why:
-            parts.append("**Why.** " + " ".join(entry.why.split()) + "\n")
-        if entry.goals:
-            parts.append("**Goals.**\n\n" + "\n".join(_goal_line(g, rows, study) for g in entry.goals) + "\n")
+        try:
+            measured = load_records(client, ref)
+        except ScorelabError as exc:
+            unmeasured.append(entry.config)
+            parts += _unmeasured(entry, exc)
+            continue
+        parts += _section(entry, client, assets, *measured)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(p for p in parts if p))
-    return out
+    return out, unmeasured
+
+
+def _section(entry: Entry, client, assets: Path, parent, study: Study, records, weights) -> list[str]:
+    experiment = client.get_experiment(parent.info.experiment_id).name
+    rows, files = report_files(records, study, weights)
+    folder = assets / experiment
+    write_report(folder, files)
+    evaluation = [r for r in records if r.role == "evaluation"]
+    plot = f"plots/{study.primary}_vs_cost.png"
+    parts = [
+        f"## {entry.title}\n",
+        f"Experiment `{experiment}`, parent run `{parent.info.run_id}` (score: {parent.data.params.get('score')}; "
+        f"device {parent.data.params.get('device')}, "
+        f"{parent.data.params.get('chains')} chains, budget {study.budget:g}; cost = NFE + {weights.vjp:.2f}·VJP + "
+        f"{weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV). Full report: "
+        f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md).\n",
+        _table(rows, study),
+        f"![{study.primary} against cost]({assets.name}/{experiment}/{plot})\n",
+        "**What the numbers show.** " + findings(rows, study, evaluation) + "\n",
+    ]
+    if entry.why:
+        parts.append("**Why.** " + " ".join(entry.why.split()) + "\n")
+    if entry.goals:
+        parts.append("**Goals.**\n\n" + "\n".join(_goal_line(g, rows, study) for g in entry.goals) + "\n")
+    return parts
+
+
+def _unmeasured(entry: Entry, why: Exception) -> list[str]:
+    if isinstance(why, IncompleteComparison):
+        why = f"its latest run, parent {why.parent_id}, did not finish"
+    parts = [f"## {entry.title}\n",
+             f"**Not measured**: no finished run of this comparison in MLflow ({why}). Run it with "
+             f"`scorelab study <folder> --only {entry.config}`; the document then takes it from MLflow.\n"]
+    if entry.why:
+        parts.append("**Why.** " + " ".join(entry.why.split()) + "\n")
+    if entry.goals:
+        parts.append("**Goals.**\n\n" + "\n".join(f"- {g.what + ': ' if g.what else ''}{g.sampler} ≥ {g.speedup:g}×: "
+                                                   "**not measured**" for g in entry.goals) + "\n")
+    return parts
 
 
 def _table(rows: list[Row], study: Study) -> str:

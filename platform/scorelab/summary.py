@@ -163,7 +163,7 @@ def cost_interval(row: Row, budget: float) -> str:
     """Median cost to quality [interval]; a censored end shows as '> budget'."""
 
     def show(v: float) -> str:
-        return f"> {budget:.3g}" if math.isinf(v) else f"{v:.3g}"
+        return f"> {cost_text(budget)}" if math.isinf(v) else cost_text(v)
 
     med, low, high, _ = row.cost_to_quality
     return f"{show(med)} [{show(low)}, {show(high)}]"
@@ -205,7 +205,7 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
             out.append("No sampler that pays for derivatives of the score reaches quality here.")
     never = [r.sampler for r in rows if r.reached == 0]
     if never:
-        out.append(f"Never within the budget of {study.budget:.3g}: {', '.join(never)}.")
+        out.append(f"Never within the budget of {cost_text(study.budget)}: {', '.join(never)}.")
     diverged = [f"{r.sampler} ({r.runs - r.ok}/{r.runs})" for r in rows if r.ok < r.runs]
     if diverged:
         out.append(f"Diverged or failed on some seeds: {', '.join(diverged)}.")

@@ -60,6 +60,7 @@ def test_sigterm_marks_open_runs_killed_like_ctrl_c(tmp_path):
                 started = db.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
         except sqlite3.Error:
             pass
+    assert started >= 2, "the comparison's parent and child runs did not start within 120 s"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err

@@ -55,7 +55,8 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     plan = load_study(folder, host=host)
     tracker = Tracker(tracking_uri)
     parent = run_comparison(plan.comparisons[0], tracker).parent_run_id
-    out = write_document(plan, MlflowClient(tracking_uri), [parent], folder / "doc" / "study.md")
+    out, unmeasured = write_document(plan, MlflowClient(tracking_uri), [parent], folder / "doc" / "study.md")
+    assert unmeasured == []
     text = out.read_text()
     assert text.startswith("# A unit study") and parent in text
     assert "| hessian_diag_hutchinson |" in text and "| hessian_diag_langevin |" in text
@@ -68,7 +69,7 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     assert "(study/unit-gaussian/plots/max_moment_error_vs_cost.png)" in text
 
     # Rebuilt from MLflow alone, by experiment name: the same document.
-    again = write_document(plan, MlflowClient(tracking_uri), ["unit-gaussian"], out)
+    again, _ = write_document(plan, MlflowClient(tracking_uri), ["unit-gaussian"], out)
     assert again.read_text() == text
 
 
@@ -138,8 +139,11 @@ def test_one_process_runs_the_chosen_comparisons_and_keeps_the_rest(folder, trac
     (folder / "study.yaml").write_text(STUDY + "  - config: second.yaml\n    title: The same, one row\n")
     out = folder / "study.md"
     argv = ["study", str(folder), "--quiet", "--tracking-uri", tracking_uri, "--out", str(out)]
-    assert main([*argv, "--only", "second.yaml"]) == 2  # the first comparison was never run: nothing to show
-    assert "unit-gaussian" in capsys.readouterr().err
+    assert main([*argv, "--only", "second.yaml"]) == 0  # the first was never run: its section says so
+    assert "not measured (no finished run in MLflow): gaussian.yaml" in capsys.readouterr().out
+    text = out.read_text()
+    assert "**Not measured**: no finished run" in text and "--only gaussian.yaml" in text
+    assert "hessian_diag_langevin ≥ 2×: **not measured**" in text
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "started" not in printed and printed.count("parent run ") == 2

@@ -58,8 +58,9 @@ def run(args) -> int:
     out = args.out
     if out is None and plan.quick is not None:
         out = Path("reports") / f"{Path(plan.spec.document).stem}-quick.md"
-    document = write_document(plan, tracker.client, refs, out)
-    print(f"wrote {document}")
+    document, unmeasured = write_document(plan, tracker.client, refs, out)
+    print(f"wrote {document}" + (f"; not measured (no finished run in MLflow): {', '.join(unmeasured)}"
+                                  if unmeasured else ""))
     return 0
 
 
