@@ -102,9 +102,9 @@ def _logged_training(tracker: Tracker, run_id: str, host) -> Training:
     return parse_training(raw, file=f"runs:/{run_id}/{CONFIG_FILE}", host=host)
 
 
-def _run(training: Training, trainer: Trainer, *args) -> TrainResult:
+def _run(training: Training, trainer: Trainer, *args, **kwargs) -> TrainResult:
     with cpu_threads(training.cpu_threads if trainer.device.type == "cpu" else 0):
-        return _loop(training, trainer, *args)
+        return _loop(training, trainer, *args, **kwargs)
 
 
 def _loop(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, experiment_id: str,
