@@ -107,21 +107,26 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         if monitor is not None:
             monitor.finish()
 
+    rows = _close_parent(tracker, parent, records, study, weights, started)
+    return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
+                            tracker.seconds, time.perf_counter() - started)
+
+
+
+def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study: Study, weights: CostWeights,
+                  started: float) -> list:
+    """The parent's answer (its description), report files and headline metrics; the parent ends FINISHED."""
     rows, files = report_files(records, study, weights)
-    evaluation = [r for r in records if r.role == "evaluation"]
-    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, evaluation)})
+    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"])})
     for name, content in files.items():
         if isinstance(content, str):
             tracker.log_text(parent, content, name)
         else:
             tracker.log_figure(parent, content, name)
-    headline = headline_metrics(rows)
-    tracker.log_metrics(parent, {**headline, "tracking_seconds": tracker.seconds,
+    tracker.log_metrics(parent, {**headline_metrics(rows), "tracking_seconds": tracker.seconds,
                                  "total_seconds": time.perf_counter() - started}, step=0)
     tracker.end(parent, "FINISHED")
-    return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
-                            tracker.seconds, time.perf_counter() - started)
-
+    return rows
 
 
 #: The run's description in the MLflow UI, rendered as Markdown at the top of the run's page.
