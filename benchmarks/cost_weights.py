@@ -51,8 +51,12 @@ def report(label: str, measurements: list) -> None:
         print(f"  {k:9s} median {median:6.2f}   max deviation from median {deviation:6.1%}")
 
 
+RUN_TIME = "With the defaults: about 30 s on a 2-core CPU (measured 2026-11-30)."
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="auto")
     p.add_argument("--chains", type=int, default=4000)
     p.add_argument("--measurements", type=int, default=5)

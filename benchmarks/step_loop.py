@@ -39,8 +39,12 @@ def timed(fn, device) -> float:
     return time.perf_counter() - t0
 
 
+RUN_TIME = "With the defaults: about 25 s on a 2-core CPU (measured 2026-11-30)."
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="auto")
     p.add_argument("--chains", type=int, default=10_000)
     p.add_argument("--dim", type=int, default=100)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -27,7 +28,11 @@ CONFIG = {
 }
 
 
+RUN_TIME = "With the defaults: about 25 s on a 2-core CPU (measured 2026-11-30)."
+
+
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME).parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker(f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         tracker.experiment("warm-up")  # creating the database tables is a one-off, not per comparison

@@ -38,8 +38,12 @@ def steps_to_tolerance(h: float, tolerance: float, v: np.ndarray, m0: float, s0:
     return None
 
 
+RUN_TIME = "With the defaults: under a second on a 2-core CPU (measured 2026-11-30)."
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dim", type=int, default=20)
     p.add_argument("--kappa", type=float, default=1000.0)
     p.add_argument("--start", type=float, nargs=2, default=(2.0, 3.0), metavar=("MEAN", "SD"))
