@@ -55,12 +55,11 @@ RUN_TIME = "With the defaults: about 30 s on a 2-core CPU (measured 2026-11-30).
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--chains", type=int, default=4000)
-    p.add_argument("--measurements", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME)
+    p.add_argument("--device", default="auto", help="default: %(default)s")
+    p.add_argument("--chains", type=int, default=4000, help="default: %(default)s")
+    p.add_argument("--measurements", type=int, default=5, help="default: %(default)s")
+    p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=None, help="measure_cost_weights' default when not given")
     p.add_argument("--min-seconds", type=float, default=None, help="measure_cost_weights' default when not given")
     args = p.parse_args()

@@ -42,13 +42,14 @@ RUN_TIME = "With the defaults: under a second on a 2-core CPU (measured 2026-11-
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dim", type=int, default=20)
-    p.add_argument("--kappa", type=float, default=1000.0)
-    p.add_argument("--start", type=float, nargs=2, default=(2.0, 3.0), metavar=("MEAN", "SD"))
-    p.add_argument("--tolerance", type=float, nargs="+", default=[0.10, 0.079])
-    p.add_argument("--steps", type=float, nargs="+", default=[2.5e-5, 5e-5, 1e-4, 1.5e-4, 1.8e-4, 2e-4])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME)
+    p.add_argument("--dim", type=int, default=20, help="default: %(default)s")
+    p.add_argument("--kappa", type=float, default=1000.0, help="default: %(default)s")
+    p.add_argument("--start", type=float, nargs=2, default=(2.0, 3.0), metavar=("MEAN", "SD"),
+                   help="default: %(default)s")
+    p.add_argument("--tolerance", type=float, nargs="+", default=[0.10, 0.079], help="default: %(default)s")
+    p.add_argument("--steps", type=float, nargs="+", default=[2.5e-5, 5e-5, 1e-4, 1.5e-4, 1.8e-4, 2e-4],
+                   help="default: %(default)s")
     args = p.parse_args()
     v = args.kappa ** (-np.linspace(0, 1, args.dim))
     print(f"d={args.dim}, kappa={args.kappa:g}, start N({args.start[0]:g}, {args.start[1]:g}^2) per coordinate; "
