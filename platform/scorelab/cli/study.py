@@ -109,12 +109,23 @@ def _in_processes(args, configs: list[str], jobs: int) -> dict[int, str]:
                         else:
                             failed.append(config)
         except KeyboardInterrupt:
-            for proc, _ in running.values():
-                proc.send_signal(signal.SIGINT)
-            for proc, _ in running.values():
-                proc.wait()
+            _end_workers([proc for proc, _ in running.values()])
             raise
     if failed:
         raise ScorelabError(f"comparison(s) failed: {', '.join(failed)} (their output is above); rerun them with "
                             f"--only {' '.join(failed)} and the document takes the rest from MLflow")
     return ran
+
+
+def _end_workers(procs: list, grace_s: float = 5.0) -> None:
+    """Ctrl-C reaches the workers too (one process group) and they end on their own, marking their runs
+    KILLED; a SIGTERM sent to this process alone does not, so whoever is still running after a grace
+    period is sent one. A second signal during a worker's own clean-up could cut it short, hence the wait."""
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait()
