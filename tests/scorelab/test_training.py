@@ -142,6 +142,9 @@ def test_kill_and_resume_equals_an_uninterrupted_run(store, whole, host):
 
     resumed = resume(run_id, Tracker(store), host=host)
     assert resumed.run_id == run_id and resumed.resumed_from == 20  # lost steps 21-25: less than one interval
+    # The run's training time counts the first session up to its checkpoint, not only the resumed one.
+    assert resumed.total_seconds > resumed.seconds
+    assert MlflowClient(store).get_run(run_id).data.metrics["train_seconds"] == pytest.approx(resumed.total_seconds)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["scorelab.resumed_from_step"] == "20"
 

@@ -41,7 +41,8 @@ def run(args) -> int:
     esm = [v for k, v in result.final.items() if k.startswith("esm_relative/")]
     figures = f"loss {result.final['loss']:.4g}, held-out loss {result.final['eval_loss']:.4g}" + (
         f", relative ESM error {min(esm):.3g} to {max(esm):.3g} over {len(esm)} noise levels" if esm else "")
-    resumed = f" (resumed at step {result.resumed_from})" if result.resumed_from else ""
+    resumed = (f" (resumed at step {result.resumed_from}; {result.total_seconds:.1f} s in all with the run's "
+               "earlier sessions)") if result.resumed_from else ""
     print(f"trained {result.steps} steps in {result.seconds:.1f} s{resumed}: {figures}")
     print(f"model: {result.model_uri}" + (f"  (registered version {result.registered_version})"
                                           if result.registered_version else ""))

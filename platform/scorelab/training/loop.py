@@ -8,6 +8,7 @@ back to the host: the loss is summed on the device and read at log intervals.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -37,6 +38,7 @@ class Trainer:
         self.step = 0
         self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         self.loss_count = 0
+        self._seconds_before, self._clock = 0.0, time.perf_counter()  # training time of earlier sessions
 
     def batch(self) -> torch.Tensor:
         """A training batch: rows of the training split drawn with replacement, or fresh samples of an
@@ -79,8 +81,15 @@ class Trainer:
             on_step(self)
 
     # -- checkpoints ---------------------------------------------------------------------------
+    @property
+    def seconds(self) -> float:
+        """Training time of the run so far: this session's and, after a resume, the earlier sessions' up
+        to the checkpoint it resumed from (the steps replayed after it are counted once, here)."""
+        return self._seconds_before + time.perf_counter() - self._clock
+
     def state_dict(self) -> dict:
         return {
+            "seconds": self.seconds,
             "step": self.step,
             "network": self.network.state_dict(),
             "ema": self.ema.state_dict(),
@@ -100,3 +109,4 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.loss_sum = state["loss_sum"].to(self.device)
         self.loss_count = state["loss_count"]
+        self._seconds_before, self._clock = float(state.get("seconds", 0.0)), time.perf_counter()

@@ -42,9 +42,10 @@ class TrainResult:
     model_uri: str
     steps: int
     final: dict[str, float]  # the last evaluation figures and loss
-    seconds: float
+    seconds: float  # this session's
     registered_version: str | None = None
     resumed_from: int | None = None
+    total_seconds: float | None = None  # the run's, earlier sessions included (see Trainer.seconds)
 
 
 def train(training: Training, tracker: Tracker, *, progress: bool = False,
@@ -165,13 +166,13 @@ def _loop(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, e
     model_uri = f"runs:/{run_id}/model"
     log_model(tracker, run_id, training, trainer)
     version = register(tracker, run_id, training.register_as) if training.register_as else None
-    seconds = time.perf_counter() - started
-    tracker.log_metrics(run_id, {"train_seconds": seconds, "tracking_seconds": tracker.seconds}, step=trainer.step)
+    seconds, total = time.perf_counter() - started, trainer.seconds
+    tracker.log_metrics(run_id, {"train_seconds": total, "tracking_seconds": tracker.seconds}, step=trainer.step)
     tracker.log_figure(run_id, training_figure(tracker, run_id), "training.png")
     tracker.set_tags(run_id, {"scorelab.status": "ok"})
     tracker.end(run_id, "FINISHED")
     return TrainResult(run_id, experiment_id, model_uri, trainer.step, final, seconds, version,
-                       start_step if start_step else None)
+                       start_step if start_step else None, total)
 
 
 def _close(tracker: Tracker, run_id: str, status: str, why: str) -> None:
