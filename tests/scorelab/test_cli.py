@@ -117,4 +117,11 @@ def test_a_model_uri_not_in_the_store_names_the_store_and_how_to_point_elsewhere
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["compare", str(config), "--quiet", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
+    assert "no MLflow store at" in err and "MLFLOW_TRACKING_URI" in err  # none there: nothing created
+    assert not (tmp_path / "mlflow.db").exists()
+    from scorelab.tracking import Tracker
+
+    Tracker(uri)  # a store without that run
+    assert main(["compare", str(config), "--quiet", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
     assert f"from {uri}" in err and "looked up in that store only" in err and "MLFLOW_TRACKING_URI" in err

@@ -23,6 +23,11 @@ def run(args) -> int:
     from scorelab.tracking import Tracker
 
     comp = load_comparison(args.config)  # every config error before any work
+    if comp.score != "exact":  # a trained model lives in an existing store: look there, create nothing
+        from scorelab.store import open_store
+        from scorelab.tracking import default_tracking_uri
+
+        open_store(args.tracking_uri or default_tracking_uri(), write=False)
     tracker = Tracker(args.tracking_uri)
     tuned = {s.name for s in comp.samplers if sum(t.name == s.name for t in comp.samplers) > 1}
     total = sum(len(comp.tuning_seeds) for s in comp.samplers if s.name in tuned) + len(comp.seeds) * len(
