@@ -160,3 +160,15 @@ def test_a_metric_over_surviving_seeds_says_so_in_its_cell():
     runs[2].diverged_at = 400.0
     _, body = headline(analyse(runs, STUDY), STUDY)
     assert "0.9 (1 of 3 seeds)" in body[0]
+
+
+def test_costs_print_in_plain_digits_and_a_table_without_baseline_has_no_speedup_columns():
+    import dataclasses
+
+    from scorelab.summary import cost_text, headline
+
+    assert [cost_text(v) for v in (2000, 33_000, 44_548, 416.2, 12.34)] == ["2,000", "33,000", "44,500", "416", "12.3"]
+    runs = [_run("langevin", s, "evaluation", (3, 3, 3)) for s in (0, 1)]  # never reaches: censored at 1,000
+    study = dataclasses.replace(STUDY, baseline=None)
+    header, body = headline(analyse(runs, study), study)
+    assert not any("speedup" in h for h in header) and "> 1,000 (none reached)" in body[0]
