@@ -162,8 +162,13 @@ def _loop(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, e
     finally:
         bar.close()
 
+    return _finish(training, trainer, tracker, run_id, experiment_id, final, started, start_step)
+
+
+def _finish(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, experiment_id: str,
+            final: dict[str, float], started: float, start_step: int) -> TrainResult:
+    """The trained model logged (and registered), the run's time and loss figure; the run ends FINISHED."""
     tracker.flush(run_id)
-    model_uri = f"runs:/{run_id}/model"
     log_model(tracker, run_id, training, trainer)
     version = register(tracker, run_id, training.register_as) if training.register_as else None
     seconds, total = time.perf_counter() - started, trainer.seconds
@@ -171,7 +176,7 @@ def _loop(training: Training, trainer: Trainer, tracker: Tracker, run_id: str, e
     tracker.log_figure(run_id, training_figure(tracker, run_id), "training.png")
     tracker.set_tags(run_id, {"scorelab.status": "ok"})
     tracker.end(run_id, "FINISHED")
-    return TrainResult(run_id, experiment_id, model_uri, trainer.step, final, seconds, version,
+    return TrainResult(run_id, experiment_id, f"runs:/{run_id}/model", trainer.step, final, seconds, version,
                        start_step if start_step else None, total)
 
 
