@@ -10,8 +10,8 @@ import torch
 
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
+from scorelab_builtins.kernels import BrownianMemory
 from scorelab_builtins.samplers import AdaptiveLangevin
-from scorelab_builtins.samplers.adaptive_langevin import BrownianMemory
 from scorelab_builtins.targets import GMM
 
 
@@ -52,6 +52,7 @@ def test_the_step_grows_where_the_score_is_smooth_and_shrinks_near_a_sharp_mode(
     assert ((state.x[600:] - 20).abs() < 0.5).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [8, 2])
 def test_rejected_increments_are_kept_so_the_path_stays_brownian(depth):
     """An adversary refuses every increment larger than 0.8 sqrt(h) (down to h = 1e-3) and halves h.

@@ -19,7 +19,8 @@ from scorelab.chain import run_chain
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
 from scorelab.testing import check_sampler
-from scorelab_builtins.samplers import EnsembleLangevin, EnsembleMala, Langevin, Mala, _dual_averaging
+from scorelab_builtins.kernels import dual_averaging as _dual_averaging
+from scorelab_builtins.samplers import EnsembleLangevin, EnsembleMala, Langevin, Mala
 from scorelab_builtins.targets import Gaussian
 
 D = 5

@@ -23,9 +23,10 @@ from scorelab.plugins import PluginHost
 from scorelab.sources import ExactScore
 from scorelab.testing import check_sampler
 from scorelab.testing._watch import HostSyncWatch
+from scorelab_builtins.kernels import dense_metric, nystrom_metric
 from scorelab_builtins.samplers import LowRankLangevin
-from scorelab_builtins.samplers.lowrank_langevin import dense_metric, nystrom_metric
 from scorelab_builtins.targets import Gaussian
+from tests.helpers import CountingSource
 
 N, D, Z = 4000, 6, 5.0
 DAMPING = 1e-3
@@ -88,6 +89,7 @@ def _rotation(d: int, seed: int) -> torch.Tensor:
 
 # -- the stationary law ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rank, shared", [(None, False), (3, False), (None, True)])
 def test_adjusted_has_the_exact_law_where_unadjusted_is_biased(rank, shared):
     # Metropolis-adjusted with M fixed between refreshes: on a Gaussian J is constant, so M does not
@@ -151,9 +153,9 @@ COUNTS = {  # (params, (nfe, jvp) after K steps), as the module docstring states
 
 
 @pytest.mark.parametrize("name", list(COUNTS))
-def test_jvps_charged_are_jvps_made_and_follow_the_stated_cost(name, counting_source):
+def test_jvps_charged_are_jvps_made_and_follow_the_stated_cost(name):
     params, (nfe, jvp) = COUNTS[name]
-    source = counting_source(_target(), learned=True)
+    source = CountingSource(_target(), learned=True)
     oracle = ScoreOracle(source)
     sampler = LowRankLangevin(refresh_every=R, **params)
     x0 = torch.randn(16, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -272,6 +274,7 @@ def test_non_concave_directions_are_capped_not_inverted():
     assert torch.allclose(metric.rest, torch.full_like(metric.rest, 1 / DAMPING))  # the bulk is at the cap
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adjust", [True, False])
 def test_chains_leave_a_saddle_with_the_default_floor(adjust):
     # Two modes at x_1 = +-3 (unit variances): across |x_1| < 0.6 log p is convex along x_1 (-J = -8 at
@@ -307,10 +310,10 @@ def test_conforms_to_the_sampler_contract(params):
 
 
 @pytest.mark.parametrize("params", [{}, {"rank": 2}, {"adjust": True, "rank": 2}, {"curvature": "learned"}])
-def test_no_step_reads_device_values_on_the_host(params, counting_source):
+def test_no_step_reads_device_values_on_the_host(params):
     # The class declares host_syncs for torch.linalg on CUDA at refresh steps, so the kit skips this
     # check; on the CPU the watch still sees any .item(), bool(tensor) or mask indexing in step.
-    source = counting_source(_target(), learned=True)
+    source = CountingSource(_target(), learned=True)
     oracle, sampler = ScoreOracle(source), LowRankLangevin(refresh_every=2, **params)
     state, g = sampler.init(torch.zeros(4, D, dtype=torch.float64), oracle, math.inf), torch.Generator()
     watch = HostSyncWatch(torch.device("cpu"))

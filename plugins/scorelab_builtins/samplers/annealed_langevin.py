@@ -57,7 +57,6 @@ Distribution"; Song & Ermon (2020) for the denoising step; Song et al. (2021), s
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,10 +64,9 @@ import torch
 
 from scorelab.schedules import geometric_sigmas
 
-from . import _curvature as C
-from .adaptive_langevin import BrownianMemory, error_norm, next_step
-from .curvature_step_langevin import power_curvature, secant_curvature
-from .rmsprop_langevin import rmsprop_average, rmsprop_preconditioner
+from ..kernels import BrownianMemory, DiagonalCurvature, euler_maruyama, normal_like
+from ..kernels.curvature import REQUIRES
+from ._annealed_levels import LevelPreconditioner, StepRule, effective_step
 
 
 @dataclass
@@ -127,32 +125,13 @@ class AnnealedLangevin:
             raise ValueError(f"need 0 < sigma_min <= sigma_max, got {self.sigma_min} and {self.sigma_max}")
         if self.levels < 1:
             raise ValueError(f"levels must be >= 1, got {self.levels}")
-        if not self.epsilon > 0:
-            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
         if self.steps_per_level is not None and self.steps_per_level < 1:
             raise ValueError(f"steps_per_level must be >= 1, got {self.steps_per_level}")
-        rules = ("ncsn", "constant", "snr", "secant", "power", "adaptive")
-        if self.step_rule not in rules:
-            raise ValueError(f"step_rule must be one of {', '.join(rules)}, got {self.step_rule!r}")
-        if self.preconditioner not in ("none", "rmsprop", "hessian_diag"):
-            raise ValueError(f"preconditioner must be none, rmsprop or hessian_diag, got {self.preconditioner!r}")
+        self._level_parts()  # each part checks its own fields
         if self.step_rule == "power" and self.preconditioner == "rmsprop":
             raise ValueError("step_rule 'power' cannot be combined with preconditioner 'rmsprop' (its M needs "
                              "the score the power iteration is computing); use 'secant'")
-        for key in ("snr", "step_scale", "abs_tol"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
-        if not 0 < self.min_step <= self.max_step:
-            raise ValueError(f"need 0 < min_step <= max_step (units of sigma^2), got {self.min_step}, {self.max_step}")
-        if self.power_iterations < 1:
-            raise ValueError(f"power_iterations must be >= 1, got {self.power_iterations}")
-        if not 0 <= self.alpha < 1:
-            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
-        if self.damping is not None and not self.damping > 0:
-            raise ValueError(f"damping must be > 0, got {self.damping}")
-        damping = 1.0 if self.damping is None else self.damping
-        C.check_fields(self.curvature, self.probes, "vjp", self.refresh_every, self.ema, damping)
-        extra = C.REQUIRES[self.curvature] if self.preconditioner == "hessian_diag" else ()
+        extra = REQUIRES[self.curvature] if self.preconditioner == "hessian_diag" else ()
         self.requires = type(self).requires + extra
 
     @property
@@ -181,82 +160,37 @@ class AnnealedLangevin:
                              "lower 'levels'")
         return T
 
+    def _level_parts(self) -> tuple[LevelPreconditioner, StepRule]:
+        curvature = DiagonalCurvature(self.curvature, self.probes, "vjp", self.refresh_every, self.ema)
+        return (LevelPreconditioner(self.preconditioner, self.damping, self.alpha, curvature),
+                StepRule(self.step_rule, self.epsilon, self.snr, self.step_scale, self.power_iterations,
+                         self.refresh_every, self.abs_tol, self.rel_tol, self.min_step, self.max_step))
+
     def step(self, state: AnnealedState, oracle, generator: torch.Generator):
         level, j = divmod(state.k, state.steps_per_level)
-        sigma_last = state.sigmas[-1]
         if level >= len(state.sigmas):  # the schedule is over: one denoising step, then done
-            x = state.x + sigma_last**2 * oracle.score(state.x, sigma_last)
-            return dataclasses.replace(state, x=x, k=state.k + 1, finished=True), AnnealedInfo(
-                sigma_last, sigma_last**2)
-        sigma, x, new_level = state.sigmas[level], state.x, j == 0
-        rule, precond = self.step_rule, self.preconditioner
-        damping = self.damping if self.damping is not None else (1e-5 if precond == "rmsprop" else 1e-2)
-
-        # 1. The score at x (with curvature or power iterations where they are due), and M.
-        s, diag, v, m = None, state.diag, state.v, None
-        if precond == "hessian_diag" and j % self.refresh_every == 0:
-            s, c = C.score_and_curvature(oracle, x, sigma, self.curvature, probes=self.probes, generator=generator)
-            diag = c if new_level else C.smooth(diag, c, self.ema)
-        if precond == "hessian_diag":
-            m = C.inverse_curvature(diag, damping)
-        lam, vector = state.curvature, state.vector
-        if rule == "power" and j % self.refresh_every == 0:
-            if vector is None:
-                vector = torch.ones_like(x) / x[0].numel() ** 0.5
-            s_power, lam, vector = power_curvature(oracle, x, vector, self.power_iterations, sigma,
-                                                   None if m is None else m.sqrt())
-            s = s_power if s is None else s
+            return self._denoise(state, oracle)
+        x, sigma, new_level = state.x, state.sigmas[level], j == 0
+        precondition, rule = self._level_parts()
+        s, diag, m = precondition.before_score(oracle, x, sigma, state.diag, j, new_level, generator)
+        s_power, lam, vector = rule.probe(oracle, x, sigma, j, m, state.curvature, state.vector)
         if s is None:
-            s = oracle.score(x, sigma)
-        if precond == "rmsprop":
-            v = rmsprop_average(None if new_level else v, s, self.alpha)
-            m = rmsprop_preconditioner(v, damping)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-        # 2. The step h, and the effective step h M of each coordinate. Per-chain rules keep h of
-        # shape (n,) and bound it so that the chain's largest effective step lies in [lo, hi].
-        h: float | torch.Tensor
-        n, wide = x.shape[0], C.batch_shape(x)
-        if rule == "ncsn":
-            h = self.epsilon * (sigma / sigma_last) ** 2
-        elif rule == "constant":
-            h = self.epsilon
-        elif rule == "snr":
-            whitened = s if m is None else m.sqrt() * s
-            h = 2 * (self.snr * z.flatten(1).norm(dim=1).mean() / whitened.flatten(1).norm(dim=1).mean()) ** 2
-        else:
-            if rule == "secant" and state.prev_x is not None and not new_level:
-                r = torch.ones_like(x) if m is None else m.sqrt()
-                lam = secant_curvature((x - state.prev_x) / r, r * (s - state.prev_score), lam)
-            if rule == "adaptive":
-                h = state.step if state.step is not None else x.new_zeros(n)
-            else:  # secant, power; no secant yet: the smallest step
-                h = x.new_zeros(n) if lam is None else self.step_scale / lam.reshape(n)
-            top = 1.0 if m is None else m.flatten(1).amax(1)
-            h = h.clamp(min=self.min_step * sigma**2 / top).clamp(max=self.max_step * sigma**2 / top)
-        if rule == "adaptive":
-            memory = state.memory if state.memory is not None else BrownianMemory.empty(x, 8)
-            h, dw, memory = memory.take(h, generator)  # the Brownian increment, kept through rejections
-        eff = h.reshape(wide) if isinstance(h, torch.Tensor) and h.ndim == 1 else h
-        if m is not None:
-            eff = eff * m
-
-        # 3. The move.
+            s = s_power if s_power is not None else oracle.score(x, sigma)
+        v, m = precondition.after_score(s, state.v, new_level, m)
+        z = normal_like(x, generator)
+        h, lo, lam = rule.step_size(state, s, m, z, sigma, new_level, lam)
         done = not self.denoise and state.k + 1 >= len(state.sigmas) * state.steps_per_level
-        carried = dict(k=state.k + 1, finished=done, v=v, diag=diag)
-        if rule != "adaptive":
-            root = math.sqrt(2 * eff) if isinstance(eff, float) else torch.sqrt(2 * eff)
-            x_new = x + eff * s + root * z
-            new = dataclasses.replace(state, x=x_new, prev_x=x, prev_score=s, curvature=lam, vector=vector, **carried)
-            return new, AnnealedInfo(sigma, eff if isinstance(eff, float) else eff.mean())
-        noise = math.sqrt(2) * dw if m is None else torch.sqrt(2 * m) * dw  # sqrt(2M) dW, dW ~ N(0, h)
-        x_em = x + eff * s + noise
-        s_em = oracle.score(x_em, sigma)
-        x_heun = x + 0.5 * eff * (s + s_em) + noise
-        err = error_norm(x_heun - x_em, x, x_heun, self.abs_tol, self.rel_tol)
-        floor = self.min_step * sigma**2 / (1.0 if m is None else m.flatten(1).amax(1))
-        accept = (err <= 1) | (h <= floor)  # at the floor a step is taken whatever its error
-        x_new = torch.where(accept.reshape(wide), x_heun, x)
-        h_new = next_step(h, err, 0.9, 0.9, 0.0, math.inf, 2.0)  # bounded at the next step
-        new = dataclasses.replace(state, x=x_new, step=h_new, memory=memory.give_back(h, dw, ~accept), **carried)
-        return new, AnnealedInfo(sigma, eff.mean(), accept.to(x.dtype))
+        carried = dict(k=state.k + 1, finished=done, v=v, diag=diag, curvature=lam, vector=vector)
+        if self.step_rule == "adaptive":
+            x_new, accept, h_next, memory, eff = rule.adaptive_move(x, s, m, h, lo, state.memory,
+                                                                    lambda y: oracle.score(y, sigma), generator)
+            new = dataclasses.replace(state, x=x_new, step=h_next, memory=memory, **carried)
+            return new, AnnealedInfo(sigma, eff.mean(), accept.to(x.dtype))
+        eff = effective_step(h, m, x)
+        new = dataclasses.replace(state, x=euler_maruyama(x, s, eff, z), prev_x=x, prev_score=s, **carried)
+        return new, AnnealedInfo(sigma, eff if isinstance(eff, float) else eff.mean())
+
+    def _denoise(self, state: AnnealedState, oracle):
+        sigma_last = state.sigmas[-1]
+        x = state.x + sigma_last**2 * oracle.score(state.x, sigma_last)
+        return dataclasses.replace(state, x=x, k=state.k + 1, finished=True), AnnealedInfo(sigma_last, sigma_last**2)

@@ -38,28 +38,7 @@ from typing import Literal
 
 import torch
 
-from ._curvature import batch_shape, chain_norm
-
-
-def secant_curvature(dx: torch.Tensor, ds: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-    """|ds| / |dx| per chain. Where the chain did not move at all (dx and ds both 0: a step below the
-    precision of x), the previous estimate stands; with none, inf (the smallest step)."""
-    estimate = chain_norm(ds) / chain_norm(dx)
-    keep = torch.full_like(estimate, torch.inf) if previous is None else previous
-    return torch.where(torch.isnan(estimate), keep, estimate)
-
-
-def power_curvature(oracle, x: torch.Tensor, v: torch.Tensor, iterations: int, sigma=None,
-                    sqrt_m: torch.Tensor | None = None):
-    """(s(x), |lambda_max| per chain, unit vector) after ``iterations`` power steps on J (or on
-    M^(1/2) J M^(1/2) when ``sqrt_m`` is given), warm-started from the unit vector ``v``."""
-    for _ in range(iterations):
-        u = v if sqrt_m is None else sqrt_m * v
-        s, ju = oracle.jvp(x, u, sigma)
-        w = ju if sqrt_m is None else sqrt_m * ju
-        lam = chain_norm(w)
-        v = torch.where(lam > 0, w / lam, v)
-    return s, lam, v
+from ..kernels import batch_shape, euler_maruyama, normal_like, power_curvature, power_start, secant_curvature
 
 
 @dataclass
@@ -107,14 +86,12 @@ class CurvatureStepLangevin:
         if self.method == "secant":
             first = torch.full(batch_shape(x0), self.step_scale / self.min_step, dtype=x0.dtype, device=x0.device)
             return CurvatureStepState(x0, oracle.score(x0), first, None, 0)
-        v = torch.ones_like(x0) / x0[0].numel() ** 0.5
-        s, lam, v = power_curvature(oracle, x0, v, self.power_iterations)
+        s, lam, v = power_curvature(oracle, x0, power_start(x0), self.power_iterations)
         return CurvatureStepState(x0, s, lam, v, 0)
 
     def step(self, state: CurvatureStepState, oracle, generator: torch.Generator):
         h = (self.step_scale / state.curvature).clamp(self.min_step, self.max_step)
-        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = state.x + h * state.score + torch.sqrt(2 * h) * z
+        x = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator))
         k, v, curvature = state.k + 1, state.vector, state.curvature
         if self.method == "secant":
             s = oracle.score(x)

@@ -77,41 +77,8 @@ from typing import Literal
 
 import torch
 
-from ._metric import CholeskyMetric, DiagonalMetric, propose
-
-COVARIANCES = ("dense", "diagonal")
-
-
-def ensemble_covariance(x: torch.Tensor, diagonal: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x - m, C) for chains x (N, d): centred chains in x's dtype, and C = (x - m)^T (x - m) / N in
-    float64, (d, d), or its diagonal (d,). O(N d^2), or O(N d)."""
-    centred = x - x.mean(0)
-    c = centred.double()
-    return centred, (c.square().sum(0) if diagonal else c.T @ c) / len(x)
-
-
-def ensemble_metric(x: torch.Tensor, covariance: str,
-                    jitter: float) -> tuple[torch.Tensor, CholeskyMetric | DiagonalMetric]:
-    """(x - m, M = C + jitter I) for chains x (N, d)."""
-    centred, c = ensemble_covariance(x, covariance == "diagonal")
-    if covariance == "diagonal":
-        return centred, DiagonalMetric((c + jitter).to(x.dtype))
-    return centred, CholeskyMetric.from_covariance(c, jitter, x.dtype)
-
-
-def check_ensemble_fields(covariance: str, jitter: float) -> None:
-    if covariance not in COVARIANCES:
-        raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}, got {covariance!r}")
-    if not (jitter >= 0 and math.isfinite(jitter)):
-        raise ValueError(f"jitter must be >= 0 (added to the ensemble covariance, in units of x^2), got {jitter}")
-
-
-def check_ensemble_size(n: int, d: int, covariance: str, jitter: float) -> None:
-    """With N <= d chains (N < 2 for the diagonal) C is singular: jitter must make M positive definite."""
-    if jitter == 0 and (n < 2 if covariance == "diagonal" else n <= d):
-        need = "at least 2 chains" if covariance == "diagonal" else f"more than d = {d} chains"
-        raise ValueError(f"jitter = 0 needs {need} for a nonsingular ensemble covariance, got {n} chains; "
-                         "set jitter > 0")
+from ..kernels import ensemble_metric, euler_maruyama, normal_like
+from ..kernels.ensemble import check_ensemble_fields, check_ensemble_size
 
 
 @dataclass
@@ -161,8 +128,7 @@ class EnsembleLangevin:
         h, x = self.step_size, state.x.flatten(1)
         n, d = x.shape
         centred, metric = ensemble_metric(x, self.covariance, self.jitter)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        y = propose(x, state.score.flatten(1), h, metric, z)
+        y = euler_maruyama(x, state.score.flatten(1), h, normal_like(x, generator), metric)
         if self.correction:  # the divergence of C with respect to x_i
             y = y + (h * ((d + 1) if self.covariance == "dense" else 2) / n) * centred
         y = y.reshape(state.x.shape)

@@ -9,12 +9,12 @@ With M a fixed positive definite matrix the proposal and its Metropolis–Hastin
     log q(b | a) = -(b - a - h M s(a))^T M^-1 (b - a - h M s(a)) / (4h)
     x <- y with probability min(1, a), else x stays
 
-(``_metric.propose`` and ``_metric.log_proposal``), which leaves the target exactly invariant.
+(``kernels.euler_maruyama`` and ``kernels.metropolis_hastings``), which leaves the target exactly invariant.
 
 Warm-up. M starts as the covariance of the initial chains, C + jitter I (C over all chains, dense or
-its diagonal; see ``ensemble_langevin.ensemble_covariance``), and is re-estimated from the current
+its diagonal; see ``kernels.ensemble``), and is re-estimated from the current
 chains after every ``adapt_every`` steps of the ``warmup``, except where fewer than ``adapt_every``
-warm-up steps would follow. The step h is adapted by dual averaging (``_dual_averaging``, Hoffman &
+warm-up steps would follow. The step h is adapted by dual averaging (``kernels.dual_averaging``, Hoffman &
 Gelman 2014) so that the acceptance probability averaged over chains reaches ``target_accept``
 (0.574, optimal for MALA on Gaussian-like targets as d -> infinity, Roberts & Rosenthal 1998); at
 each re-estimation the averaging restarts, shrunk towards log(10 hbar) of the window that ended, as
@@ -53,10 +53,19 @@ from typing import Literal
 
 import torch
 
-from . import _dual_averaging as dual_averaging
-from ._dual_averaging import GAMMA, KAPPA, T0, dual_averaging_update
-from ._metric import DiagonalMetric, EigenMetric, log_proposal, propose
-from .ensemble_langevin import check_ensemble_fields, check_ensemble_size, ensemble_covariance
+from ..kernels import (
+    DiagonalMetric,
+    DualAveraging,
+    DualAveragingState,
+    EigenMetric,
+    MetropolisInfo,
+    ensemble_mass_matrix,
+    euler_maruyama,
+    metropolis_hastings,
+    normal_like,
+)
+from ..kernels.dual_averaging import GAMMA, KAPPA, T0
+from ..kernels.ensemble import check_ensemble_fields, check_ensemble_size
 
 
 @dataclass
@@ -65,20 +74,14 @@ class EnsembleMalaState:
     log_prob: torch.Tensor  # (n,)
     score: torch.Tensor
     metric: EigenMetric | DiagonalMetric  # M, shared by all chains
-    log_step: torch.Tensor  # 0-dim: log of the step in use
-    log_step_avg: torch.Tensor  # 0-dim: dual averaging's log hbar
-    accept_error: torch.Tensor  # 0-dim: dual averaging's H, the averaged shortfall from the target acceptance
-    mu: torch.Tensor  # 0-dim: where dual averaging shrinks log h to
+    adaptation: DualAveragingState  # the step: log h in use, and dual averaging's running quantities
     k: int  # steps taken
-    since: int  # the step at which M was last estimated (dual averaging restarted)
 
 
 @dataclass
-class EnsembleMalaInfo:
-    step_size: torch.Tensor
-    acceptance: torch.Tensor  # per chain: min(1, a)
-    accepted: torch.Tensor  # per chain: 1 if the proposal was taken
-    adapting: float  # 1 during warm-up
+class EnsembleMalaInfo(MetropolisInfo):
+    """MALA's per-step diagnostics, and the preconditioner's scale."""
+
     preconditioner: torch.Tensor  # tr(M) / d
 
 
@@ -108,15 +111,10 @@ class EnsembleMala:
         if self.adapt_every < 1:
             raise ValueError(f"adapt_every must be >= 1 step, got {self.adapt_every}")
         check_ensemble_fields(self.covariance, self.jitter)
-        dual_averaging.check_fields(self.target_accept, self.t0, self.gamma, self.kappa)
+        self._adaptation()  # checks target_accept, t0, gamma, kappa
 
-    def _estimate(self, x: torch.Tensor) -> EigenMetric | DiagonalMetric:
-        """M = C + jitter I from the chains x (n, d), in x's dtype."""
-        _, c = ensemble_covariance(x, self.covariance == "diagonal")
-        if self.covariance == "diagonal":
-            return DiagonalMetric((c + self.jitter).to(x.dtype))
-        m = EigenMetric.from_covariance(c, self.jitter)  # eigh in float64
-        return EigenMetric(m.basis.to(x.dtype), m.scale.to(x.dtype))
+    def _adaptation(self) -> DualAveraging:
+        return DualAveraging(self.target_accept, self.t0, self.gamma, self.kappa)
 
     def check_run(self, chains: int, event_shape: tuple[int, ...], budget: float) -> None:
         """Refuses, before any run, an ensemble too small for its covariance (what ``init`` checks)."""
@@ -126,37 +124,21 @@ class EnsembleMala:
         check_ensemble_size(len(x0), x0[0].numel(), self.covariance, self.jitter)
         log_p, s = oracle.log_prob_and_score(x0)
         log_h = torch.full((), math.log(self.step_size), dtype=x0.dtype, device=x0.device)
-        return EnsembleMalaState(x0, log_p, s, self._estimate(x0.flatten(1)), log_h, log_h.clone(),
-                                 torch.zeros_like(log_h), log_h + math.log(10), 0, 0)
+        metric = ensemble_mass_matrix(x0.flatten(1), self.covariance, self.jitter)
+        return EnsembleMalaState(x0, log_p, s, metric, self._adaptation().init(log_h, mu=log_h + math.log(10)), 0)
 
     def step(self, state: EnsembleMalaState, oracle, generator: torch.Generator):
-        x, s, h, metric = state.x.flatten(1), state.score.flatten(1), state.log_step.exp(), state.metric
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        y = propose(x, s, h, metric, z)
+        x, s, h, metric = state.x.flatten(1), state.score.flatten(1), state.adaptation.log_step.exp(), state.metric
+        y = euler_maruyama(x, s, h, normal_like(x, generator), metric)
         log_p_y, s_y = oracle.log_prob_and_score(y.reshape(state.x.shape))
-        s_y = s_y.flatten(1)
-        log_a = log_p_y - state.log_prob + log_proposal(x, y, s_y, h, metric) - log_proposal(y, x, s, h, metric)
-        proper = torch.isfinite(log_p_y) & torch.isfinite(s_y).all(1)
-        log_a = torch.where(proper, log_a, -math.inf).nan_to_num(nan=-math.inf)  # broken proposals: rejected
-        u = torch.rand(log_a.shape, generator=generator, device=x.device, dtype=x.dtype)
-        accept = torch.log(u) < log_a
-        acceptance = log_a.clamp(max=0).exp()
-        x_new = torch.where(accept[:, None], y, x).reshape(state.x.shape)
-        s_new = torch.where(accept[:, None], s_y, s).reshape(state.x.shape)
-        log_p_new = torch.where(accept, log_p_y, state.log_prob)
-
-        k, since, mu = state.k + 1, state.since, state.mu
-        log_h, log_h_avg, accept_error = state.log_step, state.log_step_avg, state.accept_error
-        adapting = k <= self.warmup
-        if adapting:  # Python ints: the schedule, not the data, decides
-            log_h, log_h_avg, accept_error = dual_averaging_update(
-                accept_error, log_h_avg, acceptance.mean(), k - since, mu=mu, target=self.target_accept,
-                t0=self.t0, gamma=self.gamma, kappa=self.kappa)
-            if k == self.warmup:
-                log_h = log_h_avg  # frozen from here on
-            elif k % self.adapt_every == 0 and k + self.adapt_every <= self.warmup:
-                metric = self._estimate(x_new.flatten(1))  # a new M: restart the averaging from hbar
-                log_h, mu, accept_error, since = log_h_avg, log_h_avg + math.log(10), torch.zeros_like(accept_error), k
-        info = EnsembleMalaInfo(h, acceptance, accept.to(x.dtype), float(adapting), state.metric.mean_scale())
-        state = EnsembleMalaState(x_new, log_p_new, s_new, metric, log_h, log_h_avg, accept_error, mu, k, since)
+        moved = metropolis_hastings(x, y, state.log_prob, log_p_y, s, s_y.flatten(1), h, generator, metric)
+        k, adapt = state.k + 1, self._adaptation()
+        adaptation, adapting = adapt.warmup(state.adaptation, moved.acceptance.mean(), k, self.warmup)
+        if adapting and k % self.adapt_every == 0 and k + self.adapt_every <= self.warmup:
+            metric = ensemble_mass_matrix(moved.x, self.covariance, self.jitter)  # a new M: restart from hbar
+            adaptation = adapt.restart(adaptation)
+        info = EnsembleMalaInfo(h, moved.acceptance, moved.accepted.to(x.dtype), float(adapting),
+                                state.metric.mean_scale())
+        state = EnsembleMalaState(moved.x.reshape(state.x.shape), moved.log_prob, moved.score.reshape(state.x.shape),
+                                  metric, adaptation, k)
         return state, info

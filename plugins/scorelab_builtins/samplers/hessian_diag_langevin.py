@@ -9,7 +9,7 @@ preconditioned Langevin diffusion dx = M s(x) dt + sqrt(2M) dW:
 so the noise is scaled consistently with the drift (both by M; h is dimensionless, a fraction of
 each coordinate's curvature scale). The curvature comes from ``curvature``: a Hutchinson estimate
 with ``probes`` Rademacher probes (VJPs, or JVPs), the target's exact diagonal, or a model's learned
-second-order head (see ``_curvature``). It is refreshed every ``refresh_every`` steps, at the point
+second-order head (see ``kernels.curvature``). It is refreshed every ``refresh_every`` steps, at the point
 the chain has reached, and smoothed across refreshes with weight ``ema`` on the old value.
 
 Cost per step: 1 NFE; a refresh step instead costs ``probes`` VJPs (the score comes free with the
@@ -40,15 +40,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _curvature as C
+from ..kernels import CurvatureOptions, CurvatureState, clipped_fraction, euler_maruyama, inverse_curvature, normal_like
 
-
-@dataclass
-class HessianDiagState:
-    x: torch.Tensor
-    score: torch.Tensor | None  # None until the first step has evaluated it
-    curvature: torch.Tensor | None  # smoothed -diag J, before clipping and damping
-    k: int  # steps taken
+HessianDiagState = CurvatureState  # shared with ozaki_langevin: x, score, curvature (-diag J, smoothed), k
 
 
 @dataclass
@@ -59,7 +53,7 @@ class HessianDiagInfo:
 
 
 @dataclass
-class HessianDiagLangevin(C.CurvatureOptions):
+class HessianDiagLangevin(CurvatureOptions):
     step_size: float = 0.1  # h in x + h M s(x) + sqrt(2hM) z; dimensionless (M carries the scale), stable for h < 2
 
     name = "hessian_diag_langevin"
@@ -70,21 +64,11 @@ class HessianDiagLangevin(C.CurvatureOptions):
         m = 1 / (1 / variance + self.damping)
         return variance / (1 - self.step_size * m / (2 * variance))
 
-    def init(self, x0: torch.Tensor, oracle, budget: float) -> HessianDiagState:
-        return HessianDiagState(x0, None, None, 0)  # the first step refreshes, with the run's generator
+    def init(self, x0: torch.Tensor, oracle, budget: float) -> CurvatureState:
+        return CurvatureState(x0, None, None, 0)  # the first step refreshes, with the run's generator
 
-    def step(self, state: HessianDiagState, oracle, generator: torch.Generator):
-        if state.score is None:
-            state = HessianDiagState(state.x, *self._refresh(oracle, state.x, generator), state.k)
-        h = self.step_size
-        m = C.inverse_curvature(state.curvature, self.damping)
-        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = state.x + h * m * state.score + torch.sqrt(2 * h * m) * z
-        k = state.k + 1
-        if k % self.refresh_every == 0:
-            s, c_new = self._refresh(oracle, x, generator)
-            c = C.smooth(state.curvature, c_new, self.ema)
-        else:
-            s, c = oracle.score(x), state.curvature
-        info = HessianDiagInfo(h, m.mean(), (state.curvature <= 0).to(x.dtype).mean())
-        return HessianDiagState(x, s, c, k), info
+    def step(self, state: CurvatureState, oracle, generator: torch.Generator):
+        state = self._begin(state, oracle, generator)
+        h, m = self.step_size, inverse_curvature(state.curvature, self.damping)
+        x = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator), m)
+        return self._end(state, x, oracle, generator), HessianDiagInfo(h, m.mean(), clipped_fraction(state.curvature))

@@ -9,10 +9,11 @@ v / (1 - h / (2v)), and it diverges for h >= 2v. Reference: Roberts & Tweedie (1
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+
+from ..kernels import euler_maruyama, normal_like
 
 
 @dataclass
@@ -39,6 +40,5 @@ class Langevin:
 
     def step(self, state: LangevinState, oracle, generator: torch.Generator):
         h = self.step_size
-        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = torch.add(state.x, state.score, alpha=h).add_(z, alpha=math.sqrt(2 * h))
+        x = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator), fused=True)
         return LangevinState(x, oracle.score(x)), LangevinInfo(h)

@@ -2,7 +2,7 @@
 
 Every ``refresh_every`` steps each chain estimates the curvature H ~ -J at the point it has reached
 (J = grad s, the Hessian of log p), H ~ U diag(lam) U^T, and turns it into a positive definite
-preconditioner (``_metric.EigenMetric``), held fixed until the next refresh:
+preconditioner (``kernels.EigenMetric``), held fixed until the next refresh:
 
     M = U diag(1 / (max(lam, floor) + damping)) U^T + m_rest (I - U U^T)
 
@@ -71,7 +71,7 @@ the 50 steps it serves; on a Gaussian J is constant and the first refresh is all
 direction of variance <= 1; ``floor = 0.1`` caps M at 9.9, the step of a direction of variance ~10,
 and leaves every direction of variance < 10 alone (on the Gaussian above it changes nothing). There
 is no step-size warm-up: h stays fixed, so the chains stay independent and the adjusted kernel is the
-same from the first step (mala's dual averaging lives inside ``Mala.step``).
+same from the first step (mala adapts its step by ``kernels.dual_averaging``).
 
 Choosing ``rank``. Nystrom finds the top of the spectrum, and its estimates never exceed the true
 eigenvalues. With exactly as many probes as stiff directions the estimates have a heavy tail (the
@@ -122,102 +122,25 @@ from typing import Literal
 
 import torch
 
-from ._curvature import batch_shape
-from ._metric import EigenMetric, log_proposal, propose
+from ..kernels import (
+    EigenMetric,
+    capped_fraction,
+    dense_metric,
+    euler_maruyama,
+    learned_metric,
+    metropolis_hastings,
+    normal_like,
+    nystrom_metric,
+)
 
 CURVATURES = ("jvp", "learned")
 #: The capability each curvature source needs from the score source.
 REQUIRES = {"jvp": (), "learned": ("second_order_head",)}
 DEFAULT_STEP = {False: 0.1, True: 0.4}  # unadjusted, adjusted: see the module docstring
-CAP_TOLERANCE = 1e-3  # a direction counts as capped when M is within 0.1 % of 1 / (floor + damping)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
-
-
-def _finite(a: torch.Tensor) -> torch.Tensor:
-    """``a`` (n, d, k) with every chain holding a NaN or inf zeroed: such a chain has diverged already (its x
-    is not finite either, and the runner records it), and torch.linalg raises on a non-finite matrix."""
-    return torch.where(torch.isfinite(a).flatten(1).all(1)[:, None, None], a, torch.zeros_like(a))
-
-
-def _capped(metric: EigenMetric, floor: float, damping: float) -> torch.Tensor:
-    """Fraction of the d directions (over all chains) where M is at its cap 1 / (floor + damping)."""
-    cap = (1 - CAP_TOLERANCE) / (floor + damping)
-    d, k = metric.basis.shape[-2], metric.scale.shape[-1]
-    count = (metric.scale >= cap).to(metric.scale.dtype).sum(-1)
-    if metric.rest is not None:
-        count = count + (d - k) * (metric.rest >= cap).to(metric.scale.dtype)
-    return (count / d).mean()
-
-
-def _pooled(a: torch.Tensor) -> torch.Tensor:
-    """The mean over chains of ``a`` (n, ...), kept as one chain (1, ...); chains holding a NaN or inf
-    (diverged already) are left out of it."""
-    ok = torch.isfinite(a).flatten(1).all(1)
-    weights = (ok.to(a.dtype) / ok.sum().clamp(min=1)).reshape((-1,) + (1,) * (a.ndim - 1))
-    return (torch.where(ok.reshape(weights.shape), a, torch.zeros_like(a)) * weights).sum(0, keepdim=True)
-
-
-def _one(metric: EigenMetric) -> EigenMetric:
-    """A metric computed for one pooled chain, as the metric every chain shares."""
-    return EigenMetric(metric.basis[0], metric.scale[0], None if metric.rest is None else metric.rest[0])
-
-
-def dense_metric(oracle, x: torch.Tensor, floor: float, damping: float,
-                 shared: bool = False) -> tuple[torch.Tensor, EigenMetric]:
-    """(s(x), M) from the full score Jacobian: d JVPs with the unit vectors. Per chain, or (``shared``)
-    from the Jacobian averaged over the chains."""
-    n, d = x.shape[0], x[0].numel()
-    eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    columns = []
-    for i in range(d):
-        s, jv = oracle.jvp(x, eye[i].expand(n, d).reshape(x.shape))
-        columns.append(_flat(jv))
-    J = torch.stack(columns, dim=-1)  # (n, d, d), column i = J e_i
-    if shared:
-        return s, _one(EigenMetric.from_precision(_pooled(-0.5 * (J + J.transpose(-1, -2))), floor, damping))
-    return s, EigenMetric.from_precision(_finite(-0.5 * (J + J.transpose(-1, -2))), floor, damping)
-
-
-def nystrom_metric(oracle, x: torch.Tensor, rank: int, floor: float, damping: float,
-                   generator: torch.Generator, shared: bool = False) -> tuple[torch.Tensor, EigenMetric]:
-    """(s(x), M) from a randomised Nystrom approximation of -J with ``rank`` JVPs, per chain, or
-    (``shared``) of -J averaged over the chains with one test matrix (see the module docstring for the
-    algorithm and how an indefinite -J is handled)."""
-    n, d = x.shape[0], x[0].numel()
-    omega = torch.randn((1 if shared else n, d, rank), generator=generator, device=x.device, dtype=x.dtype)
-    omega = torch.linalg.qr(omega).Q.expand(n, d, rank)  # orthonormal columns: a well-conditioned core
-    columns = []
-    for j in range(rank):
-        s, jv = oracle.jvp(x, omega[:, :, j].reshape(x.shape))
-        columns.append(-_flat(jv))
-    Y = torch.stack(columns, dim=-1)  # (n, d, k) = -J Omega
-    Y, omega = (_pooled(Y), omega[:1]) if shared else (_finite(Y), omega)
-    nu = math.sqrt(d) * torch.finfo(x.dtype).eps * Y.flatten(1).norm(dim=1)[:, None, None]
-    Y = _finite(Y + nu * omega)  # (an overflowing |Y| makes nu infinite: that chain has diverged)
-    core = omega.transpose(-1, -2) @ Y
-    w, V = torch.linalg.eigh(0.5 * (core + core.transpose(-1, -2)))
-    keep = w > nu[:, :, 0]
-    inv_sqrt = torch.where(keep, w.clamp(min=torch.finfo(x.dtype).tiny).rsqrt(), torch.zeros_like(w))
-    U, sigma, _ = torch.linalg.svd(Y @ (V * inv_sqrt[:, None, :]), full_matrices=False)
-    lam = (sigma.square() - nu[:, :, 0]).clamp(min=floor)
-    scale = 1.0 / (lam + damping)
-    metric = EigenMetric(U, scale, scale.amax(-1))  # m_rest: the step of the least stiff captured direction
-    return s, _one(metric) if shared else metric
-
-
-def learned_metric(oracle, x: torch.Tensor, floor: float, damping: float,
-                   shared: bool = False) -> tuple[torch.Tensor, EigenMetric]:
-    """(s(x), diagonal M) from a model's second-order head: 1 NFE. Per chain, or (``shared``) from the
-    diagonal averaged over the chains."""
-    s, diag = oracle.score_and_learned_diag(x)
-    curvature = -_flat(diag)
-    if shared:
-        curvature = _pooled(curvature)[0]
-    basis = torch.eye(x[0].numel(), dtype=x.dtype, device=x.device)  # the coordinate axes, for every chain
-    return s, EigenMetric(basis, 1.0 / (curvature.clamp(min=floor) + damping))
 
 
 @dataclass
@@ -306,7 +229,7 @@ class LowRankLangevin:
             s, metric = dense_metric(oracle, x, self.floor, self.damping, self.shared)
         else:
             s, metric = nystrom_metric(oracle, x, self.rank, self.floor, self.damping, generator, self.shared)
-        return s, metric, _capped(metric, self.floor, self.damping)
+        return s, metric, capped_fraction(metric, self.floor, self.damping)
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> LowRankState:
         if self.adjust:
@@ -319,36 +242,22 @@ class LowRankLangevin:
             s, metric, capped = self._refresh(oracle, state.x, generator)
             s = s if state.score is None else state.score
             state = LowRankState(state.x, s, state.log_prob, metric, capped, state.k)
-        x, h = state.x, self.h
-        z = torch.randn(_flat(x).shape, generator=generator, device=x.device, dtype=x.dtype)
-        y = propose(_flat(x), _flat(state.score), h, state.metric, z).reshape(x.shape)
-        if self.adjust:
-            x_new, s_new, log_p_new, acceptance = self._correct(state, y, oracle, generator)
-        else:
-            x_new, s_new, log_p_new = y, None, None
-            acceptance = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
-        k = state.k + 1
-        metric, capped = state.metric, state.capped
+        x_new, s_new, log_p_new, acceptance = self._move(state, oracle, generator)
+        k, metric, capped = state.k + 1, state.metric, state.capped
         if k % self.refresh_every == 0:  # a Python int: the schedule, not the data, decides
             s_refresh, metric, capped = self._refresh(oracle, x_new, generator)
             s_new = s_refresh if s_new is None else s_new  # adjusted: the score there is known already
         elif s_new is None:
             s_new = oracle.score(x_new)
-        info = LowRankInfo(h, acceptance, state.metric.mean_scale(), state.capped)
+        info = LowRankInfo(self.h, acceptance, state.metric.mean_scale(), state.capped)
         return LowRankState(x_new, s_new, log_p_new, metric, capped, k), info
 
-    def _correct(self, state: LowRankState, y: torch.Tensor, oracle, generator: torch.Generator):
-        """The Metropolis-Hastings step for M held fixed: (x, s(x), log p(x), min(1, a)) after it. A
-        proposal whose density or score is NaN or infinite is rejected."""
-        x, s, metric, h = state.x, state.score, state.metric, self.h
-        log_p_y, s_y = oracle.log_prob_and_score(y)
-        x_flat, y_flat = _flat(x), _flat(y)
-        log_a = (log_p_y - state.log_prob + log_proposal(x_flat, y_flat, _flat(s_y), h, metric)
-                 - log_proposal(y_flat, x_flat, _flat(s), h, metric))
-        proper = torch.isfinite(log_p_y) & torch.isfinite(s_y).flatten(1).all(1)
-        log_a = torch.where(proper, log_a, -math.inf).nan_to_num(nan=-math.inf)
-        u = torch.rand(log_a.shape, generator=generator, device=x.device, dtype=x.dtype)
-        accept = torch.log(u) < log_a
-        wide = accept.reshape(batch_shape(x))
-        return (torch.where(wide, y, x), torch.where(wide, s_y, s), torch.where(accept, log_p_y, state.log_prob),
-                log_a.clamp(max=0).exp())
+    def _move(self, state: LowRankState, oracle, generator: torch.Generator):
+        """(x, s(x) or None, log p(x) or None, min(1, a)) after the proposal, corrected when adjusting."""
+        x, h, flat_x, flat_s = state.x, self.h, _flat(state.x), _flat(state.score)
+        y = euler_maruyama(flat_x, flat_s, h, normal_like(flat_x, generator), state.metric)
+        if not self.adjust:
+            return y.reshape(x.shape), None, None, torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+        log_p_y, s_y = oracle.log_prob_and_score(y.reshape(x.shape))
+        moved = metropolis_hastings(flat_x, y, state.log_prob, log_p_y, flat_s, _flat(s_y), h, generator, state.metric)
+        return moved.x.reshape(x.shape), moved.score.reshape(x.shape), moved.log_prob, moved.acceptance

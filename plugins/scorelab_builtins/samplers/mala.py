@@ -15,9 +15,11 @@ Rosenthal 1998): with t the warm-up step, a_t the mean acceptance,
     H_t = (1 - 1/(t + t0)) H_{t-1} + (target - a_t) / (t + t0)
     log h_t = mu - sqrt(t) / gamma * H_t,    log hbar_t = t^-kappa log h_t + (1 - t^-kappa) log hbar_{t-1}
 
-with mu = log(10 h_0), t0 = 10, gamma = 0.05, kappa = 0.75 (``_dual_averaging``); afterwards h = hbar is frozen and the
-chain is a valid MCMC kernel. The warm-up moves the chains too, and its cost counts like any other.
-A proposal whose density is NaN or infinite is rejected, so a far too large step shows as zero
+with mu = log(10 h_0), t0 = 10, gamma = 0.05, kappa = 0.75 (``kernels.dual_averaging``); afterwards
+h = hbar is frozen and the chain is a valid MCMC kernel. The warm-up moves the chains too, and its
+cost counts like any other. With ``warmup: 0`` nothing is adapted: this is plain MALA with the fixed
+step ``step_size``, an exact MCMC kernel from the first step (and its chains do not interact). A
+proposal whose density is NaN or infinite is rejected, so a far too large step shows as zero
 acceptance, not as a divergence.
 
 Cost per step: 1 NFE (log p and s at the proposal come from one evaluation); ``init`` 1 NFE.
@@ -34,9 +36,15 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _dual_averaging as dual_averaging
-from ._curvature import batch_shape
-from ._dual_averaging import GAMMA, KAPPA, T0, dual_averaging_update
+from ..kernels import (
+    DualAveraging,
+    DualAveragingState,
+    MetropolisInfo,
+    euler_maruyama,
+    metropolis_hastings,
+    normal_like,
+)
+from ..kernels.dual_averaging import GAMMA, KAPPA, T0
 
 
 @dataclass
@@ -44,18 +52,13 @@ class MalaState:
     x: torch.Tensor
     log_prob: torch.Tensor  # (n,)
     score: torch.Tensor
-    log_step: torch.Tensor  # 0-dim: log of the step in use
-    log_step_avg: torch.Tensor  # 0-dim: dual averaging's log hbar
-    accept_error: torch.Tensor  # 0-dim: dual averaging's H, the averaged shortfall from the target acceptance
+    adaptation: DualAveragingState  # the step: log h in use, and dual averaging's running quantities
     k: int  # steps taken
 
 
 @dataclass
-class MalaInfo:
-    step_size: torch.Tensor
-    acceptance: torch.Tensor  # per chain: min(1, a)
-    accepted: torch.Tensor  # per chain: 1 if the proposal was taken
-    adapting: float  # 1 during warm-up
+class MalaInfo(MetropolisInfo):
+    """MALA's per-step diagnostics: the step, acceptance and accepted per chain, adapting."""
 
 
 @dataclass
@@ -76,39 +79,22 @@ class Mala:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps (0: keep step_size fixed), got {self.warmup}")
-        dual_averaging.check_fields(self.target_accept, self.t0, self.gamma, self.kappa)
+        self._adaptation()  # checks target_accept, t0, gamma, kappa
+
+    def _adaptation(self) -> DualAveraging:
+        return DualAveraging(self.target_accept, self.t0, self.gamma, self.kappa)
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> MalaState:
         log_p, s = oracle.log_prob_and_score(x0)
         log_h = torch.full((), math.log(self.step_size), dtype=x0.dtype, device=x0.device)
-        return MalaState(x0, log_p, s, log_h, log_h.clone(), torch.zeros_like(log_h), 0)
+        return MalaState(x0, log_p, s, self._adaptation().init(log_h, mu=math.log(10 * self.step_size)), 0)
 
     def step(self, state: MalaState, oracle, generator: torch.Generator):
-        x, s, h = state.x, state.score, state.log_step.exp()
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        y = x + h * s + torch.sqrt(2 * h) * z
+        h = state.adaptation.log_step.exp()
+        y = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator))
         log_p_y, s_y = oracle.log_prob_and_score(y)
-        log_q_forward = -(y - x - h * s).flatten(1).square().sum(1) / (4 * h)
-        log_q_backward = -(x - y - h * s_y).flatten(1).square().sum(1) / (4 * h)
-        log_a = log_p_y - state.log_prob + log_q_backward - log_q_forward
-        proper = torch.isfinite(log_p_y) & torch.isfinite(s_y).flatten(1).all(1)
-        log_a = torch.where(proper, log_a, -math.inf).nan_to_num(nan=-math.inf)  # broken proposals: rejected
-        u = torch.rand(log_a.shape, generator=generator, device=x.device, dtype=x.dtype)
-        accept = torch.log(u) < log_a
-        acceptance = log_a.clamp(max=0).exp()
-        wide = accept.reshape(batch_shape(x))
-        x_new = torch.where(wide, y, x)
-        s_new = torch.where(wide, s_y, s)
-        log_p_new = torch.where(accept, log_p_y, state.log_prob)
-
+        moved = metropolis_hastings(state.x, y, state.log_prob, log_p_y, state.score, s_y, h, generator)
         k = state.k + 1
-        log_h, log_h_avg, accept_error = state.log_step, state.log_step_avg, state.accept_error
-        adapting = k <= self.warmup
-        if adapting:  # a Python int: the schedule, not the data, decides
-            log_h, log_h_avg, accept_error = dual_averaging_update(
-                accept_error, log_h_avg, acceptance.mean(), k, mu=math.log(10 * self.step_size),
-                target=self.target_accept, t0=self.t0, gamma=self.gamma, kappa=self.kappa)
-            if k == self.warmup:
-                log_h = log_h_avg  # frozen from here on
-        info = MalaInfo(h, acceptance, accept.to(x.dtype), float(adapting))
-        return MalaState(x_new, log_p_new, s_new, log_h, log_h_avg, accept_error, k), info
+        adaptation, adapting = self._adaptation().warmup(state.adaptation, moved.acceptance.mean(), k, self.warmup)
+        info = MalaInfo(h, moved.acceptance, moved.accepted.to(y.dtype), float(adapting))
+        return MalaState(moved.x, moved.log_prob, moved.score, adaptation, k), info

@@ -35,15 +35,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _curvature as C
+from ..kernels import CurvatureOptions, CurvatureState, clipped_fraction, local_linearisation, normal_like
 
-
-@dataclass
-class OzakiState:
-    x: torch.Tensor
-    score: torch.Tensor | None  # None until the first step has evaluated it
-    curvature: torch.Tensor | None  # smoothed -diag J, before clipping and damping
-    k: int
+OzakiState = CurvatureState  # shared with hessian_diag_langevin: x, score, curvature (-diag J, smoothed), k
 
 
 @dataclass
@@ -54,7 +48,7 @@ class OzakiInfo:
 
 
 @dataclass
-class OzakiLangevin(C.CurvatureOptions):
+class OzakiLangevin(CurvatureOptions):
     step_size: float = 0.5  # time h (units of x^2) of the exactly solved linear SDE; h c >> 1 jumps to N(x + s/c, 1/c)
 
     name = "ozaki_langevin"
@@ -68,24 +62,12 @@ class OzakiLangevin(C.CurvatureOptions):
         a = 1 - gain / variance
         return q / (1 - a * a)
 
-    def init(self, x0: torch.Tensor, oracle, budget: float) -> OzakiState:
-        return OzakiState(x0, None, None, 0)
+    def init(self, x0: torch.Tensor, oracle, budget: float) -> CurvatureState:
+        return CurvatureState(x0, None, None, 0)  # the first step refreshes, with the run's generator
 
-    def step(self, state: OzakiState, oracle, generator: torch.Generator):
-        if state.score is None:
-            state = OzakiState(state.x, *self._refresh(oracle, state.x, generator), state.k)
-        h = self.step_size
-        c = state.curvature.clamp(min=0) + self.damping
-        decay = torch.exp(-h * c)
-        mean_gain = -torch.expm1(-h * c) / c  # (1 - e^{-hc}) / c, accurate as hc -> 0
-        variance = -torch.expm1(-2 * h * c) / c
-        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = state.x + mean_gain * state.score + variance.sqrt() * z
-        k = state.k + 1
-        if k % self.refresh_every == 0:
-            s, c_new = self._refresh(oracle, x, generator)
-            curvature = C.smooth(state.curvature, c_new, self.ema)
-        else:
-            s, curvature = oracle.score(x), state.curvature
-        info = OzakiInfo(h, decay.mean(), (state.curvature <= 0).to(x.dtype).mean())
-        return OzakiState(x, s, curvature, k), info
+    def step(self, state: CurvatureState, oracle, generator: torch.Generator):
+        state = self._begin(state, oracle, generator)
+        h, c = self.step_size, state.curvature.clamp(min=0) + self.damping
+        x = local_linearisation(state.x, state.score, c, h, normal_like(state.x, generator))
+        info = OzakiInfo(h, torch.exp(-h * c).mean(), clipped_fraction(state.curvature))
+        return self._end(state, x, oracle, generator), info

@@ -14,7 +14,7 @@ G depends on x only through this step's s(x)^2,
     Gamma_i = -G_i^2 (1 - alpha) s_i J_ii / sqrt(V_i),
 
 which needs the diagonal J_ii of the score Jacobian: ``correction`` picks its source (``none``,
-as most implementations do, or ``hutchinson``/``exact``/``learned`` as in ``_curvature``).
+as most implementations do, or ``hutchinson``/``exact``/``learned`` as in ``kernels.curvature``).
 
 Cost per step: 1 NFE without the correction; with it, ``probes`` VJPs (Hutchinson; the score comes
 free) or 1 NFE + 1 CURV (exact) or 1 NFE (learned). One more such evaluation starts the chain: in
@@ -43,20 +43,15 @@ from typing import Literal
 
 import torch
 
-from . import _curvature as C
-
-
-def rmsprop_average(v: torch.Tensor | None, s: torch.Tensor, alpha: float) -> torch.Tensor:
-    """V <- alpha V + (1 - alpha) s^2. V starts at the mean of s^2 over chains: a chain that starts
-    where its own score is nearly zero would otherwise take a step of size ~ 1 / damping."""
-    if v is None:
-        return (s * s).mean(0, keepdim=True).expand_as(s)
-    return alpha * v + (1 - alpha) * s * s
-
-
-def rmsprop_preconditioner(v: torch.Tensor, damping: float) -> torch.Tensor:
-    """G = 1 / (damping + sqrt(V))."""
-    return 1.0 / (damping + v.sqrt())
+from ..kernels import (
+    euler_maruyama,
+    normal_like,
+    rmsprop_average,
+    rmsprop_divergence,
+    rmsprop_preconditioner,
+    score_and_curvature,
+)
+from ..kernels.curvature import REQUIRES, SOURCES
 
 
 @dataclass
@@ -94,11 +89,11 @@ class RmspropLangevin:
             raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
         if not self.damping > 0:
             raise ValueError(f"damping must be > 0 (it bounds G by 1/damping), got {self.damping}")
-        if self.correction not in ("none", *C.SOURCES):
-            raise ValueError(f"correction must be one of none, {', '.join(C.SOURCES)}, got {self.correction!r}")
+        if self.correction not in ("none", *SOURCES):
+            raise ValueError(f"correction must be one of none, {', '.join(SOURCES)}, got {self.correction!r}")
         if self.probes < 1:
             raise ValueError(f"probes must be >= 1, got {self.probes}")
-        self.requires = () if self.correction == "none" else C.REQUIRES[self.correction]
+        self.requires = () if self.correction == "none" else REQUIRES[self.correction]
 
     def init(self, x0: torch.Tensor, oracle, budget: float) -> RmspropState:
         if self.correction == "none":
@@ -108,7 +103,7 @@ class RmspropLangevin:
     def _evaluate(self, oracle, x, generator):
         if self.correction == "none":
             return oracle.score(x), None
-        return C.score_and_curvature(oracle, x, None, self.correction, probes=self.probes, generator=generator)
+        return score_and_curvature(oracle, x, None, self.correction, probes=self.probes, generator=generator)
 
     def step(self, state: RmspropState, oracle, generator: torch.Generator):
         if state.score is None:
@@ -120,11 +115,9 @@ class RmspropLangevin:
         drift = g * state.score
         if state.curvature is None:
             gamma = torch.zeros_like(drift)
-        else:  # Gamma_i = -G_i^2 (1 - alpha) s_i J_ii / sqrt(V_i), with J_ii = -c_i; |s_i| <= sqrt(V_i / (1 - alpha))
-            root = v.sqrt().clamp(min=torch.finfo(v.dtype).tiny)
-            gamma = g * g * (1 - self.alpha) * state.score * state.curvature / root
-        z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-        x = state.x + h * (drift + gamma) + torch.sqrt(2 * h * g) * z
+        else:
+            gamma = rmsprop_divergence(v, g, state.score, state.curvature, self.alpha)
+        x = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator), g, divergence=gamma)
         s, c = self._evaluate(oracle, x, generator)
         info = RmspropInfo(h, g.mean(), gamma.abs().mean() / drift.abs().mean().clamp(min=torch.finfo(x.dtype).tiny))
         return RmspropState(x, s, v, c), info

@@ -1,4 +1,6 @@
-"""A positive definite preconditioner M held in eigen-form, and the Langevin proposal it defines.
+"""Preconditioners M for the Langevin integrators and the Metropolis correction ("metrics").
+
+``EigenMetric`` holds a positive definite M in eigen-form,
 
     M = U diag(m) U^T + m_rest (I - U U^T)
 
@@ -7,17 +9,16 @@ not span (absent when k = d). Leading batch dimensions are per chain (n, d, k) o
 one preconditioner shared by every chain. In this form M v, M^(1/2) z and r^T M^-1 r each cost two
 products with U, with no factorisation per step, and a dense (k = d), low-rank plus isotropic (k <
 d) or ensemble-covariance preconditioner is the same object. Two lighter forms have the same methods:
-``DiagonalMetric`` (M = diag(m), shared) and ``CholeskyMetric`` (M = L L^T with L lower triangular,
+``DiagonalMetric`` (M = diag(m)) and ``CholeskyMetric`` (M = L L^T with L lower triangular,
 whose noise L z maps as A L under a lower-triangular change of variables A: what an affine-invariant
-ensemble needs; it has no ``inv_quad``).
+ensemble needs; it has no ``inv_quad``, so it serves a proposal but not a Metropolis ratio).
 
-The preconditioned Langevin proposal and its Metropolis correction, for M held fixed between the
-two points (Girolami & Calderhead 2011, constant-metric case):
+A metric's methods: ``mul`` (M v), ``sqrt_mul`` (M^(1/2) z, a draw from N(0, M) for z ~ N(0, I)),
+``inv_quad`` (r^T M^-1 r per chain) and ``mean_scale`` (tr(M) / d, a diagnostic). States are (n, d):
+chains flattened.
 
-    y = x + h M s(x) + sqrt(2h) M^(1/2) z
-    log q(y | x) = -(y - x - h M s(x))^T M^-1 (y - x - h M s(x)) / (4h)   (+ a constant in M)
-
-States are (n, d): chains flattened.
+RMSprop's diagonal, G = 1 / (damping + sqrt(V)) with V a running average of s(x)^2, is here too, as
+tensors (a diagonal M is a tensor broadcast against the chains for ``euler_maruyama``).
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ class EigenMetric:
 
 @dataclass
 class DiagonalMetric:
-    """M = diag(scale), shared by every chain, with EigenMetric's methods."""
+    """M = diag(scale), with EigenMetric's methods."""
 
-    scale: torch.Tensor  # (d,)
+    scale: torch.Tensor  # (d,) shared by every chain, or (n, d) one per chain
 
     def mul(self, v: torch.Tensor) -> torch.Tensor:
         return v * self.scale
@@ -117,7 +118,7 @@ class DiagonalMetric:
 @dataclass
 class CholeskyMetric:
     """M = L L^T with L lower triangular: M v, and L z for the noise (a root that maps as A L under a
-    lower-triangular A). Enough for ``propose``; no ``inv_quad``, so not for a Metropolis ratio."""
+    lower-triangular A). Enough for a proposal; no ``inv_quad``, so not for a Metropolis ratio."""
 
     matrix: torch.Tensor  # M (d, d)
     factor: torch.Tensor  # L (d, d)
@@ -141,11 +142,23 @@ class CholeskyMetric:
         return self.matrix.diagonal().mean()
 
 
-def propose(x: torch.Tensor, score: torch.Tensor, h, metric: EigenMetric, z: torch.Tensor) -> torch.Tensor:
-    """y = x + h M s(x) + sqrt(2h) M^(1/2) z."""
-    return x + h * metric.mul(score) + (2 * h) ** 0.5 * metric.sqrt_mul(z)
+
+def rmsprop_average(v: torch.Tensor | None, s: torch.Tensor, alpha: float) -> torch.Tensor:
+    """V <- alpha V + (1 - alpha) s^2. V starts at the mean of s^2 over chains: a chain that starts
+    where its own score is nearly zero would otherwise take a step of size ~ 1 / damping."""
+    if v is None:
+        return (s * s).mean(0, keepdim=True).expand_as(s)
+    return alpha * v + (1 - alpha) * s * s
 
 
-def log_proposal(y: torch.Tensor, x: torch.Tensor, score_x: torch.Tensor, h, metric: EigenMetric) -> torch.Tensor:
-    """log q(y | x) up to a constant that cancels when M is the same in both directions: (n,)."""
-    return -metric.inv_quad(y - x - h * metric.mul(score_x)) / (4 * h)
+def rmsprop_preconditioner(v: torch.Tensor, damping: float) -> torch.Tensor:
+    """G = 1 / (damping + sqrt(V))."""
+    return 1.0 / (damping + v.sqrt())
+
+
+def rmsprop_divergence(v: torch.Tensor, g: torch.Tensor, s: torch.Tensor, curvature: torch.Tensor,
+                       alpha: float) -> torch.Tensor:
+    """Gamma_i = d G_i / d x_i = -G_i^2 (1 - alpha) s_i J_ii / sqrt(V_i), with J_ii = -curvature_i: the
+    drift term of G's dependence on this step's s(x)^2 (|s_i| <= sqrt(V_i / (1 - alpha)))."""
+    root = v.sqrt().clamp(min=torch.finfo(v.dtype).tiny)
+    return g * g * (1 - alpha) * s * curvature / root
