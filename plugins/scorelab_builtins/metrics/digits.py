@@ -16,11 +16,11 @@ of order tr(C) / n, hence the quality floor.
 a copy when it is closer to a training image than 99% of genuinely new images of the data set are.
 So a sampler that produces new digits scores about ``quantile`` (its false-alarm rate; the quality
 floor says the same) and one that returns training images, or training images plus small noise,
-scores near 1. On the 8x8 digits (pixels scaled to [-1, 1], 20% held out, seed 0) the threshold is
-1.21, against a median nearest-training distance of 2.07 for held-out images and a smallest one of
-0.66 (checked by the tests); a training image with independent noise of standard deviation s per
-pixel lies about 8 s from it, so noise up to s ~ 0.15 (1.2 of the 16 grey levels) still counts as a
-copy. Lower is better for both.
+scores near 1. On the 8x8 digits (pixels scaled to [-1, 1], 20% held out, seed 0) the threshold
+measured 1.21, against a median nearest-training distance of 2.07 for held-out images and a smallest
+one of 0.66 (the tests check the definitions, not these figures); a training image with independent
+noise of standard deviation s per pixel lies about 8 s from it, so noise up to s ~ 0.15 (1.2 of
+the 16 grey levels) still counts as a copy. Lower is better for both.
 
 Both need only a data set with ``train_split()`` (capability ``data_splits``); ``digits_fd`` also
 needs its labels (``train_labels()``, capability ``labels``) to train the classifier. Nothing is
