@@ -1,15 +1,17 @@
-"""Shared fixtures: a fresh plugin host per test, and a temporary MLflow store."""
+"""Shared fixtures: a fresh plugin host per test, and a temporary MLflow store; the suite's time by
+tier. Shared helpers that are not fixtures live in tests/helpers.py.
+
+Tiers: tests marked ``slow`` (statistical checks on long chains or large samples, and trainings) and
+the rest. Every run prints the seconds each tier took; ``-m "not slow"`` runs the fast tier alone.
+"""
 
 from __future__ import annotations
-
-from collections import Counter
 
 import pytest
 import torch
 
 import scorelab_builtins
 from scorelab.plugins import PluginHost
-from scorelab.sources import ExactScore
 
 # The tests' tensors are small: one intra-op thread is many times faster than two contending for a
 # shared 2-core machine (KSD of 400 points: 14 ms against 360 ms). Every test module relies on this.
@@ -29,33 +31,27 @@ def tracking_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-class CountingSource:
-    """The exact score of a target, counting the calls that really reach it. With ``learned`` it also
-    plays a model with a second-order head (score and diagonal from one call)."""
 
-    def __init__(self, target, learned=False):
-        self.inner = ExactScore(target)
-        self.provides = self.inner.provides | ({"second_order_head"} if learned else set())
-        self.calls = Counter()
+class TierClock:
+    """Adds up each test's setup, call and teardown seconds by tier, and prints the totals at the end."""
 
-    def score(self, x, sigma=None):
-        self.calls["score"] += 1
-        return self.inner.score(x, sigma)
+    TIERS = ("slow", "not slow")
 
-    def hess_diag(self, x, sigma=None):
-        self.calls["hess_diag"] += 1
-        return self.inner.hess_diag(x, sigma)
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.TIERS, 0.0)
+        self.tests = {tier: set() for tier in self.TIERS}
 
-    def score_and_diag(self, x, sigma=None):
-        self.calls["score_and_diag"] += 1
-        return self.inner.score(x, sigma), self.inner.hess_diag(x, sigma)
+    def pytest_runtest_logreport(self, report):
+        tier = "slow" if "slow" in report.keywords else "not slow"
+        self.seconds[tier] += report.duration
+        self.tests[tier].add(report.nodeid)
 
-    def log_prob_and_score(self, x):
-        self.calls["log_prob"] += 1
-        return self.inner.log_prob_and_score(x)
+    def pytest_terminal_summary(self, terminalreporter):
+        terminalreporter.write_sep("-", "time by tier")
+        for tier in self.TIERS:
+            terminalreporter.write_line(f"{tier:>8}: {self.seconds[tier]:7.1f} s over {len(self.tests[tier])} tests")
 
 
-@pytest.fixture
-def counting_source():
-    """The class :class:`CountingSource`, for tests that count what reaches a score source."""
-    return CountingSource
+def pytest_configure(config):
+    # Registered as a plugin so that it sees every test of the run, examples/ included.
+    config.pluginmanager.register(TierClock(), "scorelab-tier-clock")

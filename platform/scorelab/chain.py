@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .contracts import finished
 from .device import synchronize
 from .oracle import Counts, ScoreOracle
 
@@ -111,7 +112,7 @@ def run_chain(
         return bad >= 0
 
     checkpoint()
-    while oracle.cost < budget and not getattr(state, "finished", False):
+    while oracle.cost < budget and not finished(state):
         state, info = sampler.step(state, oracle, generator)
         infos.add(info)
         step_costs.append(oracle.cost)
@@ -123,7 +124,7 @@ def run_chain(
         due = bool(pending) and oracle.cost >= pending[0]
         while pending and oracle.cost >= pending[0]:
             pending.pop(0)
-        done = oracle.cost >= budget or getattr(state, "finished", False)
+        done = oracle.cost >= budget or finished(state)
         if (due or done) and checkpoint():
             break
     return ChainResult(state, steps, oracle.cost, oracle.counts, wall, diverged_at)

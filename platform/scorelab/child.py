@@ -20,8 +20,8 @@ import torch
 from .analysis import RunRecord, Study
 from .chain import Checkpoint, run_chain
 from .config import Comparison, SamplerSetting
-from .contracts import hyperparameters
-from .crossing import Point, Snapshot, budget_bound, budget_ladder, replay
+from .contracts import hyperparameters, traits
+from .crossing import Point, Snapshot, budget_ladder, replay
 from .ess import Tracer
 from .oracle import CostWeights, Counts, ScoreOracle
 from .plots import samples_figure
@@ -75,7 +75,7 @@ def run_child(setup: Setup, setting: SamplerSetting, seed: int, role: str, progr
         parent=setup.parent,
         tags={**setup.tags, "scorelab.sampler": setting.name, "scorelab.setting": setting.label,
               "scorelab.seed": seed, "scorelab.role": role, "scorelab.order": setup.order},
-        params={"sampler": setting.name, "plugin": setting.cls.name, "setting": setting.label, "role": role,
+        params={"sampler": setting.name, "plugin": setting.plugin, "setting": setting.label, "role": role,
                 "seed": seed, "budget": comp.budget,
                 "chains": comp.chains,
                 **hyperparameters(setting.make())},
@@ -145,7 +145,7 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
     measure = _Measure(setup, record, metrics)
     sampler = setting.make()
-    ladder = budget_bound(sampler)
+    ladder = traits("sampler", sampler).budget_bound  # its cost to quality is found by a budget ladder
     x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype)
     bound = BOUND_FACTOR * max(1.0, float(x0.abs().max()), float(setup.reference.abs().max()))
     generator = torch.Generator(setup.device).manual_seed(seed)

@@ -27,7 +27,7 @@ import torch
 from .analysis import RunRecord, Study, select_best
 from .child import Setup, initial_chains, run_child
 from .config import Comparison, SamplerSetting
-from .contracts import hyperparameters
+from .contracts import hyperparameters, traits
 from .cost import measure_cost_weights
 from .device import cpu_threads, device_name, resolve_device
 from .errors import ConfigError
@@ -35,9 +35,10 @@ from .floors import quality_floor
 from .oracle import CostWeights
 from .reporting import headline_metrics, report_files
 from .schedules import log_spaced_checkpoints
-from .sources import ExactScore, model_source
+from .sources import ExactScore
 from .summary import findings, headline
 from .tracking import Tracker
+from .training.export import model_source
 
 
 @dataclass
@@ -73,7 +74,7 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         weights, weight_params = measured.weights, measured.as_params()
     # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
     floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
-              for name, metric in comp.metrics.items() if getattr(metric, "discrepancy", True)}
+              for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy}
     study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors, comp.budget,
                   comp.cost_resolution)
 
@@ -145,10 +146,10 @@ def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: Co
                  floors: dict, plugins) -> tuple[str, str, dict]:
     """The comparison's parent run, with what cannot be recomputed (floors, weights) written at once."""
     experiment_id = tracker.experiment(comp.name)
-    tags = {"scorelab.target": target.name, "scorelab.device": device_name(device)}
+    tags = {"scorelab.target": comp.target_name, "scorelab.device": device_name(device)}
     parent = tracker.start_run(
         experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
-        params={"target": target.name, "score": comp.score, "budget": comp.budget, "chains": comp.chains,
+        params={"target": comp.target_name, "score": comp.score, "budget": comp.budget, "chains": comp.chains,
                 "seeds": comp.seeds, "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary,
                 "baseline": comp.baseline,
                 "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
@@ -189,10 +190,10 @@ def make_source(comp: Comparison, target, device, dtype, tracking_uri: str | Non
         raise ConfigError(str(exc), file=comp.file, key="score") from None
     shape = tuple(source.network.event_shape)
     if shape != tuple(target.event_shape):
-        raise ConfigError(f"the model at {comp.score} was trained on shape {shape}; target '{target.name}' has "
+        raise ConfigError(f"the model at {comp.score} was trained on shape {shape}; target '{comp.target_name}' has "
                           f"shape {tuple(target.event_shape)}", file=comp.file, key="score")
     for setting in comp.samplers:
-        missing = [r for r in getattr(setting.make(), "requires", ()) if r not in source.provides]
+        missing = [r for r in traits("sampler", setting.make()).requires if r not in source.provides]
         if missing:
             raise ConfigError(f"sampler {setting.name} requires {', '.join(missing)}, which the model at {comp.score} "
                               f"does not provide (it provides: {', '.join(sorted(source.provides)) or 'nothing'})",
@@ -209,10 +210,10 @@ def resolved_config(comp: Comparison, weights: CostWeights, device) -> dict:
         "tuning_seeds": comp.tuning_seeds,
         "primary_metric": comp.primary,
         "baseline": comp.baseline,
-        "target": {"name": comp.target.name, **comp.target.describe()},
+        "target": {"name": comp.target_name, **comp.target.describe()},
         "init": dataclasses.asdict(comp.init),
         "metrics": [{"name": n, **hyperparameters(m)} for n, m in comp.metrics.items()],
-        "samplers": [{"name": s.name, "plugin": s.cls.name, "label": s.label, **hyperparameters(s.make())}
+        "samplers": [{"name": s.name, "plugin": s.plugin, "label": s.label, **hyperparameters(s.make())}
                      for s in comp.samplers],
         "cost_weights": dataclasses.asdict(weights),
         "source_file": comp.file,

@@ -14,8 +14,9 @@ from typing import Any, Literal
 import yaml
 
 from . import params as P
+from .contracts import traits
 from .errors import ConfigError
-from .training.export import MODEL_URI
+from .store import MODEL_URI
 
 #: The most checkpoints a comparison takes (their costs are a list, built whole before the run).
 MAX_CPU_THREADS = 4096
@@ -61,7 +62,7 @@ class ComparisonSpec:
     primary_metric: str | None = None  # default: the first metric
     quality_multiple: float = 1.5  # quality is reached at primary metric <= multiple x its floor
     cost_resolution: float = 0.02  # relative precision of the cost at which quality is reached
-    baseline: str | None = None  # default: langevin, when compared
+    baseline: str | None = None  # the row speedups are measured against; default: the first sampler row listed
     cpu_threads: int = 1  # torch threads on the CPU (0: torch's default); small per-step tensors gain nothing from more
 
 
@@ -74,6 +75,7 @@ class SamplerSetting:
     cls: type
     params: dict
     label: str  # e.g. "langevin[step_size=0.05]", for run names
+    plugin: str = ""  # the name the sampler's class is registered under
 
     def make(self) -> Any:
         return self.cls(**self.params)
@@ -92,6 +94,7 @@ class Comparison:
     tuning_seeds: list[int] = field(default_factory=list)
     primary: str = ""
     baseline: str | None = None
+    target_name: str = ""  # the name the target's class is registered under
 
     def __getattr__(self, key):  # budget, chains, seeds, ... read through to the spec
         return getattr(self.spec, key)
@@ -134,49 +137,61 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
     spec = P.instantiate(ComparisonSpec, top, "", file)
     _check_values(spec, file)
 
-    target = P.build(host, "target", spec.target, "target", file)
+    target_name, target = P.build(host, "target", spec.target, "target", file)
     (init_params,) = P.check_params(InitSpec, spec.init, "init", file)
     init = InitSpec(**init_params)
     P.check_range(init.scale, "init.scale", file, above=0)
     _check_memory(spec, target, file)
+    _check_score(spec, target, target_name, file)
 
+    metrics = _metrics(spec, host, target, target_name, file)
+    samplers = _sampler_settings(spec, host, target, target_name, file)
+    return Comparison(file, spec, target, init, metrics, samplers, _cost_weights(spec, file), raw,
+                      _tuning_seeds(spec, samplers, file), _primary(spec, metrics, file),
+                      _baseline(spec, samplers, file), target_name)
+
+
+def _check_score(spec: ComparisonSpec, target, target_name: str, file: str | None) -> None:
     exact = spec.score == "exact"
     if not exact and not MODEL_URI.fullmatch(spec.score):
         raise ConfigError(f"unknown score source '{spec.score}'. Valid: exact, or a trained model's MLflow URI "
                           "(runs:/<run-id>/model, models:/<name>/<version>)", file=file, key="score")
     if exact and "exact_score" not in target.provides:
-        raise ConfigError(f"target '{target.name}' has no exact score; give a trained model", file=file, key="score")
+        raise ConfigError(f"target '{target_name}' has no exact score; give a trained model", file=file, key="score")
 
-    metrics = _metrics(spec, host, target, file)
-    samplers = _sampler_settings(spec, host, target, file)
-    names = {s.name for s in samplers}
-    tuning_seeds = _tuning_seeds(spec, samplers, file)
+
+def _primary(spec: ComparisonSpec, metrics: dict[str, Any], file: str | None) -> str:
     primary = spec.primary_metric or next(iter(metrics))
     if primary not in metrics:
         raise ConfigError(P.unknown_choice("metric", primary, metrics) + " (primary_metric must be one of 'metrics')",
                           file=file, key="primary_metric")
-    baseline = spec.baseline or ("langevin" if "langevin" in names else None)
-    if baseline is not None and baseline not in names:
-        raise ConfigError(P.unknown_choice("baseline sampler", baseline, names) + " (the baseline must be compared)",
+    return primary
+
+
+def _baseline(spec: ComparisonSpec, samplers: list[SamplerSetting], file: str | None) -> str:
+    """The row speedups are measured against: ``baseline``, or the first row listed."""
+    names = {s.name for s in samplers}
+    baseline = spec.baseline or samplers[0].name
+    if baseline not in names:
+        raise ConfigError(P.unknown_choice("baseline sampler", baseline, names) + " (the baseline must be one of "
+                          "the compared rows; without 'baseline' it is the first sampler listed)",
                           file=file, key="baseline")
-
-    return Comparison(file, spec, target, init, metrics, samplers, _cost_weights(spec, file), raw, tuning_seeds,
-                      primary, baseline)
+    return baseline
 
 
-def _metrics(spec: ComparisonSpec, host, target, file: str | None) -> dict[str, Any]:
+def _metrics(spec: ComparisonSpec, host, target, target_name: str, file: str | None) -> dict[str, Any]:
     if not isinstance(spec.metrics, list) or not spec.metrics:
         raise ConfigError("expected a non-empty list of metrics", file=file, key="metrics")
     metrics = {}
     for i, entry in enumerate(spec.metrics):
-        metric = P.build(host, "metric", entry, f"metrics[{i}]", file)
-        _check_requires(metric, set(target.provides) | {"reference"}, f"metrics[{i}]", file,
-                        f"target '{target.name}'")
-        metrics[metric.name] = metric
+        name, metric = P.build(host, "metric", entry, f"metrics[{i}]", file)
+        _check_requires(traits("metric", metric).requires, name, set(target.provides) | {"reference"},
+                        f"metrics[{i}]", file, f"target '{target_name}'")
+        metrics[name] = metric
     return metrics
 
 
-def _sampler_settings(spec: ComparisonSpec, host, target, file: str | None) -> list[SamplerSetting]:
+def _sampler_settings(spec: ComparisonSpec, host, target, target_name: str, file: str | None) -> list[SamplerSetting]:
     """Every setting of every sampler entry (a list value is a sweep), checked by its class, labelled."""
     if not isinstance(spec.samplers, list) or not spec.samplers:
         raise ConfigError("expected a non-empty list of samplers", file=file, key="samplers")
@@ -184,15 +199,17 @@ def _sampler_settings(spec: ComparisonSpec, host, target, file: str | None) -> l
     for i, entry in enumerate(spec.samplers):
         path = f"samplers[{i}]"
         name, params = P.split_entry(entry, path, file)
-        cls = P.resolve_class(host, "sampler", name, path, file)
-        row = _row_name(params.pop("as", cls.name), cls, samplers, host, path, file)
-        for setting in P.check_params(cls, params, path, file, sweep=True):
-            sampler = P.instantiate(cls, setting, path, file)  # the class's own value checks, now
-            if spec.score == "exact":  # a setting may require more than its class; models: make_source
-                _check_requires(sampler, set(target.provides), path, file,
-                                f"the exact score of target '{target.name}'")
-            _check_run(sampler, spec, target, path, file)
-            samplers.append(SamplerSetting(row, cls, setting, row))
+        found = P.resolve(host, "sampler", name, path, file)
+        row = _row_name(params.pop("as", found.name), found.name, samplers, host, path, file)
+        for setting in P.check_params(found.cls, params, path, file, sweep=True, name=found.name):
+            # The class's own value checks, now; and a setting may require more than its class.
+            sampler = P.instantiate(found.cls, setting, path, file, kind="sampler", name=found.name)
+            need = traits("sampler", sampler)
+            if spec.score == "exact":  # a model's capabilities are checked when it is loaded (make_source)
+                _check_requires(need.requires, found.name, set(target.provides), path, file,
+                                f"the exact score of target '{target_name}'")
+            _check_run(need.check_run, found.name, spec, target, path, file)
+            samplers.append(SamplerSetting(row, found.cls, setting, row, found.name))
     _label(samplers)
     return samplers
 
@@ -280,39 +297,38 @@ def _check_memory(spec: ComparisonSpec, target, file: str | None) -> None:
                  f"{spec.chains} chains of dimension {dim} in {spec.dtype}")
 
 
-def _check_run(sampler: Any, spec: ComparisonSpec, target, path: str, file: str | None) -> None:
-    """What a sampler needs of the run, checked before work instead of failing its child runs: an optional
-    ``check_run(chains, event_shape, budget)`` that raises ValueError (e.g. a schedule of more levels
+def _check_run(check, name: str, spec: ComparisonSpec, target, path: str, file: str | None) -> None:
+    """What a sampler needs of the run, checked before work instead of failing its child runs: its optional
+    ``check_run(chains, event_shape, budget)``, which raises ValueError (e.g. a schedule of more levels
     than the budget has steps, an ensemble too small for its covariance)."""
-    check = getattr(sampler, "check_run", None)
-    if not callable(check):
+    if check is None:
         return
     try:
         check(spec.chains, tuple(target.event_shape), spec.budget)
     except ValueError as exc:
-        name = getattr(sampler, "name", type(sampler).__name__)
         raise ConfigError(f"{name} cannot run with this config: {exc}", file=file, key=path) from None
 
 
-def _check_requires(obj: Any, provides: set, path: str, file: str | None, what: str) -> None:
-    missing = [r for r in getattr(obj, "requires", ()) if r not in provides]
+def _check_requires(requires: tuple[str, ...], name: str, provides: set, path: str, file: str | None,
+                    what: str) -> None:
+    missing = [r for r in requires if r not in provides]
     if missing:
         raise ConfigError(
-            f"{obj.name} requires {', '.join(missing)}, which {what} does not provide "
+            f"{name} requires {', '.join(missing)}, which {what} does not provide "
             f"(it provides: {', '.join(sorted(provides)) or 'nothing'})", file=file, key=path)
 
 
-def _row_name(row: Any, cls: type, earlier: list[SamplerSetting], host, path: str, file: str | None) -> str:
+def _row_name(row: Any, plugin: str, earlier: list[SamplerSetting], host, path: str, file: str | None) -> str:
     """A sampler entry's row: its plugin's name, or ``as`` (``as`` is a Python keyword, so it can never
     be a hyperparameter). One row holds one plugin, and a row never takes another plugin's name."""
     key = f"{path}.as"
     if not isinstance(row, str) or not re.fullmatch(r"[A-Za-z][\w\-]*", row):
         raise ConfigError(f"expected a row name of letters, digits, '_' or '-', got {row!r}", file=file, key=key)
-    other = next((s.cls.name for s in earlier if s.name == row and s.cls is not cls), None)
+    other = next((s.plugin for s in earlier if s.name == row and s.plugin != plugin), None)
     if other is not None:
-        raise ConfigError(f"row '{row}' already holds sampler '{other}'; give this {cls.name} entry another "
+        raise ConfigError(f"row '{row}' already holds sampler '{other}'; give this {plugin} entry another "
                           "name with 'as'", file=file, key=key)
-    if row != cls.name and row in host.names("sampler"):
+    if row != plugin and row in host.names("sampler"):
         raise ConfigError(f"'{row}' is another sampler plugin's name; choose a row name that is not",
                           file=file, key=key)
     return row

@@ -1,17 +1,27 @@
-"""The contracts of the five plugin kinds, and the check the host runs on every registered class.
+"""The contracts of the five plugin kinds, and the checks the host, configs and the kit share.
 
 Every plugin class is a dataclass: its fields are its hyperparameters (typed, with defaults), which
-is how configs set them and how runs log them. Capabilities a plugin relies on are declared in a
-class attribute ``requires`` (a tuple of names from :data:`CAPABILITIES`), so a mismatch is a config
-error before any work starts instead of a crash mid-run.
+is how configs set them and how runs log them. Besides its methods, a plugin may declare optional
+attributes (its *traits*): what it ``requires`` of the score source or target, how the kit should
+run it, how a comparison must measure it. Each kind's traits are declared once here, as a typed
+record with defaults and one line of meaning per field (:class:`SamplerTraits`, ...), and read in
+one place, :func:`traits`; :func:`trait_problems` is the check that registration (on the class),
+configs (on each built instance, since a trait may follow the hyperparameters) and the conformance
+kit run alike. A trait that is absent, or None, takes its default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, runtime_checkable
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import torch
+from .errors import PluginError
+
+if TYPE_CHECKING:  # annotations only: importing the contracts stays cheap
+    import torch
 
 #: What a score source, target or data set can offer, and what plugins may require.
 CAPABILITIES = {
@@ -93,7 +103,8 @@ def _defines(cls: type, method: str) -> bool:
 
 
 def contract_problems(kind: str, cls: Any) -> list[str]:
-    """What is wrong with ``cls`` as a plugin of ``kind`` (an empty list when nothing is)."""
+    """What is wrong with ``cls`` as a plugin of ``kind`` (an empty list when nothing is): its shape, and
+    the traits it declares on the class (those that follow the hyperparameters are checked per instance)."""
     if not isinstance(cls, type):
         return [f"expected a class, got {type(cls).__name__}"]
     problems = []
@@ -102,12 +113,189 @@ def contract_problems(kind: str, cls: Any) -> list[str]:
     for method in REQUIRED_METHODS[kind]:
         if not callable(getattr(cls, method, None)) or not _defines(cls, method):
             problems.append(f"has no method '{method}'")
-    unknown = set(getattr(cls, "requires", ())) - CAPABILITIES.keys()
+    return problems + trait_problems(kind, cls)
+
+
+# -- traits: the optional attributes of each kind ----------------------------------------------------
+# A record per kind declares them: type, default, and one line of meaning each (``metadata["help"]``, as
+# for a plugin's own fields). A field's ``metadata["read"]`` turns a declared value into the field's type,
+# or raises ValueError saying what is wrong with it.
+
+def _capabilities(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, tuple | list | set | frozenset) or not all(
+            isinstance(v, str) for v in value):
+        raise ValueError(f"must be a tuple of capability names, got {value!r}")
+    unknown = sorted(set(value) - CAPABILITIES.keys())
     if unknown:
-        problems.append(f"requires unknown capabilities {sorted(unknown)}; known: {sorted(CAPABILITIES)}")
-    return problems
+        raise ValueError(f"unknown capabilities {unknown}; known: {sorted(CAPABILITIES)}")
+    return tuple(value)
+
+
+def _capability_set(value: Any) -> frozenset[str]:
+    return frozenset(_capabilities(value))
+
+
+def _of_type(tp: type, what: str) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
+        if not isinstance(value, tp):
+            raise ValueError(f"must be {what}, got {value!r}")
+        return value
+    return read
+
+
+def _function(value: Any) -> Callable:
+    if not callable(value):
+        raise ValueError(f"must be a method, got {value!r}")
+    return value
+
+
+def _settings(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"must be a dict of capability name -> setting (both strings), got {value!r}")
+    _capabilities(tuple(value))
+    return value
+
+
+def _trait(default: Any, read: Callable[[Any], Any], meaning: str) -> Any:
+    factory = {"default_factory": lambda: type(default)(default)} if isinstance(default, dict) else {"default": default}
+    return field(**factory, metadata={"read": read, "help": meaning})
+
+
+_flag = _of_type(bool, "True or False")
+
+
+def _requires() -> Any:
+    return _trait((), _capabilities, "capabilities it needs (see CAPABILITIES), checked before any work; may "
+                  "follow the hyperparameters (set it in __post_init__)")
+
+
+@dataclass(frozen=True)
+class CommonTraits:
+    """What a plugin of any kind may declare."""
+
+    name: str = _trait("", _of_type(str, "a string"), "the name it registers under when register() is given none "
+                       "(default: its class name in snake_case)")
+    example_params: dict = _trait({}, _of_type(dict, "a dict of hyperparameters"), "hyperparameters the "
+                                  "conformance kit and check-plugin build it with (an explicit params= wins)")
+
+
+@dataclass(frozen=True)
+class SamplerTraits(CommonTraits):
+    """A sampler's optional attributes."""
+
+    requires: tuple[str, ...] = _requires()
+    chains_interact: bool = _trait(False, _flag, "chains share information by design (a step adapted on the "
+                                   "acceptance averaged over chains): the kit skips 'chains are independent'")
+    deterministic: bool = _trait(False, _flag, "it draws no random numbers (an ODE solver): the kit skips its "
+                                 "checks that the generator is used")
+    host_syncs: str = _trait("", _of_type(str, "a string saying why"), "why step reads device values on the host by "
+                             "design ('' when it does not): the kit's no-sync check becomes a skip with this reason")
+    budget_bound: bool = _trait(False, _flag, "init plans the run from the budget (a schedule split over it): a "
+                                "comparison finds its cost to quality by a ladder of budgets, not by replaying")
+    stationary_variance: Callable[[float], float] | None = _trait(
+        None, _function, "the per-coordinate variance its chains settle at on N(mu, variance) at these "
+        "hyperparameters: the kit's Gaussian checks allow sampling error and 2 % around it instead of 10 %")
+    check_run: Callable[[int, tuple[int, ...], float], None] | None = _trait(
+        None, _function, "check_run(chains, event_shape, budget) raises ValueError for a run these "
+        "hyperparameters cannot do: a config refuses it before any work")
+
+
+@dataclass(frozen=True)
+class ObjectiveTraits(CommonTraits):
+    """An objective's optional attributes."""
+
+    requires: tuple[str, ...] = _requires()
+    noise_levels: Callable[[], Sequence[float]] | None = _trait(
+        None, _function, "noise_levels() lists the sigmas the model learns, 0 for the data itself (default [0])")
+    bind: Callable[[Any], None] | None = _trait(
+        None, _function, "bind(target) is called before training, for objectives that need the target "
+        "(its exact score)")
+
+
+@dataclass(frozen=True)
+class ModelTraits(CommonTraits):
+    """A model builder's optional attributes."""
+
+    provides: frozenset[str] | None = _trait(
+        None, _capability_set, "capabilities its networks have at these hyperparameters (default: "
+        "noise_conditional when noise_conditional is true)")
+    noise_conditional: bool = _trait(False, _flag, "its networks are called model(x, sigma)")
+    provides_with: dict = _trait({}, _settings, "for a capability it can be set to provide, the setting that "
+                                 "does it (log_prob: 'energy: true'), named in errors that ask for it")
+
+
+@dataclass(frozen=True)
+class TargetTraits(CommonTraits):
+    """A target's optional attributes (its capabilities are ``provides``, part of the Target contract)."""
+
+
+@dataclass(frozen=True)
+class MetricTraits(CommonTraits):
+    """A metric's optional attributes."""
+
+    requires: tuple[str, ...] = _requires()
+    discrepancy: bool = _trait(True, _flag, "it measures a distance to the reference (its quality floor is "
+                               "then a root mean square, and 'reached quality' applies); False for an estimate "
+                               "such as a likelihood, whose floor is a mean and which has no quality threshold")
+
+
+TRAITS: dict[str, type] = {"sampler": SamplerTraits, "objective": ObjectiveTraits, "model": ModelTraits,
+                           "target": TargetTraits, "metric": MetricTraits}
+
+
+def _declared(plugin: Any, key: str) -> Any:
+    """What ``plugin`` declares for trait ``key``; None when nothing (or, on a class, a property: its value
+    follows the instance's hyperparameters, so only an instance can tell)."""
+    if isinstance(plugin, type) and isinstance(inspect.getattr_static(plugin, key, None), property):
+        return None
+    return getattr(plugin, key, None)
+
+
+def _read(kind: str, plugin: Any) -> tuple[dict[str, Any], list[str]]:
+    values, problems = {}, []
+    for f in dataclasses.fields(TRAITS[kind]):
+        declared = _declared(plugin, f.name)
+        if declared is None:
+            continue
+        try:
+            values[f.name] = f.metadata["read"](declared)
+        except ValueError as exc:
+            problems.append(f"{f.name} {exc}")
+    return values, problems
+
+
+def trait_problems(kind: str, plugin: Any) -> list[str]:
+    """What is wrong with the traits ``plugin`` (a class or an instance) declares as a ``kind``."""
+    return _read(kind, plugin)[1]
+
+
+def declared_name(kind: str, plugin: Any) -> str:
+    """The name ``plugin`` declares; '' when it declares none (or one that is not a string, which
+    :func:`trait_problems` reports)."""
+    return _read(kind, plugin)[0].get("name", "")
+
+
+def traits(kind: str, plugin: Any) -> Any:
+    """The traits of ``plugin`` (an instance, or a class for what it declares on the class) as a ``kind``:
+    a :class:`SamplerTraits`, :class:`ObjectiveTraits`, ... with every default filled in. Raises
+    :class:`~scorelab.errors.PluginError` naming what is wrong with a declared value.
+
+    >>> traits("metric", object()).discrepancy
+    True
+    """
+    values, problems = _read(kind, plugin)
+    if problems:
+        label = plugin.__name__ if isinstance(plugin, type) else type(plugin).__name__
+        raise PluginError(f"{kind} {label}: " + "; ".join(problems))
+    return TRAITS[kind](**values)
 
 
 def hyperparameters(obj: Any) -> dict[str, Any]:
     """The hyperparameters of a plugin instance, as logged to MLflow."""
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
+def finished(state: Any) -> bool:
+    """Whether a sampler's state ends its run before the budget is spent (its optional ``finished``, a
+    Python bool, for a sampler with a fixed schedule)."""
+    return bool(getattr(state, "finished", False))

@@ -37,12 +37,6 @@ from .oracle import Counts, ScoreOracle
 Point = tuple[float, float, Counts]  # (cost, metric value, calls so far)
 
 
-def budget_bound(sampler: Any) -> bool:
-    """Whether the sampler plans its run from the budget (an optional plugin attribute, default False),
-    so that its cost to quality must be found by a budget ladder, not read off one run's curve."""
-    return bool(getattr(sampler, "budget_bound", False))
-
-
 @dataclass
 class Snapshot:
     """Everything a replay needs to continue a run exactly from a checkpoint."""

@@ -20,8 +20,8 @@ The pairs' values v_1..v_R are summarised by their root mean square, sqrt(mean v
 every discrepancy, also for unbiased ones (MMD^2, energy distance) whose expectation under exact
 samples is 0 and whose values are noise around it, and close to the mean for biased ones (SWD, KSD
 as a V-statistic, FD), where the noise is small next to the bias. A metric whose value is not a
-discrepancy (``nll``: an entropy estimate, possibly negative) says so with a class attribute
-``discrepancy = False``; its floor is the mean.
+discrepancy (``nll``: an entropy estimate, possibly negative) says so with the trait
+``discrepancy = False`` (:class:`scorelab.contracts.MetricTraits`); its floor is the mean.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import math
 from typing import Any
 
 import torch
+
+from .contracts import traits
 
 
 def quality_floor(metric: Any, target: Any, n: int, generator_seed: int, reference: torch.Tensor | None = None,
@@ -43,12 +45,12 @@ def quality_floor(metric: Any, target: Any, n: int, generator_seed: int, referen
         raise ValueError(f"n must be >= 2, got {n}")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if "data_splits" in getattr(target, "provides", ()):
+    if "data_splits" in target.provides:
         pairs = _data_set_pairs(target, n, generator_seed, repeats)
     else:
         pairs = _exact_pairs(target, n, generator_seed, repeats, reference)
     values = [float(metric(a, b, target)) for a, b in pairs]
-    if not getattr(metric, "discrepancy", True):
+    if not traits("metric", metric).discrepancy:
         return sum(values) / len(values)
     return math.sqrt(sum(v * v for v in values) / len(values))
 

@@ -22,6 +22,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+from .contracts import trait_problems
 from .errors import ConfigError, unknown_choice
 
 _MISSING = object()
@@ -116,18 +117,21 @@ def split_entry(entry: Any, path: str, file: str | None) -> tuple[str, dict]:
     return entry["name"], rest
 
 
-def resolve_class(host, kind: str, name: str, path: str, file: str | None) -> type:
+def resolve(host, kind: str, name: str, path: str, file: str | None):
+    """The host's entry for ``name``: the class and the name it is registered under."""
     try:
-        return host.get(kind, name)
+        return host.entry(kind, name)
     except KeyError as exc:
         raise ConfigError(exc.args[0], file=file, key=join(path, 'name')) from None
     except Exception as exc:  # e.g. a name two plugins claim
         raise ConfigError(str(exc), file=file, key=join(path, 'name')) from None
 
 
-def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep: bool = False) -> list[dict]:
-    """Check ``params`` against ``cls``'s fields; with ``sweep``, a list given for a non-list field is a
-    sweep. Returns the settings (one dict, or the cartesian product of the sweeps)."""
+def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep: bool = False,
+                 name: str | None = None) -> list[dict]:
+    """Check ``params`` against ``cls``'s fields (``name``: the plugin's registered name, for errors); with
+    ``sweep``, a list given for a non-list field is a sweep. Returns the settings (one dict, or the
+    cartesian product of the sweeps)."""
     schema = fields_of(cls)
     choices, axes = {}, {}
     for key, value in params.items():
@@ -136,7 +140,7 @@ def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep:
             close = difflib.get_close_matches(key, schema, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
-                f"unknown key '{key}' for {getattr(cls, 'name', cls.__name__)}{hint} "
+                f"unknown key '{key}' for {name or cls.__name__}{hint} "
                 f"Valid keys: {', '.join(sorted(schema)) or '(none)'}", file=file, key=join(path, key))
         tp = schema[key][0]
         values = value if sweep and isinstance(value, list) and not _accepts_list(tp) else None
@@ -156,12 +160,14 @@ def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep:
     return [{**choices, **dict(zip(axes, combo, strict=True))} for combo in itertools.product(*axes.values())]
 
 
-def instantiate(cls: type, params: dict, path: str, file: str | None) -> Any:
+def instantiate(cls: type, params: dict, path: str, file: str | None, *, kind: str | None = None,
+                name: str | None = None) -> Any:
     """``cls(**params)``, with the class's own value checks reported at ``path``, and so is a size too
-    large to allocate (a class that builds tensors from its fields)."""
-    name = getattr(cls, "name", cls.__name__)
+    large to allocate (a class that builds tensors from its fields). For a plugin of ``kind`` (registered
+    as ``name``), the traits the instance declares are checked too: they may follow its hyperparameters."""
+    name = name or cls.__name__
     try:
-        return cls(**params)
+        obj = cls(**params)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"invalid {name}: {exc}", file=file, key=path) from None
     except (MemoryError, RuntimeError) as exc:
@@ -169,6 +175,11 @@ def instantiate(cls: type, params: dict, path: str, file: str | None) -> Any:
             raise
         raise ConfigError(f"{name} is too large to build with these values ({_first_line(exc)})",
                           file=file, key=path) from None
+    problems = trait_problems(kind, obj) if kind is not None else []
+    if problems:
+        raise ConfigError(f"{kind} {name} with these values: " + "; ".join(problems)
+                          + " (a fault of the plugin, not of the config)", file=file, key=path)
+    return obj
 
 
 def too_large(exc: BaseException) -> bool:
@@ -230,12 +241,12 @@ def _check_numbers(value: Any, key: str, file: str | None) -> None:
         raise ConfigError(f"integers must lie in [-2^63, 2^63), got {value}", file=file, key=key)
 
 
-def build(host, kind: str, entry: Any, path: str, file: str | None) -> Any:
-    """One plugin instance from a config entry (no sweeps)."""
+def build(host, kind: str, entry: Any, path: str, file: str | None) -> tuple[str, Any]:
+    """(registered name, plugin instance) from a config entry (no sweeps)."""
     name, params = split_entry(entry, path, file)
-    cls = resolve_class(host, kind, name, path, file)
-    (setting,) = check_params(cls, params, path, file)
-    return instantiate(cls, setting, path, file)
+    found = resolve(host, kind, name, path, file)
+    (setting,) = check_params(found.cls, params, path, file, name=found.name)
+    return found.name, instantiate(found.cls, setting, path, file, kind=kind, name=found.name)
 
 
 def _accepts_list(tp: Any) -> bool:
@@ -247,5 +258,5 @@ def _accepts_list(tp: Any) -> bool:
     return False
 
 
-__all__ = ["build", "check_params", "check_range", "check_seed", "coerce", "instantiate", "resolve_class",
+__all__ = ["build", "check_params", "check_range", "check_seed", "coerce", "instantiate", "resolve",
            "split_entry", "too_large", "unknown_choice"]

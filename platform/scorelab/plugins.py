@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .contracts import KINDS, contract_problems
+from .contracts import KINDS, contract_problems, declared_name
 from .errors import unknown_choice
 
 HOOK_OF_KIND = {kind: f"register_{kind}s" for kind in KINDS}
@@ -30,8 +30,11 @@ def normalise(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip()).lower()
 
 
-def _default_name(cls: Any) -> str:
-    return getattr(cls, "name", None) or re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__)
+def _key(kind: str, cls: Any, name: str | None) -> str:
+    """The name a class registers under: the one given to ``register``, else the one it declares (a
+    declaration that is not a string is reported by the contract check), else its class name in snake_case."""
+    name = name or declared_name(kind, cls)
+    return normalise(name or re.sub(r"(?<!^)(?=[A-Z])", "_", getattr(cls, "__name__", type(cls).__name__)))
 
 
 @dataclass
@@ -123,7 +126,7 @@ class PluginHost:
         return info
 
     def _register(self, kind: str, cls: Any, name: str | None, info: PluginInfo) -> None:
-        key = normalise(name or _default_name(cls))
+        key = _key(kind, cls, name)
         problems = contract_problems(kind, cls)
         if problems:
             label = getattr(cls, "__name__", repr(cls))
@@ -134,7 +137,6 @@ class PluginHost:
             info.errors.append(f"{kind} '{key}' is registered by both {existing.plugin.provider} and "
                                f"{info.provider}; the first is kept, so rename the second")
             return
-        cls.name = key  # a registered class knows its public name (used in run names and params)
         self._entries[kind][key] = Entry(kind, key, cls, info)
         info.registered.setdefault(kind, []).append(key)
 

@@ -1,4 +1,5 @@
-"""Score sources an oracle can wrap: a target's exact score, or a trained network loaded by MLflow URI."""
+"""Score sources an oracle can wrap: a target's exact score, or a trained network (loaded from its MLflow URI
+by :func:`scorelab.training.export.model_source`)."""
 
 from __future__ import annotations
 
@@ -82,10 +83,3 @@ class ModelScore:
         score, (_, value) = grad_and_value(log_prob, has_aux=True)(x)
         return value, score
 
-
-def model_source(uri: str, *, tracking_uri: str | None = None, device=None, dtype=None, host=None) -> ModelScore:
-    """The trained model at an MLflow URI (``runs:/<run-id>/model``, ``models:/<name>/<version>``)."""
-    from .training.export import download, load_network
-
-    network, spec = load_network(download(uri, tracking_uri), device=device, dtype=dtype, host=host, origin=uri)
-    return ModelScore(network, spec.get("default_sigma"), uri)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import sqlite3
 import urllib.error
@@ -27,6 +28,15 @@ from .errors import ScorelabError
 #: Tags every run scorelab starts carries, so a later command can tell whether its process still lives.
 HOST_TAG, PID_TAG = "scorelab.host", "scorelab.pid"
 REACH_TIMEOUT_S = 5.0
+
+#: The URIs of a trained model in a store, as a comparison's ``score`` key gives them.
+MODEL_URI = re.compile(r"runs:/[\w\-]+/[\w\-./]+|models:/[\w\-. ]+(/\d+|@[\w\-]+)")
+
+
+def check_model_uri(uri: str) -> None:
+    """ValueError unless ``uri`` is ``runs:/<run-id>/<path>`` or ``models:/<name>/<version>`` (or ``@alias``)."""
+    if not MODEL_URI.fullmatch(uri):
+        raise ValueError(f"'{uri}' is not a model URI: expected runs:/<run-id>/model or models:/<name>/<version>")
 
 
 def sqlite_path(uri: str) -> Path | None:

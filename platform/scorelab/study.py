@@ -134,7 +134,7 @@ def quicken(config: dict, comp: Comparison, quick: QuickSpec) -> dict:
     budget, fewer chains and seeds, and each row's first setting only (so no tuning runs)."""
     first = {}
     for s in comp.samplers:
-        first.setdefault(s.name, {"name": s.cls.name, **({"as": s.name} if s.name != s.cls.name else {}), **s.params})
+        first.setdefault(s.name, {"name": s.plugin, **({"as": s.name} if s.name != s.plugin else {}), **s.params})
     return {**config, "name": f"{config['name']}{QUICK_SUFFIX}",
             "budget": max(1.0, comp.budget * quick.budget_scale), "chains": min(comp.chains, quick.chains),
             "seeds": comp.seeds[: quick.seeds], "samplers": list(first.values())}

@@ -6,6 +6,8 @@ import dataclasses
 
 import torch
 
+from .contracts import traits
+
 _OPTIONAL = {
     "exact_score": "score",
     "log_prob": "log_prob",
@@ -58,7 +60,7 @@ class TargetBase:
         if isinstance(sigma, torch.Tensor) and not bool(sigma.ne(0).any()):
             return
         raise ValueError(
-            f"target {getattr(self, 'name', type(self).__name__)!r} is not noise-conditional: it has no "
+            f"target {traits('target', self).name or type(self).__name__!r} is not noise-conditional: it has no "
             f"closed-form score of its density convolved with N(0, sigma^2 I), so sigma must be 0 (got {sigma!r})")
 
     @property

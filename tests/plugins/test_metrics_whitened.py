@@ -56,6 +56,7 @@ def expected_max(d: int, cdf) -> float:
     return scipy.integrate.quad(lambda t: 1 - cdf(t) ** d, 0, np.inf, limit=200)[0]
 
 
+@pytest.mark.slow
 def test_exact_samples_read_the_stated_floors():
     # Exact expectations (module docstring), with nu = n - 1:
     #   E wce^2 = sum_ij Var W_ij / d = d (d + 1) / (nu d) = (d + 1) / nu;   E wme^2 = E chi^2_d / (n d) = 1 / n;

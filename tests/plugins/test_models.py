@@ -52,10 +52,9 @@ def test_every_model_keeps_the_network_contract(host):
         assert s.shape == x.shape and torch.isfinite(s).all(), (name, options)
         if conditional:  # a scalar noise level means the same level for every sample
             torch.testing.assert_close(net(x, 0.3), s)
-        if getattr(net, "second_order", False):
+        if getattr(net, "second_order", False):  # its values: test_untrained_second_order_heads_...
             s2, diag = net.score_and_diag(x, *args)
-            torch.testing.assert_close(s2, s)
-            assert diag.shape == x.shape
+            assert s2.shape == diag.shape == x.shape and torch.isfinite(diag).all(), (name, options)
         if getattr(net, "energy", False):  # the score is the gradient of log_prob
             xr = x.clone().requires_grad_(True)
             (grad,) = torch.autograd.grad(net.log_prob(xr, *args).sum(), xr)
@@ -71,6 +70,33 @@ def test_untrained_noise_conditional_network_is_a_gaussian_score(host, name):
     x = torch.randn(4, *shape)
     for sigma in (0.01, 1.0, 50.0):
         torch.testing.assert_close(net(x, sigma), -x / (4.0 + sigma**2))
+
+
+@pytest.mark.parametrize(("name", "options"), [("mlp", {"noise_conditional": True}), ("mlp", {}), ("conv", {})])
+def test_untrained_second_order_heads_give_the_gaussian_score_and_its_exact_jacobian_diagonal(host, name, options):
+    """Both heads start at zero, so the network is the preconditioned baseline: for a noise-conditional
+    one the score of N(0, (sigma_d^2 + sigma^2) I), -x / (sigma_d^2 + sigma^2), whose Jacobian is
+    -I / (sigma_d^2 + sigma^2); for a plain one the zero score and a zero Jacobian. The learned diagonal
+    must be that Jacobian's diagonal, and the score that score, whatever the second head holds."""
+    net = host.get("model", name)(data_scale=2.0, second_order=True, **options).build(SHAPES.get(name, (3,)))
+    x = torch.randn(4, *SHAPES.get(name, (3,)))
+    for sigma in (0.1, 1.0, 10.0) if net.noise_conditional else (None,):
+        c = -1.0 / (4.0 + sigma**2) if sigma is not None else 0.0
+        s, diag = net.score_and_diag(x, sigma)
+        torch.testing.assert_close(s, c * x)
+        torch.testing.assert_close(diag, torch.full_like(x, c))
+        torch.testing.assert_close(net(x, sigma), c * x)
+
+
+def test_the_score_does_not_read_the_second_head(host):
+    """Random weights in the second head only: the score is still the baseline's, the diagonal is not."""
+    net = host.get("model", "mlp")(data_scale=2.0, noise_conditional=True, second_order=True).build((3,))
+    with torch.no_grad():
+        net.head2.weight.normal_(generator=torch.Generator().manual_seed(0))
+    x = torch.randn(4, 3)
+    s, diag = net.score_and_diag(x, 1.0)
+    torch.testing.assert_close(s, -x / 5.0)
+    assert not torch.allclose(diag, torch.full_like(x, -1 / 5.0))
 
 
 def test_conv_refuses_vector_data(host):

@@ -53,6 +53,7 @@ def _mode_weights(target, x):
     return torch.bincount(k, minlength=2).double() / len(x)
 
 
+@pytest.mark.slow
 def test_annealing_recovers_mixture_weights_where_plain_langevin_cannot():
     target = _mixture()
     n = 3000

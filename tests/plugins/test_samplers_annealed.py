@@ -6,8 +6,9 @@ Predictions. At the last level sigma_L the chain targets N(mu, S + sigma_L^2 I),
 linear variant (fixed M and h once its estimates have settled) has stationary covariance C solving
 C = A C A^T + Q with A = I - h M P_L and Q = 2 h M. The denoising step x + sigma_L^2 s(x, sigma_L)
 maps x - mu to D (x - mu), D = I - sigma_L^2 P_L, so the final covariance is D C D^T and the mean mu.
-Tolerances as in test_samplers_gaussian.py: n independent chains, Z = 5 standard errors per entry of
-the mean and the covariance, and enough steps at the last level that rho^(2T) < 1e-4.
+Tolerances as in test_samplers_gaussian.py (``tests.helpers.assert_moments``): n independent chains,
+Z = 5 standard errors per entry of the mean and the covariance, and enough steps at the last level that
+rho^(2T) < 1e-4.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import AnnealedLangevin
 from scorelab_builtins.targets import Gaussian
+from tests.helpers import assert_moments, stationary
 
-N, Z = 10_000, 5.0
+N = 10_000
 SIGMA_MAX, SIGMA_MIN, LEVELS = 1.0, 0.1, 3
 
 
@@ -44,20 +46,6 @@ def _last_level(target):
     eye = torch.eye(2, dtype=torch.float64)
     P = torch.linalg.inv(target.covariance + SIGMA_MIN**2 * eye)
     return P, eye, eye - SIGMA_MIN**2 * P
-
-
-def _check(x, mean, cov):
-    n = len(x)
-    se_mean = (cov.diagonal() / n).sqrt()
-    se_cov = ((cov.diagonal()[:, None] * cov.diagonal()[None] + cov**2) / n).sqrt()
-    assert ((x.mean(0) - mean).abs() < Z * se_mean).all(), (x.mean(0), mean)
-    assert ((torch.cov(x.T) - cov).abs() < Z * se_cov).all(), (torch.cov(x.T), cov)
-
-
-def _stationary(A, Q, steps):
-    rho = torch.linalg.eigvals(A).abs().max().item()
-    assert rho ** (2 * steps) < 1e-4
-    return torch.linalg.solve(torch.eye(4, dtype=A.dtype) - torch.kron(A, A), Q.reshape(-1)).reshape(2, 2)
 
 
 def test_snr_rule_is_score_sdes_corrector_step():
@@ -83,8 +71,8 @@ def test_hessian_diagonal_preconditioner_per_level_ends_at_its_predicted_law():
                                step_rule="constant", epsilon=h, preconditioner="hessian_diag", curvature="exact")
     P, eye, D = _last_level(target)
     M = 1 / (P.diagonal() + 1e-2)
-    C = _stationary(eye - h * M[:, None] * P, torch.diag(2 * h * M), T)
-    _check(_run(sampler, target).x, target.mean, D @ C @ D.T)
+    C = stationary(eye - h * M[:, None] * P, torch.diag(2 * h * M), T)
+    assert_moments(_run(sampler, target).x, target.mean, D @ C @ D.T)
 
 
 def test_power_rule_per_level_ends_at_ulas_law_for_its_step():
@@ -95,10 +83,11 @@ def test_power_rule_per_level_ends_at_ulas_law_for_its_step():
                                step_rule="power", step_scale=scale, max_step=100.0, refresh_every=5)
     P, eye, D = _last_level(target)
     h = scale / torch.linalg.eigvalsh(P).max()  # the power iteration converges to lambda_max(P_L)
-    C = _stationary(eye - h * P, 2 * h * eye, T - 10)
-    _check(_run(sampler, target).x, target.mean, D @ C @ D.T)
+    C = stationary(eye - h * P, 2 * h * eye, T - 10)
+    assert_moments(_run(sampler, target).x, target.mean, D @ C @ D.T)
 
 
+@pytest.mark.slow
 def test_error_controlled_rule_per_level_ends_at_the_noisy_target():
     target = _target()
     T, n = 150, 5000
@@ -113,7 +102,7 @@ def test_error_controlled_rule_per_level_ends_at_the_noisy_target():
     assert 0.01 < h < 0.1
     rho = torch.linalg.eigvalsh(eye - h * P).abs().max().item()
     assert 0.09 * rho ** (2 * T) < 1e-3
-    _check(state.x, target.mean, D @ torch.linalg.inv(P) @ D.T)
+    assert_moments(state.x, target.mean, D @ torch.linalg.inv(P) @ D.T)
 
 
 def test_invalid_combinations_are_clear_errors():

@@ -11,6 +11,7 @@ import torch
 from scorelab.chain import run_chain
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
+from scorelab_builtins.kernels import score_and_curvature
 from scorelab_builtins.samplers import (
     AdaptiveLangevin,
     AnnealedLangevin,
@@ -22,8 +23,8 @@ from scorelab_builtins.samplers import (
     ProbabilityFlowODE,
     RmspropLangevin,
 )
-from scorelab_builtins.samplers._curvature import score_and_curvature
 from scorelab_builtins.targets import Gaussian
+from tests.helpers import CountingSource
 
 
 def _gaussian():
@@ -83,9 +84,9 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_counted_calls_equal_actual_calls(name, counting_source):
+def test_counted_calls_equal_actual_calls(name):
     make, expected = CONFIGS[name]
-    source = counting_source(_gaussian(), learned=True)
+    source = CountingSource(_gaussian(), learned=True)
     oracle = ScoreOracle(source)
     x0 = torch.randn(16, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     result = run_chain(make(), oracle, x0, 40, torch.Generator().manual_seed(1))
@@ -99,9 +100,9 @@ def test_counted_calls_equal_actual_calls(name, counting_source):
         assert (c.nfe, c.vjp, c.jvp, c.curvature) == tuple(want[k] for k in ("nfe", "vjp", "jvp", "curvature"))
 
 
-def test_the_ode_pays_for_every_right_hand_side_and_finishes_in_one_step(counting_source):
+def test_the_ode_pays_for_every_right_hand_side_and_finishes_in_one_step():
     x0 = torch.zeros(64, 4, dtype=torch.float64)
-    ode, oracle = ProbabilityFlowODE(sigma_max=5.0), ScoreOracle(counting_source(_gaussian()))
+    ode, oracle = ProbabilityFlowODE(sigma_max=5.0), ScoreOracle(CountingSource(_gaussian()))
     state, info = ode.step(ode.init(x0, oracle, 10), oracle, torch.Generator().manual_seed(0))
     # solve_ivp's own count of right-hand sides, plus the denoising step; far past a budget of 10.
     assert oracle.counts.nfe == info.nfe + 1 > 10

@@ -3,7 +3,7 @@ biased covariance of its discretisation.
 
 Predictions. Most samplers are linear on a Gaussian target: one step maps x - mu to
 A (x - mu) + (noise of covariance Q), so their stationary covariance S solves the discrete Lyapunov
-equation S = A S A^T + Q (``lyapunov`` below), and their stationary mean is mu. That covers ULA
+equation S = A S A^T + Q (``tests.helpers.lyapunov``), and their stationary mean is mu. That covers ULA
 (A = I - hP, Q = 2hI, P the precision), the fixed diagonal preconditioners (A = I - hMP, Q = 2hM),
 the Ozaki step (A = I - Phi_1 P, Q = Phi_2), and the curvature-set step once its estimate is fixed.
 MALA is exact, error-controlled Langevin is exact up to a second-order Heun bias far below the
@@ -38,6 +38,7 @@ from scorelab_builtins.samplers import (
     RmspropLangevin,
 )
 from scorelab_builtins.targets import Gaussian
+from tests.helpers import assert_moments, lyapunov, stationary
 
 N = 10_000
 Z = 5.0
@@ -48,18 +49,6 @@ ISOTROPIC = dict(dim=2, scale=0.7, mean_value=1.0)
 
 
 
-def lyapunov(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
-    """S with S = A S A^T + Q (vec(S) = (I - A kron A)^-1 vec(Q))."""
-    d = A.shape[0]
-    return torch.linalg.solve(torch.eye(d * d, dtype=A.dtype) - torch.kron(A, A), Q.reshape(-1)).reshape(d, d)
-
-
-def linear(A, Q, steps):
-    rho = torch.linalg.eigvals(A).abs().max().item()
-    assert rho ** (2 * steps) < 1e-4, f"too few steps for the transient to die out (rho = {rho:.3f})"
-    return lyapunov(A, Q)
-
-
 def _precision(t):
     return torch.linalg.inv(t.covariance)
 
@@ -67,7 +56,7 @@ def _precision(t):
 def ula(h, steps):
     def predict(t):
         P = _precision(t)
-        return t.mean, linear(torch.eye(2, dtype=P.dtype) - h * P, 2 * h * torch.eye(2, dtype=P.dtype), steps)
+        return t.mean, stationary(torch.eye(2, dtype=P.dtype) - h * P, 2 * h * torch.eye(2, dtype=P.dtype), steps)
     return predict
 
 
@@ -76,7 +65,7 @@ def fixed_diagonal(h, m_of, steps):
     def predict(t):
         P = _precision(t)
         M = m_of(P)
-        return t.mean, linear(torch.eye(2, dtype=P.dtype) - h * M[:, None] * P, torch.diag(2 * h * M), steps)
+        return t.mean, stationary(torch.eye(2, dtype=P.dtype) - h * M[:, None] * P, torch.diag(2 * h * M), steps)
     return predict
 
 
@@ -85,7 +74,7 @@ def ozaki(h, damping, steps):
         P = _precision(t)
         c = P.diagonal() + damping
         gain, var = -torch.expm1(-h * c) / c, -torch.expm1(-2 * h * c) / c
-        return t.mean, linear(torch.eye(2, dtype=P.dtype) - gain[:, None] * P, torch.diag(var), steps)
+        return t.mean, stationary(torch.eye(2, dtype=P.dtype) - gain[:, None] * P, torch.diag(var), steps)
     return predict
 
 
@@ -97,7 +86,7 @@ def rmsprop_fixed_point(h, steps):
         for _ in range(100):
             G = 1 / (1e-5 + (P @ S @ P).diagonal().sqrt())
             S = lyapunov(torch.eye(2, dtype=P.dtype) - h * G[:, None] * P, torch.diag(2 * h * G))
-        linear(torch.eye(2, dtype=P.dtype) - h * G[:, None] * P, torch.diag(2 * h * G), steps)
+        stationary(torch.eye(2, dtype=P.dtype) - h * G[:, None] * P, torch.diag(2 * h * G), steps)
         return t.mean, S
     return predict
 
@@ -148,6 +137,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_reaches_the_target_or_its_known_bias(case):
     make, spec, steps, predict = CASES[case]
@@ -159,12 +149,7 @@ def test_reaches_the_target_or_its_known_bias(case):
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         state, _ = sampler.step(state, oracle, g)
-    x = state.x
-    mean, cov = predict(target)
-    se_mean = (cov.diagonal() / N).sqrt()
-    se_cov = ((cov.diagonal()[:, None] * cov.diagonal()[None] + cov**2) / N).sqrt()
-    assert ((x.mean(0) - mean).abs() < Z * se_mean).all(), (x.mean(0), mean)
-    assert ((torch.cov(x.T) - cov).abs() < Z * se_cov).all(), (torch.cov(x.T), cov)
+    assert_moments(state.x, *predict(target), Z)
 
 
 def test_the_biased_predictions_are_resolved_from_the_truth():

@@ -7,7 +7,6 @@ import importlib.metadata
 import json
 import math
 import types
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -16,61 +15,22 @@ import scorelab.plugins
 import scorelab_builtins
 from scorelab.cli import main
 from scorelab.hookspecs import API_VERSION, hookimpl
-
-
-@dataclass
-class State:
-    x: torch.Tensor
-    score: torch.Tensor
-
-
-@dataclass
-class Info:
-    step_size: float
-
-
-@dataclass
-class Ula:
-    step_size: float = 0.01
-
-    def init(self, x0, oracle, budget):
-        return State(x0, oracle.score(x0))
-
-    def noise(self, state, generator):
-        return torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-
-    def step(self, state, oracle, generator):
-        h = self.step_size
-        x = state.x + h * state.score + math.sqrt(2 * h) * self.noise(state, generator)
-        return State(x, oracle.score(x)), Info(h)
-
-
-@dataclass
-class NoStep:
-    step_size: float = 0.01
-
-    def init(self, x0, oracle, budget):
-        return State(x0, oracle.score(x0))
-
-
-def _variant(name, **methods):
-    return dataclass(type(name, (Ula,), methods))
-
+from tests.helpers import Info, NoStep, State, Ula, variant
 
 # The broken plugins of the issue: each one's class and a line the output must contain.
 BROKEN = {
     "missing_step": (NoStep, "LOAD ERROR: sampler 'missing_step' (NoStep) rejected: has no method 'step'"),
-    "wrong_return": (_variant("StateOnly", step=lambda self, s, o, g: Ula.step(self, s, o, g)[0]),
+    "wrong_return": (variant("StateOnly", step=lambda self, s, o, g: Ula.step(self, s, o, g)[0]),
                      "step 1 returned a State; step must return a pair (state, info)"),
-    "nan_output": (_variant("Exploding", step=lambda self, s, o, g: (State(s.x * math.nan, s.score), Info(1.0))),
+    "nan_output": (variant("Exploding", step=lambda self, s, o, g: (State(s.x * math.nan, s.score), Info(1.0))),
                    "step 1 produced NaN or inf in 8 of 8 chains"),
-    "global_random": (_variant("GlobalRandom", noise=lambda self, s, g: torch.randn(s.x.shape, dtype=s.x.dtype)),
+    "global_random": (variant("GlobalRandom", noise=lambda self, s, g: torch.randn(s.x.shape, dtype=s.x.dtype)),
                       "FAIL reproducible under a fixed generator: two runs with the same generator seed gave "
                       "different chains"),
-    "freeloader": (_variant("Freeloader", step=lambda self, s, o, g: (State(s.x, o._ScoreOracle__source.score(s.x)),
+    "freeloader": (variant("Freeloader", step=lambda self, s, o, g: (State(s.x, o._ScoreOracle__source.score(s.x)),
                                                                       Info(0.0))),
                    "FAIL honest cost (calls counted = calls made): the sampler called the score source's score"),
-    "shrinking": (_variant("Shrinking", step=lambda self, s, o, g: (State(s.x[:-1], s.score[:-1]), Info(0.1))),
+    "shrinking": (variant("Shrinking", step=lambda self, s, o, g: (State(s.x[:-1], s.score[:-1]), Info(0.1))),
                   "step 1 changed the shape of the chains from (8, 3) to (7, 3)"),
 }
 

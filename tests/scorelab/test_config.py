@@ -99,7 +99,7 @@ def test_one_plugin_compared_as_two_rows(tmp_path, host):
     text = GOOD.replace("    levels: 5", "    levels: 5\n  - name: annealed_langevin\n    as: annealed_fine\n"
                         "    levels: [20, 40]")
     comp = load_comparison(_write(tmp_path, text), host)
-    assert [(s.name, s.cls.name, s.label) for s in comp.samplers[2:]] == [
+    assert [(s.name, s.plugin, s.label) for s in comp.samplers[2:]] == [
         ("annealed_langevin", "annealed_langevin", "annealed_langevin"),
         ("annealed_fine", "annealed_langevin", "annealed_fine[levels=20]"),
         ("annealed_fine", "annealed_langevin", "annealed_fine[levels=40]")]

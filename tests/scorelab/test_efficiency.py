@@ -35,6 +35,7 @@ def _paired_costs(rng, n, censor_quantile=None):
     return base, fast
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, censor", [(5, None), (5, 0.84), (10, 0.84)])
 def test_paired_bootstrap_covers_the_true_speedup_at_about_its_nominal_rate(n, censor):
     # 400 simulated comparisons: the coverage estimate has standard error sqrt(0.95 * 0.05 / 400) = 0.011.
@@ -60,6 +61,7 @@ def test_paired_bootstrap_is_tighter_than_an_unpaired_one_when_seeds_share_their
     assert high / low < (u_high / u_low) * 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("censored", [0.0, 0.4])
 def test_median_interval_covers_the_median_at_its_stated_level_under_censoring(censored):
     # 4000 samples of 5 seeds: standard error of the coverage 0.004; the order-statistic interval is

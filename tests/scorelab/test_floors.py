@@ -19,7 +19,7 @@ from scorelab_builtins.metrics import (
     ModeWeightError,
     SlicedWasserstein,
 )
-from scorelab_builtins.targets import GMM, TwoMoons
+from scorelab_builtins.targets import GMM, Gaussian, TwoMoons
 
 
 def quickstart() -> GMM:
@@ -53,12 +53,30 @@ def test_nll_floor_is_the_entropy():
     assert quality_floor(NLL(), quickstart(), 4000, 1) == pytest.approx(entropy, abs=4 * 1.14 / math.sqrt(5 * 4000))
 
 
+@dataclass
+class FirstCoordinateGap:
+    """mean(samples[:, 0]) - mean(reference[:, 0]): signed, so the floor's expectation is exact."""
+
+    name = "first_coordinate_gap"
+
+    def __call__(self, samples, reference, target=None) -> float:
+        return float(samples[:, 0].mean() - reference[:, 0].mean())
+
+
 def test_floor_against_a_fixed_reference():
-    target, n = quickstart(), 1000
+    # N(0, I) in 2-D, sets of n = 50; the metric's value is v = m_a - m_b on the first coordinate. Two
+    # fresh exact sets: v ~ N(0, 2/n). Each exact set against a reference recentred to mean exactly 0:
+    # v ~ N(0, 1/n). The floor is sqrt(mean of R values v^2), and v^2 / E[v^2] is chi^2_1 (mean 1,
+    # variance 2), so floor^2 has a relative standard error sqrt(2 / R) = 4.5 % at R = 1000 repeats; 5 of
+    # them are allowed. A reference ignored (fresh sets read 2/n) or one drawn afresh would be 100 % off.
+    target, n, repeats = Gaussian(dim=2), 50, 1000
+    tolerance = 5 * math.sqrt(2 / repeats)
     reference = target.sample(n, torch.Generator().manual_seed(7))
-    floor = quality_floor(SlicedWasserstein(), target, n, 8, reference=reference)
-    # an exact set against the reference reads about what two fresh exact sets read
-    assert floor == pytest.approx(quality_floor(SlicedWasserstein(), target, n, 8), rel=0.5)
+    centred = reference - reference.mean(0)
+    against = quality_floor(FirstCoordinateGap(), target, n, 8, reference=centred, repeats=repeats)
+    assert against**2 == pytest.approx(1 / n, rel=tolerance)
+    fresh = quality_floor(FirstCoordinateGap(), target, n, 8, repeats=repeats)
+    assert fresh**2 == pytest.approx(2 / n, rel=tolerance)
     with pytest.raises(ValueError, match="reference itself"):
         quality_floor(SlicedWasserstein(), target, n, 7, reference=reference)
 

@@ -13,6 +13,7 @@ from scorelab.chain import run_chain
 from scorelab.errors import ScorelabError
 from scorelab.oracle import CostWeights, Counts, ScoreOracle
 from scorelab.sources import ExactScore
+from tests.helpers import CountingSource
 
 
 @pytest.fixture
@@ -66,9 +67,9 @@ def test_hutchinson_is_unbiased_and_costs_its_probes(gaussian):
     assert oracle.counts.vjp == 2 and oracle.counts.nfe == 0
 
 
-def test_counted_calls_equal_actual_calls_for_every_builtin_sampler(host, gaussian, counting_source):
+def test_counted_calls_equal_actual_calls_for_every_builtin_sampler(host, gaussian):
     for name in host.names("sampler"):
-        source = counting_source(gaussian)
+        source = CountingSource(gaussian)
         oracle = ScoreOracle(source)
         sampler = host.get("sampler", name)()
         run_chain(sampler, oracle, torch.zeros(8, 4, dtype=torch.float64), 40, torch.Generator().manual_seed(0))

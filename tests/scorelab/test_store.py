@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from scorelab.errors import ScorelabError
 from scorelab.reporting import IncompleteComparison, load_records
-from scorelab.store import PID_TAG, open_store
+from scorelab.store import PID_TAG, REACH_TIMEOUT_S, open_store
 from scorelab.tracking import Tracker
 
 
@@ -55,16 +56,23 @@ def test_commands_started_together_on_a_fresh_store_all_succeed(tmp_path):
     assert len({out.strip() for out, _ in outs}) == 1  # one experiment, found or created by each
 
 
-def test_an_unwritable_place_and_an_absent_server_are_one_line_before_work(tmp_path):
+def test_an_unwritable_place_and_an_absent_server_are_one_line_before_work(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ScorelabError, match="cannot create the MLflow store's folder"):
         open_store(f"sqlite:///{blocker / 'runs' / 'mlflow.db'}")
+    # Quick, without reading a clock: one attempt to reach the server, bounded by a timeout, no retries.
+    attempts, urlopen = [], urllib.request.urlopen
+
+    def counted(url, timeout):
+        attempts.append((url, timeout))
+        return urlopen(url, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", counted)
     with socket_closed_port() as port:
-        started = time.monotonic()
         with pytest.raises(ScorelabError, match=f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}"):
             open_store(f"http://127.0.0.1:{port}")
-        assert time.monotonic() - started < 30
+    assert attempts == [(f"http://127.0.0.1:{port}/health", REACH_TIMEOUT_S)]
 
 
 def socket_closed_port():

@@ -14,6 +14,7 @@ import scorelab_builtins
 from scorelab.cli.check_plugin import check_entry
 from scorelab.plugins import PluginHost
 from scorelab.testing import check_metric, check_model, check_objective, check_sampler, check_target
+from tests.helpers import Info, NoStep, State, Ula, variant
 
 # Built-ins whose fields have no defaults and that declare no example_params: the settings to check.
 NEEDS_PARAMS = {("target", "gmm"): {"weights": [0.7, 0.3], "means": [[-2.0, 0.0], [2.0, 1.0]], "stds": [1.0, 0.5]}}
@@ -40,40 +41,7 @@ def test_every_registered_builtin_passes_the_kit(kind, name):
     assert not unbuilt, f"{kind} '{name}' was not run: declare example_params on it ({unbuilt[0]})"
 
 
-# -- a sampler that passes, and broken variants of it ---------------------------------------------
-
-@dataclass
-class State:
-    x: torch.Tensor
-    score: torch.Tensor
-
-
-@dataclass
-class Info:
-    step_size: float
-
-
-@dataclass
-class Ula:
-    """Plain Langevin, written out here so each test can break one thing."""
-
-    step_size: float = 0.01
-
-    def init(self, x0, oracle, budget):
-        return State(x0, oracle.score(x0))
-
-    def noise(self, state, generator):
-        return torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-
-    def step(self, state, oracle, generator):
-        h = self.step_size
-        x = state.x + h * state.score + math.sqrt(2 * h) * self.noise(state, generator)
-        return State(x, oracle.score(x)), Info(h)
-
-
-def _sampler(name: str, **methods) -> type:
-    return dataclass(type(name, (Ula,), methods))
-
+# -- broken variants of helpers.Ula, a sampler that passes ----------------------------------------
 
 def _failures(report) -> dict[str, str]:
     return {f.check: f.message for f in report.failures}
@@ -85,63 +53,55 @@ def test_the_reference_sampler_passes_quickly():
     assert "honest cost (calls counted = calls made)" in report.passed
 
 
-@dataclass
-class NoStep:
-    step_size: float = 0.01
-
-    def init(self, x0, oracle, budget):
-        return State(x0, oracle.score(x0))
-
-
 BROKEN = {
     "missing step": (NoStep, "contract", "has no method 'step'"),
     "wrong return type": (
-        _sampler("StateOnly", step=lambda self, s, o, g: Ula.step(self, s, o, g)[0]),
+        variant("StateOnly", step=lambda self, s, o, g: Ula.step(self, s, o, g)[0]),
         "init and step (state, info, finite chains)", "step 1 returned a State; step must return a pair (state, info)"),
     "NaN output": (
-        _sampler("Exploding", step=lambda self, s, o, g: (State(s.x / 0.0 * 0.0, s.score), Info(1.0))),
+        variant("Exploding", step=lambda self, s, o, g: (State(s.x / 0.0 * 0.0, s.score), Info(1.0))),
         "init and step (state, info, finite chains)", "step 1 produced NaN or inf in 8 of 8 chains"),
     "ignores the generator": (
-        _sampler("GlobalRandom", noise=lambda self, s, g: torch.randn(s.x.shape, dtype=s.x.dtype)),
+        variant("GlobalRandom", noise=lambda self, s, g: torch.randn(s.x.shape, dtype=s.x.dtype)),
         "reproducible under a fixed generator", "draws random numbers from a global source"),
     "own fixed generator": (
-        _sampler("OwnGenerator", noise=lambda self, s, g: torch.randn(
+        variant("OwnGenerator", noise=lambda self, s, g: torch.randn(
             s.x.shape, generator=torch.Generator().manual_seed(0), dtype=s.x.dtype)),
         "uses the generator it is given", "different generator seeds gave identical chains"),
     "calls the score without the oracle": (
-        _sampler("Freeloader", init=lambda self, x0, o, b: State(x0, o._source.score(x0))),
+        variant("Freeloader", init=lambda self, x0, o, b: State(x0, o._source.score(x0))),
         "init and step (state, info, finite chains)", "has no attribute '_source'. A sampler reaches the score only "
         "through the oracle's public methods"),
     "differentiates through oracle.score": (
-        _sampler("SneakyVjp", init=lambda self, x0, o, b: State(x0, o.score(x0.clone().requires_grad_(True))
+        variant("SneakyVjp", init=lambda self, x0, o, b: State(x0, o.score(x0.clone().requires_grad_(True))
                                                                 .detach())),
         "honest cost (calls counted = calls made)", "the sampler called oracle.score 1 time(s) with tensors that "
         "carry derivatives"),
     "changes the batch size": (
-        _sampler("Shrinking", step=lambda self, s, o, g: (State(s.x[:-1], s.score[:-1]), Info(0.1))),
+        variant("Shrinking", step=lambda self, s, o, g: (State(s.x[:-1], s.score[:-1]), Info(0.1))),
         "init and step (state, info, finite chains)", "step 1 changed the shape of the chains from (8, 3) to (7, 3)"),
     "syncs with the host": (
-        _sampler("Syncing", noise=lambda self, s, g: Ula.noise(self, s, g) * float(s.x.abs().max() > 0)),
+        variant("Syncing", noise=lambda self, s, g: Ula.noise(self, s, g) * float(s.x.abs().max() > 0)),
         "no host syncs in step (cpu)", "__float__ at test_testing_kit.py"),
     "one noise draw for all chains": (
-        _sampler("SharedNoise", noise=lambda self, s, g: torch.randn(
+        variant("SharedNoise", noise=lambda self, s, g: torch.randn(
             s.x.shape[1:], generator=g, dtype=s.x.dtype).expand_as(s.x)),
         "each chain draws its own noise", "chains started at one point are still identical"),
     "chains share a statistic": (
-        _sampler("Centring", noise=lambda self, s, g: Ula.noise(self, s, g) + 0 * s.x.mean(0)
+        variant("Centring", noise=lambda self, s, g: Ula.noise(self, s, g) + 0 * s.x.mean(0)
                  + 0.1 * (s.x - s.x.mean(0))),
         "chains are independent", "moving chain 0 at the start changed the other chains"),
     "promotes the dtype": (
-        _sampler("Promoting", noise=lambda self, s, g: Ula.noise(self, s, g) + torch.zeros(1, dtype=torch.float64)),
+        variant("Promoting", noise=lambda self, s, g: Ula.noise(self, s, g) + torch.zeros(1, dtype=torch.float64)),
         "float32 chains stay float32", "changed the chains' dtype from torch.float32 to torch.float64"),
     "info is a dict": (
-        _sampler("DictInfo", step=lambda self, s, o, g: (Ula.step(self, s, o, g)[0], {"step_size": 0.1})),
+        variant("DictInfo", step=lambda self, s, o, g: (Ula.step(self, s, o, g)[0], {"step_size": 0.1})),
         "init and step (state, info, finite chains)", "info must be a dataclass (or NamedTuple)"),
     "a step that costs nothing": (
-        _sampler("Free", step=lambda self, s, o, g: (State(s.x + 0.01 * s.score, s.score), Info(0.01))),
+        variant("Free", step=lambda self, s, o, g: (State(s.x + 0.01 * s.score, s.score), Info(0.01))),
         "honest cost (calls counted = calls made)", "5 steps cost nothing"),
     "changes x0 in place": (
-        _sampler("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
+        variant("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
         "init and step (state, info, finite chains)", "changed the x0 tensor it was given, in place"),
 }
 
@@ -210,38 +170,38 @@ def _zero_counts_snapshot(self, x0, oracle, budget):
 
 CHEATS = {
     "autograd through oracle.score": (
-        _sampler("AutogradVjp", init=_autograd_through_score), _CRASH, "element 0 of tensors does not require grad"),
+        variant("AutogradVjp", init=_autograd_through_score), _CRASH, "element 0 of tensors does not require grad"),
     "torch.func.vjp around oracle.score": (
-        _sampler("FuncVjp", init=_func_vjp_around_score), _UNPAID,
+        variant("FuncVjp", init=_func_vjp_around_score), _UNPAID,
         "the sampler called oracle.score 1 time(s) with tensors that carry derivatives"),
     "torch.func.jvp around oracle.score": (
-        _sampler("FuncJvp", init=_func_jvp_around_score), _UNPAID,
+        variant("FuncJvp", init=_func_jvp_around_score), _UNPAID,
         "the sampler called oracle.score 1 time(s) with tensors that carry derivatives"),
     "forward-mode dual into oracle.score": (
-        _sampler("DualScore", init=_dual_into_score), _UNPAID,
+        variant("DualScore", init=_dual_into_score), _UNPAID,
         "the sampler called oracle.score 1 time(s) with tensors that carry derivatives"),
     "autograd through log_prob_and_score": (
-        _sampler("AutogradLogProb", init=_autograd_through_log_prob), _CRASH,
+        variant("AutogradLogProb", init=_autograd_through_log_prob), _CRASH,
         "element 0 of tensors does not require grad"),
     "torch.func through log_prob_and_score": (
-        _sampler("FuncLogProb", init=_func_grad_of_log_prob), _UNPAID,
+        variant("FuncLogProb", init=_func_grad_of_log_prob), _UNPAID,
         "the sampler called oracle.log_prob_and_score 1 time(s) with tensors that carry derivatives"),
     "reaches the source": (
-        _sampler("SourceDigger", init=lambda self, x0, o, b: State(x0, o._ScoreOracle__source.score(x0))), _UNPAID,
+        variant("SourceDigger", init=lambda self, x0, o, b: State(x0, o._ScoreOracle__source.score(x0))), _UNPAID,
         "the sampler called the score source's score 1 time(s) with no oracle call in progress"),
     "reaches the target through the source": (
-        _sampler("TargetDigger", init=lambda self, x0, o, b: State(x0, o._ScoreOracle__source.target.score(x0))),
+        variant("TargetDigger", init=lambda self, x0, o, b: State(x0, o._ScoreOracle__source.target.score(x0))),
         _UNPAID, "the sampler called the target's score 1 time(s) with no oracle call in progress"),
     "lowers the counts": (
-        _sampler("CountLowerer", init=_lower_counts), _UNPAID,
+        variant("CountLowerer", init=_lower_counts), _UNPAID,
         "6 score evaluations reached the score source, the oracle charged 5. The sampler lowered the oracle's "
         "private counts"),
     "zeroes the cost weights": (
-        _sampler("WeightZeroer", init=_zero_weights), _UNPAID, "the oracle's cost weights were changed"),
+        variant("WeightZeroer", init=_zero_weights), _UNPAID, "the oracle's cost weights were changed"),
     "writes to the counts snapshot": (
-        _sampler("SnapshotWriter", init=_zero_counts_snapshot), _CRASH, "cannot assign to field 'nfe'"),
+        variant("SnapshotWriter", init=_zero_counts_snapshot), _CRASH, "cannot assign to field 'nfe'"),
     "resets the oracle": (
-        _sampler("Resetter", init=lambda self, x0, o, b: o.reset() or Ula.init(self, x0, o, b)), _CRASH,
+        variant("Resetter", init=lambda self, x0, o, b: o.reset() or Ula.init(self, x0, o, b)), _CRASH,
         "has no attribute 'reset'"),
 }
 BROKEN.update(CHEATS)
@@ -278,7 +238,7 @@ def test_a_sampler_that_raises_is_reported_with_the_place_in_its_code():
     def step(self, state, oracle, generator):
         raise RuntimeError("shapes do not match")
 
-    report = check_sampler(_sampler("Raising", step=step), gaussian=False)
+    report = check_sampler(variant("Raising", step=step), gaussian=False)
     message = _failures(report)["init and step (state, info, finite chains)"]
     assert message.startswith("step 1 raised RuntimeError: shapes do not match (at ")
     assert "test_testing_kit.py" in message and "in step)" in message
@@ -295,17 +255,17 @@ def test_ula_at_a_large_step_fails_unless_it_declares_its_bias():
     def stationary_variance(self, v):
         return v / (1 - self.step_size / (2 * v))
 
-    declared = _sampler("DeclaredUla", stationary_variance=stationary_variance)
+    declared = variant("DeclaredUla", stationary_variance=stationary_variance)
     report = check_sampler(declared, params={"step_size": 0.8})
     assert report.ok, str(report)
 
-    wrong = _sampler("WrongDeclaration", stationary_variance=lambda self, v: v / (1 - self.step_size / v))
+    wrong = variant("WrongDeclaration", stationary_variance=lambda self, v: v / (1 - self.step_size / v))
     report = check_sampler(wrong, params={"step_size": 0.8})
     assert "its declared stationary_variance" in _failures(report)["moments on a 1-D Gaussian"]
 
 
 def test_a_sampler_that_ignores_the_score_fails_the_moment_checks():
-    ignorant = _sampler("Ignorant", init=lambda self, x0, o, b: State(x0, torch.zeros_like(x0) + 0 * o.score(x0)),
+    ignorant = variant("Ignorant", init=lambda self, x0, o, b: State(x0, torch.zeros_like(x0) + 0 * o.score(x0)),
                         step=lambda self, s, o, g: (State(s.x + math.sqrt(2 * self.step_size) * self.noise(s, g),
                                                           0 * o.score(s.x)), Info(self.step_size)))
     report = check_sampler(ignorant)
@@ -315,7 +275,7 @@ def test_a_sampler_that_ignores_the_score_fails_the_moment_checks():
 
 def test_declarations_turn_checks_into_reasoned_skips():
     @dataclass
-    class Declared(_sampler("Centring2", noise=BROKEN["chains share a statistic"][0].noise)):
+    class Declared(variant("Centring2", noise=BROKEN["chains share a statistic"][0].noise)):
         chains_interact = True
         host_syncs = "reads the acceptance rate on the host (for the test)"
 

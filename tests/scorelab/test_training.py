@@ -17,9 +17,9 @@ from scorelab.compare import make_source
 from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError, ScorelabError
 from scorelab.oracle import ScoreOracle
-from scorelab.sources import model_source
 from scorelab.tracking import Tracker
 from scorelab.training import load_training, parse_training, resume, train
+from scorelab.training.export import model_source
 
 ROOT = Path(__file__).parents[2]
 

@@ -22,10 +22,10 @@ from scorelab.cli import main
 from scorelab.compare import make_source
 from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError, ScorelabError
-from scorelab.sources import model_source
 from scorelab.tracking import Tracker
 from scorelab.training import parse_training, resume, train
 from scorelab.training.checkpoints import Checkpoints
+from scorelab.training.export import model_source
 
 CONFIG = {
     "name": "unit-faults",

@@ -3,6 +3,7 @@ annealed Langevin through the oracle; dsm_second_order's learned Hessian diagona
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from scorelab.chain import run_chain
@@ -12,6 +13,8 @@ from scorelab.training import parse_training
 from scorelab.training.evaluate import Evaluator
 from scorelab.training.loop import Trainer
 from scorelab_builtins.samplers import AnnealedLangevin
+
+pytestmark = pytest.mark.slow  # trainings of seconds each, checked against known answers
 
 MIXTURE = {"name": "gmm", "weights": [0.8, 0.2], "means": [[-5.0, -5.0], [5.0, 5.0]], "stds": [1.0, 1.0]}
 

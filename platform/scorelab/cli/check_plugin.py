@@ -84,7 +84,8 @@ def check_entry(host, kind: str, name: str, *, params=None, quick=False):
     """The kit's report on one registered class."""
     from scorelab.testing import CHECKS
 
-    cls = host.get(kind, name)
-    if kind == "sampler" and quick:
-        return CHECKS[kind](cls, params=params, gaussian=False)
-    return CHECKS[kind](cls, params=params)
+    entry = host.entry(kind, name)
+    quick_args = {"gaussian": False} if kind == "sampler" and quick else {}
+    report = CHECKS[kind](entry.cls, params=params, **quick_args)
+    report.label = f"'{entry.name}' ({entry.cls.__name__})"  # the host keeps the registered name, not the class
+    return report

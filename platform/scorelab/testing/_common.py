@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from scorelab.contracts import CAPABILITIES, contract_problems
+from scorelab.contracts import contract_problems, declared_name, trait_problems, traits
 from scorelab.params import _MISSING, coerce, fields_of, type_name
 
 from ._report import Fail, Report, call, describe_exception
@@ -45,13 +45,13 @@ def class_and_params(plugin: Any, params: dict | None) -> tuple[type, dict]:
     return type(plugin), dict(params or {})
 
 
-def label(cls: type) -> str:
-    name = vars(cls).get("name")  # not one inherited from a registered parent class
-    return f"'{name}' ({cls.__name__})" if isinstance(name, str) and name else cls.__name__
+def label(kind: str, cls: type) -> str:
+    name = declared_name(kind, cls)
+    return f"'{name}' ({cls.__name__})" if name else cls.__name__
 
 
 def new_report(kind: str, cls: type) -> Report:
-    return Report(kind, label(cls))
+    return Report(kind, label(kind, cls))
 
 
 def kit_devices(requested: Sequence[str | torch.device] | None) -> list[torch.device]:
@@ -65,18 +65,13 @@ def check_contract(report: Report, kind: str, cls: type, params: dict) -> Callab
     """The static part of every kind's check. Returns a factory of fresh instances, or None when the
     class cannot be built (the report then says why: a failure, or a skip for required fields)."""
     with report.check("contract"):
-        problems = contract_problems(kind, cls)
+        problems = contract_problems(kind, cls)  # the traits declared on the class included
         if problems:
             raise Fail("; ".join(problems))
     if not report.ok:
         return None
 
-    example = getattr(cls, "example_params", None)
-    if example is not None and not isinstance(example, dict):
-        with report.check("example_params"):
-            raise Fail(f"example_params must be a dict of hyperparameters, got {type(example).__name__}")
-        return None
-    params = {**(example or {}), **params}  # what the author vouches for, then what the caller asks
+    params = {**traits(kind, cls).example_params, **params}  # what the author vouches for, then what the caller asks
     with report.check("typed hyperparameters"):
         _check_fields(cls, params)
     if not report.ok:
@@ -92,15 +87,24 @@ def check_contract(report: Report, kind: str, cls: type, params: dict) -> Callab
 
     with report.check("builds from its hyperparameters"):
         obj = call(f"{cls.__name__}(**{params})", make)
-        try:
-            fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
-        except Exception as exc:
-            raise Fail(f"its fields cannot be read back for logging: {describe_exception(exc)}") from None
-        for key, value in fields.items():
-            if not isinstance(value, int | float | str | bool | list | tuple | dict | type(None)):
-                raise Fail(f"field '{key}' holds a {type(value).__name__} after construction; hyperparameters "
-                           "are logged to MLflow as plain values: keep derived objects in non-field attributes")
+        _check_built(kind, obj)
     return make if report.ok else None
+
+
+def _check_built(kind: str, obj: Any) -> None:
+    """Its fields read back as plain values, and the traits the instance declares (they may follow its
+    hyperparameters, as ``requires`` does for a sampler whose options need more of the score)."""
+    try:
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+    except Exception as exc:
+        raise Fail(f"its fields cannot be read back for logging: {describe_exception(exc)}") from None
+    for key, value in fields.items():
+        if not isinstance(value, int | float | str | bool | list | tuple | dict | type(None)):
+            raise Fail(f"field '{key}' holds a {type(value).__name__} after construction; hyperparameters "
+                       "are logged to MLflow as plain values: keep derived objects in non-field attributes")
+    problems = trait_problems(kind, obj)
+    if problems:
+        raise Fail("with these hyperparameters: " + "; ".join(problems))
 
 
 def _check_fields(cls: type, params: dict) -> None:
@@ -127,9 +131,6 @@ def _check_fields(cls: type, params: dict) -> None:
     unknown = set(params) - set(schema)
     if unknown:
         problems.append(f"params {sorted(unknown)} are not fields of {cls.__name__} (fields: {sorted(schema)})")
-    requires = getattr(cls, "requires", ())
-    if isinstance(requires, str) or not all(r in CAPABILITIES for r in requires):
-        problems.append(f"requires must be a tuple of capability names, got {requires!r}")
     if problems:
         raise Fail("; ".join(problems))
 

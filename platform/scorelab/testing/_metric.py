@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from scorelab.contracts import traits
+
 from ._common import check_contract, class_and_params, kit_devices, new_report, same, single_threaded
 from ._known import DiagonalMixture
 from ._report import Fail, Report, call
@@ -46,7 +48,7 @@ def check_metric(metric: Any, *, params: dict | None = None, devices: Sequence[s
     make = check_contract(report, "metric", cls, params)
     if make is None:
         return report
-    missing = set(getattr(cls, "requires", ())) - KIT_PROVIDES
+    missing = set(traits("metric", make()).requires) - KIT_PROVIDES  # this instance's
     if missing:
         report.skip("running it", f"it requires {sorted(missing)}, which the kit's mixture target does not provide")
         return report

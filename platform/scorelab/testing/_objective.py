@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from scorelab.contracts import traits
+
 from ._common import check_contract, class_and_params, kit_devices, new_report, same, single_threaded
 from ._known import DiagonalGaussian, TinyScoreModel
 from ._report import Fail, Report, call
@@ -34,19 +36,20 @@ def check_objective(objective: Any, *, params: dict | None = None,
     make = check_contract(report, "objective", cls, params)
     if make is None:
         return report
-    requires = set(getattr(cls, "requires", ()))
+    declared = traits("objective", make())  # this instance's: a trait may follow the hyperparameters
+    requires = set(declared.requires)
     if requires - _SUPPLIED:
         report.skip("computing a loss", f"it requires {sorted(requires - _SUPPLIED)}; the kit supplies only "
                     f"{sorted(_SUPPLIED)}")
         return report
-    if "exact_score" in requires and not callable(getattr(cls, "bind", None)):
+    if "exact_score" in requires and declared.bind is None:
         with report.check("exact_score objectives have bind(target)"):
             raise Fail("it requires exact_score but has no bind(target) method: the trainer hands an objective "
                        "its target through bind(target)")
         return report
-    if hasattr(cls, "noise_levels"):
+    if declared.noise_levels is not None:
         with report.check("noise_levels()"):
-            levels = call("noise_levels()", make().noise_levels)
+            levels = call("noise_levels()", declared.noise_levels)
             if not isinstance(levels, list | tuple) or not levels or not all(
                     isinstance(v, int | float) and v >= 0 for v in levels):
                 raise Fail(f"noise_levels() returned {levels!r}; expected a non-empty list of noise levels >= 0")

@@ -2,7 +2,7 @@
 
 ``load_training(path)`` validates a training config before any work; ``train(training, tracker)``
 runs it (or ``resume(run_id, tracker)`` continues a killed run into the same MLflow run); the
-trained model is logged as an MLflow model that ``scorelab.sources.model_source`` loads back.
+trained model is logged as an MLflow model that ``scorelab.training.export.model_source`` loads back.
 Modules: ``spec`` (config schema), ``loop`` (the step loop), ``ema``, ``optim``, ``evaluate``,
 ``run`` (the MLflow run), ``checkpoints`` (the last two checkpoints, rotated atomically), ``lock`` (one
 process trains a run at a time), ``export`` (the model as an MLflow artifact, checked when loaded).

@@ -20,8 +20,8 @@ class Evaluator:
         self.trainer = trainer
         target, device = trainer.target, trainer.device
         g = torch.Generator(device).manual_seed(EVAL_SEED)
-        held_out = getattr(target, "held_out_split", None)
-        self.data = held_out()[:samples] if callable(held_out) else target.sample(samples, g)
+        data_set = "data_splits" in target.provides
+        self.data = target.held_out_split()[:samples] if data_set else target.sample(samples, g)
         # A target whose score is known at sigma = 0 only (noise_conditional = False) is compared there only.
         noisy = "noise_conditional" in target.provides
         self.levels = [sigma for sigma in trainer.training.noise_levels if noisy or sigma == 0]

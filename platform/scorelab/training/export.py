@@ -19,7 +19,6 @@ import json
 import math
 import os
 import pickle
-import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,6 +29,8 @@ import pandas as pd
 import torch
 
 from ..errors import ScorelabError
+from ..sources import ModelScore
+from ..store import check_model_uri
 
 SPEC_FILE = "spec.json"
 WEIGHTS_FILE = "weights.pt"
@@ -43,15 +44,6 @@ class ModelArtifactError(ScorelabError, LookupError):
 
 class UnreadableFile(ValueError):
     """A torch file that does not load; the message says why, in a few words."""
-
-#: The URIs a comparison's ``score`` key accepts for a trained model.
-MODEL_URI = re.compile(r"runs:/[\w\-]+/[\w\-./]+|models:/[\w\-. ]+(/\d+|@[\w\-]+)")
-
-
-def check_model_uri(uri: str) -> None:
-    """ValueError unless ``uri`` is ``runs:/<run-id>/<path>`` or ``models:/<name>/<version>`` (or ``@alias``)."""
-    if not MODEL_URI.fullmatch(uri):
-        raise ValueError(f"'{uri}' is not a model URI: expected runs:/<run-id>/model or models:/<name>/<version>")
 
 
 def save_model_dir(path: Path, network: torch.nn.Module, spec: dict[str, Any]) -> None:
@@ -95,6 +87,13 @@ def download(uri: str, tracking_uri: str | None = None) -> Path:
                                  "(sqlite:////absolute/path/runs/mlflow.db)") from None
 
 
+def model_source(uri: str, *, tracking_uri: str | None = None, device=None, dtype=None, host=None) -> ModelScore:
+    """The trained model at an MLflow URI (``runs:/<run-id>/model``, ``models:/<name>/<version>``) as a
+    score source."""
+    network, spec = load_network(download(uri, tracking_uri), device=device, dtype=dtype, host=host, origin=uri)
+    return ModelScore(network, spec.get("default_sigma"), uri)
+
+
 def _registry_source(uri: str, tracking_uri: str | None) -> str:
     from mlflow.tracking import MlflowClient
 
@@ -116,9 +115,9 @@ def load_network(model_dir: Path, *, device=None, dtype=None, host=None,
         from scorelab.plugins import host as default_host
 
         host = default_host()
-    model, network = _build(host, spec, who)
+    name, model, network = _build(host, spec, who)
     weights = _read_weights(base / WEIGHTS_FILE, who)
-    _check_fit(network, weights, _describe(model), who)
+    _check_fit(network, weights, _describe(name, model), who)
     network.load_state_dict(weights)
     network.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return network, spec
@@ -183,36 +182,37 @@ def _read_spec(path: Path, who: str) -> dict:
     return spec
 
 
-def _build(host, spec: dict, who: str) -> tuple[Any, torch.nn.Module]:
-    """The spec's model plugin and its network, the hyperparameters checked as a config's are."""
+def _build(host, spec: dict, who: str) -> tuple[str, Any, torch.nn.Module]:
+    """The spec's model plugin (its registered name and instance) and its network, the hyperparameters
+    checked as a config's are."""
     from .. import params as P
     from ..errors import ConfigError
 
     file = f"{SPEC_FILE} of {who}"
     try:
-        model = P.build(host, "model", spec["model"], "model", file)
+        name, model = P.build(host, "model", spec["model"], "model", file)
     except ConfigError as exc:
         raise ModelArtifactError(str(exc)) from None
     shape = tuple(spec["event_shape"])
     try:
         network = model.build(shape)
     except (ValueError, TypeError) as exc:
-        raise ModelArtifactError(f"{file}: cannot build model {model.name} for event_shape {list(shape)}: "
+        raise ModelArtifactError(f"{file}: cannot build model {name} for event_shape {list(shape)}: "
                                  f"{exc}") from None
     sigma = spec.get("default_sigma")
     if network.noise_conditional and not (type(sigma) in (int, float) and math.isfinite(sigma) and sigma > 0):
         raise ModelArtifactError(f"{file}: default_sigma: a noise-conditional model needs a noise level > 0, "
                                  f"got {sigma!r}")
-    return model, network
+    return name, model, network
 
 
-def _describe(model) -> str:
+def _describe(name: str, model) -> str:
     """'model mlp, hidden=8, layers=2': the name and the hyperparameters that differ from their defaults."""
     from ..contracts import hyperparameters
     from ..params import fields_of
 
     defaults = {k: default for k, (_, default) in fields_of(type(model)).items()}
-    return ", ".join([f"model {model.name}"] + [f"{k}={v}" for k, v in hyperparameters(model).items()
+    return ", ".join([f"model {name}"] + [f"{k}={v}" for k, v in hyperparameters(model).items()
                                                 if defaults.get(k) != v])
 
 

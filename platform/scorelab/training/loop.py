@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..contracts import traits
 from .ema import EMA
 from .optim import make_optimizer, make_schedule
 from .spec import Training, build_network
@@ -25,16 +26,16 @@ class Trainer:
         self.dtype = getattr(torch, training.dtype)
         self.target = training.target.to(device, self.dtype)
         self.objective = training.objective
-        if callable(getattr(self.objective, "bind", None)):
-            self.objective.bind(self.target)
+        bind = traits("objective", self.objective).bind
+        if bind is not None:
+            bind(self.target)
         net = build_network(training.model, self.target.event_shape, training.seed)
         self.network = net.to(device=device, dtype=self.dtype).train()
         self.ema = EMA(self.network, training.ema)
         self.optimizer = make_optimizer(training.optimizer, self.network.parameters())
         self.schedule = make_schedule(training.schedule, self.optimizer, training.steps)
         self.generator = torch.Generator(device).manual_seed(training.seed)
-        split = getattr(self.target, "train_split", None)
-        self.data = split() if callable(split) else None
+        self.data = self.target.train_split() if "data_splits" in self.target.provides else None
         self.step = 0
         self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         self.loss_count = 0

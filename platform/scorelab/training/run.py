@@ -56,9 +56,9 @@ def train(training: Training, tracker: Tracker, *, progress: bool = False,
     experiment_id = tracker.experiment(training.name)
     t = training
     run_id = tracker.start_run(
-        experiment_id, f"train {t.objective.name} {t.model.name} on {t.target.name} seed={t.seed}",
-        tags={"scorelab.role": "training", "scorelab.target": t.target.name, "scorelab.model": t.model.name,
-              "scorelab.objective": t.objective.name, "scorelab.seed": t.seed,
+        experiment_id, f"train {t.objective_name} {t.model_name} on {t.target_name} seed={t.seed}",
+        tags={"scorelab.role": "training", "scorelab.target": t.target_name, "scorelab.model": t.model_name,
+              "scorelab.objective": t.objective_name, "scorelab.seed": t.seed,
               "scorelab.device": device_name(device)},
         params=run_params(training, device))
     with Checkpoints(tracker, run_id) as checkpoints:  # held while it trains: a resume meanwhile is refused
@@ -199,13 +199,13 @@ def log_model(tracker: Tracker, run_id: str, training: Training, trainer: Traine
     levels = training.noise_levels
     conditional = bool(trainer.network.noise_conditional)
     spec = {
-        "model": {"name": training.model.name, **hyperparameters(training.model)},
+        "model": {"name": training.model_name, **hyperparameters(training.model)},
         "event_shape": list(trainer.target.event_shape),
         "noise_levels": levels,
         "default_sigma": min(levels) if conditional else None,
         "provides": sorted(model_provides(training.model)),
-        "objective": {"name": training.objective.name, **hyperparameters(training.objective)},
-        "target": {"name": training.target.name},
+        "objective": {"name": training.objective_name, **hyperparameters(training.objective)},
+        "target": {"name": training.target_name},
         "dtype": training.dtype,
         "steps": trainer.step,
     }
@@ -251,9 +251,9 @@ def resolved_config(training: Training, device) -> dict:
         **{k: v for k, v in dataclasses.asdict(training.spec).items() if k not in skip},
         "device": str(device),
         "eval_every": training.eval_every or training.checkpoint_every,
-        "target": {"name": training.target.name, **training.target.describe()},
-        "model": {"name": training.model.name, **hyperparameters(training.model)},
-        "objective": {"name": training.objective.name, **hyperparameters(training.objective)},
+        "target": {"name": training.target_name, **training.target.describe()},
+        "model": {"name": training.model_name, **hyperparameters(training.model)},
+        "objective": {"name": training.objective_name, **hyperparameters(training.objective)},
         "noise_levels": training.noise_levels,
         "optimizer": dataclasses.asdict(training.optimizer),
         "schedule": dataclasses.asdict(training.schedule),

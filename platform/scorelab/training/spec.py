@@ -19,6 +19,7 @@ import torch
 
 from .. import params as P
 from ..config import MAX_CPU_THREADS, check_device, check_memory, load_yaml
+from ..contracts import traits
 from ..device import BYTES, run_memory
 from ..errors import ConfigError
 
@@ -84,6 +85,9 @@ class Training:
     optimizer: OptimizerSpec
     schedule: ScheduleSpec
     raw: dict
+    target_name: str = ""  # the names the plugins' classes are registered under
+    model_name: str = ""
+    objective_name: str = ""
 
     def __getattr__(self, key):  # steps, batch_size, seed, ... read through to the spec
         return getattr(self.spec, key)
@@ -96,8 +100,8 @@ class Training:
 def noise_levels(objective) -> list[float]:
     """The noise levels an objective trains (``noise_levels()``; 0 is the data itself). An objective
     that does not say is taken to train the data itself, [0.0]."""
-    method = getattr(objective, "noise_levels", None)
-    return [float(s) for s in method()] if callable(method) else [0.0]
+    method = traits("objective", objective).noise_levels
+    return [float(s) for s in method()] if method is not None else [0.0]
 
 
 def load_training(path: str | Path, host=None) -> Training:
@@ -118,19 +122,21 @@ def parse_training(raw: dict, file: str | None = None, host=None) -> Training:
     schedule = ScheduleSpec(**sch)
     _check_optim(optimizer, schedule, spec, file)
 
-    target = P.build(host, "target", spec.target, "target", file)
-    model = P.build(host, "model", spec.model, "model", file)
-    objective = P.build(host, "objective", spec.objective, "objective", file)
-    _check_fit(host, target, model, objective, spec, file)
-    return Training(file, spec, target, model, objective, optimizer, schedule, raw)
+    target_name, target = P.build(host, "target", spec.target, "target", file)
+    model_name, model = P.build(host, "model", spec.model, "model", file)
+    objective_name, objective = P.build(host, "objective", spec.objective, "objective", file)
+    training = Training(file, spec, target, model, objective, optimizer, schedule, raw, target_name, model_name,
+                        objective_name)
+    _check_fit(host, training)
+    return training
 
 
 def model_provides(model) -> frozenset[str]:
     """What a model plugin's networks provide (its ``provides``, else from ``noise_conditional``)."""
-    provides = getattr(model, "provides", None)
-    if provides is None:
-        provides = {"noise_conditional"} if getattr(model, "noise_conditional", False) else set()
-    return frozenset(provides)
+    declared = traits("model", model)
+    if declared.provides is not None:
+        return declared.provides
+    return frozenset({"noise_conditional"} if declared.noise_conditional else ())
 
 
 def build_network(model, event_shape, seed: int) -> torch.nn.Module:
@@ -140,80 +146,92 @@ def build_network(model, event_shape, seed: int) -> torch.nn.Module:
         return model.build(tuple(event_shape))
 
 
-def _check_fit(host, target, model, objective, spec: TrainSpec, file) -> None:
+def _check_fit(host, t: Training) -> None:
+    """The pieces against each other: what the objective requires, its noise levels, the model's
+    network for the target's shape, the batch against a data set."""
+    file, target, model, objective = t.file, t.target, t.model, t.objective
+
     def bad(key, msg):
         raise ConfigError(msg, file=file, key=key)
 
-    m_caps, t_caps = model_provides(model), frozenset(target.provides)
-    for need in getattr(objective, "requires", ()):
-        if need in MODEL_CAPABILITIES and need not in m_caps:
-            hint = {"noise_conditional": "noise_conditional: true", "second_order_head": "second_order: true",
-                    "log_prob": "energy: true"}[need]
-            options = " (for mlp: set " + hint + ")" if model.name == "mlp" else ""
-            bad("objective", f"objective {objective.name} requires {need}, which model {model.name} does not "
-                             f"provide{options}; it provides: {', '.join(sorted(m_caps)) or 'nothing'}")
-        if need not in MODEL_CAPABILITIES and need not in t_caps:
-            why = " (a data set has samples only)" if _is_data_set(target) else ""
-            usable = [n for n in host.names("objective")
-                      if set(getattr(host.get("objective", n), "requires", ())) <= set(MODEL_CAPABILITIES) | t_caps]
-            bad("objective", f"objective {objective.name} requires {need}, which target '{target.name}' does not "
-                             f"provide{why}; it provides: {', '.join(sorted(t_caps)) or 'nothing'}. Objectives "
-                             f"it can train with: {', '.join(usable)}")
+    _check_requires(host, t)
     levels = noise_levels(objective)
-    if "exact_score" in getattr(objective, "requires", ()) and max(levels) > 0 and "noise_conditional" not in t_caps:
-        bad("objective", f"objective {objective.name} needs the exact score at noise levels up to {max(levels):g}, but "
-                         f"target '{target.name}' knows its score at sigma = 0 only (it is not noise-conditional)")
-    conditional = "noise_conditional" in m_caps
+    conditional = "noise_conditional" in model_provides(model)
+    noiseless = "noise_conditional" not in target.provides
+    if "exact_score" in traits("objective", objective).requires and max(levels) > 0 and noiseless:
+        bad("objective", f"objective {t.objective_name} needs the exact score at noise levels up to {max(levels):g}, "
+                         f"but target '{t.target_name}' knows its score at sigma = 0 only (it is not "
+                         "noise-conditional)")
     if len(levels) > 1 and not conditional:
-        bad("model", f"objective {objective.name} trains at {len(levels)} noise levels; model {model.name} is not "
+        bad("model", f"objective {t.objective_name} trains at {len(levels)} noise levels; model {t.model_name} is not "
                      "noise-conditional")
     if conditional and min(levels) <= 0:
-        bad("objective", f"model {model.name} is noise-conditional, so objective {objective.name} needs a noise "
+        bad("objective", f"model {t.model_name} is noise-conditional, so objective {t.objective_name} needs a noise "
                          "level > 0 (set sigma; an objective says which levels it trains with noise_levels())")
-    _check_memory(model, target, spec, file)
+    _check_memory(t)
     try:
-        build_network(model, target.event_shape, spec.seed)
+        build_network(model, target.event_shape, t.spec.seed)
     except ValueError as exc:
-        bad("model", f"cannot build model {model.name} for target '{target.name}': {exc}")
+        bad("model", f"cannot build model {t.model_name} for target '{t.target_name}': {exc}")
     if _is_data_set(target):
         n = len(target.train_split())
-        if spec.batch_size > n:
-            bad("batch_size", f"batch_size {spec.batch_size} is larger than the training split of target "
-                              f"'{target.name}' ({n} points); use at most {n}")
+        if t.spec.batch_size > n:
+            bad("batch_size", f"batch_size {t.spec.batch_size} is larger than the training split of target "
+                              f"'{t.target_name}' ({n} points); use at most {n}")
 
 
-def _check_memory(model, target, spec: TrainSpec, file) -> None:
+def _check_requires(host, t: Training) -> None:
+    """Each capability the objective requires, of the model (MODEL_CAPABILITIES) or of the target."""
+    m_caps, t_caps = model_provides(t.model), frozenset(t.target.provides)
+    for need in traits("objective", t.objective).requires:
+        if need in MODEL_CAPABILITIES and need not in m_caps:
+            setting = traits("model", t.model).provides_with.get(need)
+            options = f" (for {t.model_name}: set {setting})" if setting else ""
+            raise ConfigError(f"objective {t.objective_name} requires {need}, which model {t.model_name} does not "
+                              f"provide{options}; it provides: {', '.join(sorted(m_caps)) or 'nothing'}",
+                              file=t.file, key="objective")
+        if need not in MODEL_CAPABILITIES and need not in t_caps:
+            why = " (a data set has samples only)" if _is_data_set(t.target) else ""
+            usable = [n for n in host.names("objective") if set(traits("objective", host.get("objective", n)).requires)
+                      <= set(MODEL_CAPABILITIES) | t_caps]
+            raise ConfigError(f"objective {t.objective_name} requires {need}, which target '{t.target_name}' does not "
+                              f"provide{why}; it provides: {', '.join(sorted(t_caps)) or 'nothing'}. Objectives "
+                              f"it can train with: {', '.join(usable)}", file=t.file, key="objective")
+
+
+def _check_memory(t: Training) -> None:
     """Refuse a run whose rough memory need exceeds the device's: the parameters (counted on torch's meta
     device, so nothing is allocated) and batch- or evaluation-sized tensors (:func:`scorelab.device.run_memory`)."""
-    dim = math.prod(target.event_shape)
-    parameters = _parameter_count(model, target, file)
+    spec = t.spec
+    dim = math.prod(t.target.event_shape)
+    parameters = _parameter_count(t)
     weights = parameters * BYTES[spec.dtype] * PARAMETER_COPIES
     rows, key = ((spec.eval_samples, "eval_samples") if spec.eval_samples > spec.batch_size
                  else (spec.batch_size, "batch_size"))
     data = run_memory(rows, dim, spec.dtype)
     if weights > data:
-        key, what = "model", f"model {model.name} ({parameters:,} parameters)"
+        key, what = "model", f"model {t.model_name} ({parameters:,} parameters)"
     else:
         what = f"a {key} of {rows} points of dimension {dim} in {spec.dtype}"
-    check_memory(weights + data, spec.device, key, file, what)
+    check_memory(weights + data, spec.device, key, t.file, what)
 
 
-def _parameter_count(model, target, file) -> int:
+def _parameter_count(t: Training) -> int:
     """The parameters of the model's network for the target, built on torch's meta device (shapes only,
     nothing allocated); 0 when it cannot be built there (the real build that follows says why)."""
     try:
         with torch.device("meta"):
-            network = model.build(tuple(target.event_shape))
+            network = t.model.build(tuple(t.target.event_shape))
     except Exception as exc:  # a third-party model may not build on the meta device: not an error here
         if P.too_large(exc):
-            raise ConfigError(f"model {model.name} is too large to build for target '{target.name}' (a size "
-                              "overflows what torch can hold)", file=file, key="model") from None
+            raise ConfigError(f"model {t.model_name} is too large to build for target '{t.target_name}' (a size "
+                              "overflows what torch can hold)", file=t.file, key="model") from None
         return 0
     return sum(p.numel() for p in network.parameters())
 
 
 def _is_data_set(target) -> bool:
-    return callable(getattr(target, "train_split", None))
+    return "data_splits" in target.provides
 
 
 def _check_values(spec: TrainSpec, file) -> None:

@@ -58,6 +58,7 @@ class Conv:
 
     name = "conv"
     noise_conditional = True
+    provides_with = {"second_order_head": "second_order: true"}  # named in an error that asks for the head
 
     def __post_init__(self):
         if self.channels < 1 or self.blocks < 0:

@@ -57,6 +57,9 @@ class MLP:
     embedding: int = 16  # sinusoidal features of log sigma (even, >= 2); used only when noise_conditional
 
     name = "mlp"
+    # The setting that gives its networks each capability, named in an error that asks for one.
+    provides_with = {"noise_conditional": "noise_conditional: true", "second_order_head": "second_order: true",
+                     "log_prob": "energy: true"}
 
     def __post_init__(self):
         if self.hidden < 1 or self.layers < 1:

@@ -1,0 +1,120 @@
+"""What several test modules share, defined once: a counting score source, the exact law of a linear
+sampler on a Gaussian with the moment check against it, and a plain Langevin sampler to break.
+
+Test modules import it as ``tests.helpers`` (pyproject.toml puts the repository root on pytest's
+``pythonpath``); conftest.py holds the fixtures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from scorelab.sources import ExactScore
+
+# -- counting what reaches a score source -------------------------------------------------------------
+
+
+class CountingSource:
+    """The exact score of a target, counting the calls that really reach it. With ``learned`` it also
+    plays a model with a second-order head (score and diagonal from one call)."""
+
+    def __init__(self, target, learned=False):
+        self.inner = ExactScore(target)
+        self.provides = self.inner.provides | ({"second_order_head"} if learned else set())
+        self.calls = Counter()
+
+    def score(self, x, sigma=None):
+        self.calls["score"] += 1
+        return self.inner.score(x, sigma)
+
+    def hess_diag(self, x, sigma=None):
+        self.calls["hess_diag"] += 1
+        return self.inner.hess_diag(x, sigma)
+
+    def score_and_diag(self, x, sigma=None):
+        self.calls["score_and_diag"] += 1
+        return self.inner.score(x, sigma), self.inner.hess_diag(x, sigma)
+
+    def log_prob_and_score(self, x):
+        self.calls["log_prob"] += 1
+        return self.inner.log_prob_and_score(x)
+
+
+# -- linear samplers on a Gaussian: their exact law, and samples checked against it --------------------
+
+
+def lyapunov(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """S with S = A S A^T + Q (vec(S) = (I - A kron A)^-1 vec(Q)): the stationary covariance of
+    x <- A x + (noise of covariance Q)."""
+    d = A.shape[0]
+    return torch.linalg.solve(torch.eye(d * d, dtype=A.dtype) - torch.kron(A, A), Q.reshape(-1)).reshape(d, d)
+
+
+def stationary(A: torch.Tensor, Q: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`lyapunov`, after checking that ``steps`` steps of the map forget the start: with
+    contraction rho, rho^(2 steps) < 1e-4 of the initial covariance is left, far below a standard error."""
+    rho = torch.linalg.eigvals(A).abs().max().item()
+    assert rho ** (2 * steps) < 1e-4, f"too few steps for the transient to die out (rho = {rho:.3f})"
+    return lyapunov(A, Q)
+
+
+def assert_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor, z: float = 5.0) -> None:
+    """The n rows of ``x`` are independent draws from N(mean, cov), entry by entry: over n draws the
+    sample mean of coordinate i has standard error sqrt(S_ii / n) and the sample covariance entry
+    (i, j) sqrt((S_ii S_jj + S_ij^2) / n). ``z`` standard errors are allowed per entry (z = 5: a false
+    alarm with probability 6e-7 per entry)."""
+    n, mean, cov = len(x), mean.to(torch.float64), cov.to(torch.float64)
+    x = x.to(torch.float64)
+    se_mean = (cov.diagonal() / n).sqrt()
+    se_cov = ((cov.diagonal()[:, None] * cov.diagonal()[None] + cov**2) / n).sqrt()
+    assert ((x.mean(0) - mean).abs() < z * se_mean).all(), (x.mean(0), mean)
+    assert ((torch.cov(x.T) - cov).abs() < z * se_cov).all(), (torch.cov(x.T), cov)
+
+
+# -- a plain Langevin sampler, written out so a test can break one thing ------------------------------
+
+
+@dataclass
+class State:
+    x: torch.Tensor
+    score: torch.Tensor
+
+
+@dataclass
+class Info:
+    step_size: float
+
+
+@dataclass
+class Ula:
+    """Plain Langevin, written out here so each test can break one thing."""
+
+    step_size: float = 0.01
+
+    def init(self, x0, oracle, budget):
+        return State(x0, oracle.score(x0))
+
+    def noise(self, state, generator):
+        return torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
+
+    def step(self, state, oracle, generator):
+        h = self.step_size
+        x = state.x + h * state.score + math.sqrt(2 * h) * self.noise(state, generator)
+        return State(x, oracle.score(x)), Info(h)
+
+
+@dataclass
+class NoStep:
+    step_size: float = 0.01
+
+    def init(self, x0, oracle, budget):
+        return State(x0, oracle.score(x0))
+
+
+def variant(name: str, **methods) -> type:
+    """A dataclass named ``name``: :class:`Ula` with ``methods`` replaced."""
+    return dataclass(type(name, (Ula,), methods))
