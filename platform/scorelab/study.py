@@ -22,8 +22,8 @@ from . import params as P
 from .analysis import Row, Study
 from .config import Comparison, load_yaml, parse_comparison
 from .errors import ConfigError, ScorelabError
-from .reporting import IncompleteComparison, load_records, report_files, write_report
-from .summary import findings, headline, speedup_text
+from .reporting import IncompleteComparison, load_records, report_files, skipped_samplers, write_report
+from .summary import findings, headline, skipped_text, speedup_text
 from .training.spec import parse_training
 
 QUICK_SUFFIX = "-quick"
@@ -194,7 +194,7 @@ def _section(entry: Entry, client, assets: Path, parent, study: Study, records, 
         f"{parent.data.params.get('chains')} chains, budget {study.budget:g}; cost = NFE + {weights.vjp:.2f}·VJP + "
         f"{weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV). Full report: "
         f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md).\n",
-        _table(rows, study),
+        _table(rows, study) + skipped_text(skipped_samplers(records, study)),
         f"![{study.primary} against cost]({assets.name}/{experiment}/{plot})\n",
         "**What the numbers show.** " + findings(rows, study, evaluation) + "\n",
     ]

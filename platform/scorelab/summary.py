@@ -97,7 +97,8 @@ def _legend(rows: list[Row], study: Study) -> str:
             f"1000 cost units, median over seeds.")
 
 
-def _skipped(skipped) -> str:
+def skipped_text(skipped) -> str:
+    """The line naming samplers left out of the evaluation ('' when none is)."""
     return (f"\nNot evaluated (every setting diverged or failed on a tuning seed): {', '.join(skipped)}.\n"
             if skipped else "")
 
@@ -110,14 +111,14 @@ def text_table(rows: list[Row], study: Study, skipped: list[str] = ()) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body), "", _legend(rows, study)]) + (
-        _skipped(skipped).rstrip())
+        skipped_text(skipped).rstrip())
 
 
 def markdown(rows: list[Row], study: Study, tuning: list | None = None,
              sensitivity: dict[str, dict[float, float]] | None = None, skipped: list[str] = ()) -> str:
     header, body = headline(rows, study)
     lines = ["| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body]]
-    out = "## Comparison\n\n" + "\n".join(lines) + "\n\n" + _legend(rows, study) + "\n" + _skipped(skipped)
+    out = "## Comparison\n\n" + "\n".join(lines) + "\n\n" + _legend(rows, study) + "\n" + skipped_text(skipped)
     floors = ", ".join(f"{m} {study.floors[m]:.3g}" for m in study.metrics if m in study.floors)
     out += f"\nQuality floors (metric between two independent exact sample sets of the same size): {floors}.\n"
     if sensitivity:
