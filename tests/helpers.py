@@ -1,5 +1,6 @@
 """What several test modules share, defined once: a counting score source, the exact law of a linear
-sampler on a Gaussian with the moment check against it, and a plain Langevin sampler to break.
+sampler on a Gaussian with the moment check against it, a plain Langevin sampler to break, and a
+short chain of every built-in sampler and option path.
 
 Test modules import it as ``tests.helpers`` (pyproject.toml puts the repository root on pytest's
 ``pythonpath``); conftest.py holds the fixtures.
@@ -13,7 +14,24 @@ from dataclasses import dataclass
 
 import torch
 
+from scorelab.chain import ChainResult, run_chain
+from scorelab.oracle import Counts, ScoreOracle
 from scorelab.sources import ExactScore
+from scorelab_builtins.samplers import (
+    AdaptiveLangevin,
+    AnnealedLangevin,
+    CurvatureStepLangevin,
+    EnsembleLangevin,
+    EnsembleMala,
+    HessianDiagLangevin,
+    Langevin,
+    LowRankLangevin,
+    Mala,
+    OzakiLangevin,
+    ProbabilityFlowODE,
+    RmspropLangevin,
+)
+from scorelab_builtins.targets import Gaussian
 
 # -- counting what reaches a score source -------------------------------------------------------------
 
@@ -118,3 +136,71 @@ class NoStep:
 def variant(name: str, **methods) -> type:
     """A dataclass named ``name``: :class:`Ula` with ``methods`` replaced."""
     return dataclass(type(name, (Ula,), methods))
+
+
+# -- a short chain of every built-in sampler ------------------------------------------------------------
+
+#: A short chain of each sampler and of each code path its options select.
+SAMPLERS = {
+    "langevin": lambda: Langevin(0.05),
+    "mala[warmup]": lambda: Mala(warmup=10),
+    "mala[fixed]": lambda: Mala(step_size=0.2, warmup=0),
+    "rmsprop": lambda: RmspropLangevin(0.01),
+    "rmsprop[gamma:hutchinson]": lambda: RmspropLangevin(0.01, correction="hutchinson", probes=2),
+    "rmsprop[gamma:exact]": lambda: RmspropLangevin(0.01, correction="exact"),
+    "hessian_diag[hutchinson,vjp]": lambda: HessianDiagLangevin(0.1, probes=2, refresh_every=3, ema=0.5),
+    "hessian_diag[hutchinson,jvp]": lambda: HessianDiagLangevin(0.1, probe="jvp", refresh_every=3),
+    "hessian_diag[exact]": lambda: HessianDiagLangevin(0.1, curvature="exact", refresh_every=3),
+    "hessian_diag[learned]": lambda: HessianDiagLangevin(0.1, curvature="learned", refresh_every=3),
+    "ozaki[hutchinson]": lambda: OzakiLangevin(0.5, refresh_every=2),
+    "ozaki[exact]": lambda: OzakiLangevin(0.5, curvature="exact", refresh_every=2),
+    "adaptive": lambda: AdaptiveLangevin(),
+    "curvature_step[secant]": lambda: CurvatureStepLangevin(),
+    "curvature_step[power]": lambda: CurvatureStepLangevin(method="power", power_iterations=2, refresh_every=3),
+    "lowrank[dense]": lambda: LowRankLangevin(refresh_every=5),
+    "lowrank[nystrom]": lambda: LowRankLangevin(rank=2, refresh_every=5),
+    "lowrank[dense,adjusted]": lambda: LowRankLangevin(adjust=True, refresh_every=5),
+    "lowrank[learned,shared]": lambda: LowRankLangevin(curvature="learned", shared=True, refresh_every=5),
+    "ensemble[dense]": lambda: EnsembleLangevin(0.1),
+    "ensemble[diagonal,uncorrected]": lambda: EnsembleLangevin(0.1, covariance="diagonal", correction=False),
+    "ensemble_mala": lambda: EnsembleMala(warmup=20, adapt_every=5),
+    "ensemble_mala[diagonal,fixed]": lambda: EnsembleMala(warmup=0, covariance="diagonal"),
+    "probability_flow_ode": lambda: ProbabilityFlowODE(sigma_max=5.0, rtol=1e-3, atol=1e-3),
+    "annealed[ncsn]": lambda: AnnealedLangevin(levels=3, steps_per_level=5),
+    "annealed[snr]": lambda: AnnealedLangevin(levels=3, steps_per_level=5, step_rule="snr"),
+    "annealed[secant,rmsprop]": lambda: AnnealedLangevin(levels=3, steps_per_level=5, step_rule="secant",
+                                                         preconditioner="rmsprop"),
+    "annealed[secant,hessian_diag]": lambda: AnnealedLangevin(levels=3, steps_per_level=5, step_rule="secant",
+                                                              preconditioner="hessian_diag", refresh_every=2),
+    "annealed[adaptive]": lambda: AnnealedLangevin(levels=3, steps_per_level=5, step_rule="adaptive", denoise=False),
+    "annealed[power,hessian_diag:exact]": lambda: AnnealedLangevin(
+        levels=3, steps_per_level=5, step_rule="power", preconditioner="hessian_diag", curvature="exact",
+        step_scale=0.3),
+    "annealed[constant,hessian_diag:hutchinson]": lambda: AnnealedLangevin(
+        levels=3, steps_per_level=4, step_rule="constant", epsilon=0.1, preconditioner="hessian_diag", probes=2,
+        refresh_every=2, ema=0.5),
+    "annealed[adaptive,hessian_diag:learned]": lambda: AnnealedLangevin(
+        levels=2, steps_per_level=5, step_rule="adaptive", preconditioner="hessian_diag", curvature="learned",
+        denoise=False),
+}
+
+
+class LearnedExact(ExactScore):
+    """The exact score playing a model with a second-order head (score and diagonal in one call)."""
+
+    def __init__(self, target):
+        super().__init__(target)
+        self.provides = self.provides | {"second_order_head"}
+
+    def score_and_diag(self, x, sigma=None):
+        return self.score(x, sigma), self.hess_diag(x, sigma)
+
+
+def short_chain(name: str, compile: str = "none", budget: float = 60) -> tuple[ChainResult, Counts]:
+    """``SAMPLERS[name]`` run from fixed chains (32 in 4-D, float64) with fixed seeds on a rotated
+    Gaussian whose exact score also plays a second-order head; the result and the oracle's counts."""
+    target = Gaussian(dim=4, condition_number=10.0, rotate=True, mean_value=0.5)
+    oracle = ScoreOracle(LearnedExact(target))
+    x0 = torch.randn(32, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = run_chain(SAMPLERS[name](), oracle, x0, budget, torch.Generator().manual_seed(1), compile=compile)
+    return result, oracle.counts

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .compiled import step_function
 from .contracts import finished
 from .device import synchronize
 from .oracle import Counts, ScoreOracle
@@ -81,11 +82,13 @@ def run_chain(
     *,
     bound: float = math.inf,
     on_step: Callable[[Any], None] | None = None,
+    compile: str = "none",
 ) -> ChainResult:
     """Run ``sampler`` from ``x0`` until the oracle's cost reaches ``budget`` (or the sampler sets
     ``state.finished``, or the chains diverge: see the module docstring for ``bound``). ``callback``
     runs after init and at each checkpoint; ``on_step(state)`` after every step, for work that stays
-    on the device (tracing projections for the effective sample size)."""
+    on the device (tracing projections for the effective sample size). ``compile`` runs the step
+    eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream."""
     device = x0.device
     limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
@@ -96,6 +99,7 @@ def run_chain(
 
     t0 = time.perf_counter()
     state = sampler.init(x0, oracle, budget)
+    step = step_function(sampler, compile, device, budget)
     steps, diverged_at = 0, None
 
     def checkpoint() -> bool:
@@ -113,7 +117,7 @@ def run_chain(
 
     checkpoint()
     while oracle.cost < budget and not finished(state):
-        state, info = sampler.step(state, oracle, generator)
+        state, info = step(state, oracle, generator)
         infos.add(info)
         step_costs.append(oracle.cost)
         if on_step is not None:

@@ -155,7 +155,8 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     chain = run_chain(sampler, ScoreOracle(setup.source, setup.weights), x0, comp.budget, generator,
                       [] if ladder else setup.checkpoints,
                       lambda cp: measure.checkpoint(cp, None if ladder else generator),
-                      bound=bound, on_step=None if tracer is None else lambda state: tracer.record(state.x))
+                      bound=bound, on_step=None if tracer is None else lambda state: tracer.record(state.x),
+                      compile=comp.compile)
     record.cost, record.diverged_at = chain.cost, chain.diverged_at
     final = {"cost": chain.cost, "steps": chain.steps, "sampling_seconds": chain.wall_time,
              "diverged": float(chain.diverged_at is not None), **_calls(chain.counts)}
@@ -191,7 +192,8 @@ def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, 
         def run_at(budget: float) -> Point | None:
             oracle = ScoreOracle(setup.source, setup.weights)
             try:
-                chain = run_chain(setting.make(), oracle, x0, budget, torch.Generator(setup.device).manual_seed(seed))
+                chain = run_chain(setting.make(), oracle, x0, budget, torch.Generator(setup.device).manual_seed(seed),
+                                  compile=comp.compile)
             except ValueError:  # the sampler cannot run at so small a budget
                 return None
             return chain.cost, (math.nan if chain.diverged_at is not None else value(chain.state.x)), chain.counts
@@ -204,7 +206,8 @@ def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, 
     until = next(((c, v) for c, v in measure.exact if snapshot is not None and c > snapshot.cost), None)
     if snapshot is None or until is None or round(until[0]) != reached:
         return "checkpoint"
-    points = replay(setting.make(), setup.source, setup.weights, snapshot, until, value, comp.cost_resolution)
+    points = replay(setting.make(), setup.source, setup.weights, snapshot, until, value, comp.cost_resolution,
+                    comp.compile)
     if points is None:
         return "checkpoint (the replay did not reproduce the run)"
     measure.merge(points)

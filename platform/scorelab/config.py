@@ -64,6 +64,9 @@ class ComparisonSpec:
     cost_resolution: float = 0.02  # relative precision of the cost at which quality is reached
     baseline: str | None = None  # the row speedups are measured against; default: the first sampler row listed
     cpu_threads: int = 1  # torch threads on the CPU (0: torch's default); small per-step tensors gain nothing from more
+    # The step loop eager (none), compiled by torch.compile (inductor; cuda_graph adds CUDA graphs), or the faster
+    # of the two measured on the first steps (auto); the same counts and random stream (scorelab.compiled).
+    compile: Literal["none", "inductor", "cuda_graph", "auto"] = "none"
 
 
 @dataclass
@@ -266,6 +269,16 @@ def _check_values(spec: ComparisonSpec, file: str | None) -> None:
                   why="each evaluates every metric on all chains")
     P.check_range(spec.quality_multiple, "quality_multiple", file, at_least=1, why="a multiple of the quality floor")
     check_device(spec.device, file)
+    _check_compile(spec.compile, spec.device, file)
+
+
+def _check_compile(mode: str, device: str, file: str | None) -> None:
+    from .compiled import check_mode
+    from .device import resolve_device
+
+    reason = check_mode(mode, resolve_device(device))
+    if reason:
+        raise ConfigError(reason, file=file, key="compile")
 
 
 def check_device(name: str, file: str | None) -> None:

@@ -190,6 +190,8 @@ class SamplerTraits(CommonTraits):
                                  "checks that the generator is used")
     host_syncs: str = _trait("", _of_type(str, "a string saying why"), "why step reads device values on the host by "
                              "design ('' when it does not): the kit's no-sync check becomes a skip with this reason")
+    compilable: bool = _trait(True, _flag, "its step is tensor work a compiler can capture; False (a host-side "
+                              "solver) runs it eagerly whatever the comparison's compile key says")
     budget_bound: bool = _trait(False, _flag, "init plans the run from the budget (a schedule split over it): a "
                                 "comparison finds its cost to quality by a ladder of budgets, not by replaying")
     stationary_variance: Callable[[float], float] | None = _trait(

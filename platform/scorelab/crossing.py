@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .compiled import step_function
 from .oracle import Counts, ScoreOracle
 
 Point = tuple[float, float, Counts]  # (cost, metric value, calls so far)
@@ -61,10 +62,10 @@ def _cost(c: Counts, w) -> float:
 
 
 def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[float, float],
-           metric: Callable[[torch.Tensor], float], resolution: float) -> list[Point] | None:
+           metric: Callable[[torch.Tensor], float], resolution: float, compile: str = "none") -> list[Point] | None:
     """Re-run from ``snapshot`` to the checkpoint ``until`` = (cost, value), evaluating ``metric`` at
     costs ``resolution`` apart (relative). None when the replay does not land on ``until`` exactly
-    (a sampler whose step is not reproducible from its state and generator)."""
+    (a sampler whose step is not reproducible from its state and generator). ``compile``: the run's mode."""
     oracle = ScoreOracle(source, weights)
     generator = torch.Generator(snapshot.state.x.device)
     generator.set_state(snapshot.rng)
@@ -73,8 +74,9 @@ def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[
     points: list[Point] = []
     next_at = snapshot.cost * (1 + resolution)
     cost = snapshot.cost
+    step = step_function(sampler, compile, state.x.device)
     while cost < end_cost:
-        state, _ = sampler.step(state, oracle, generator)
+        state, _ = step(state, oracle, generator)
         counts = _plus(snapshot.counts, oracle.counts)
         cost = _cost(counts, weights)
         if cost >= next_at or cost >= end_cost:

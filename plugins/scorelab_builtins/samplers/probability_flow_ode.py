@@ -65,6 +65,7 @@ class ProbabilityFlowODE:
     requires = ("noise_conditional",)
     host_syncs = "scipy's solve_ivp integrates on the host: every right-hand side copies the chains"
     chains_interact = True  # one adaptive step size for the whole batch
+    compilable = False  # one step is a whole host-side solve: nothing for a compiler to fuse
 
     def __post_init__(self):
         if not 0 < self.sigma_min < self.sigma_max:

@@ -1,0 +1,161 @@
+"""Compiled sampler steps: a comparison's ``compile`` key, applied to ``sampler.step``.
+
+- ``none``: the step runs eagerly, one Python dispatch per tensor operation (so does every mode for
+  a sampler that declares ``compilable = False``, such as one whose step is a host-side solve).
+- ``inductor``: the step is captured by ``torch.compile`` and its tensor work fused by inductor
+  (CPU and CUDA).
+- ``cuda_graph``: as ``inductor``, with the captured graphs replayed as CUDA graphs (CUDA only).
+- ``auto``: the first steps run eagerly, timed; if the rest of the run would take longer than
+  compiling, the step is compiled (``cuda_graph`` on CUDA, ``inductor`` elsewhere), the next steps
+  are timed compiled, and the faster path is kept. The choice is remembered for the rest of the
+  process, per sampler class, hyperparameters, chain shape and device.
+
+What compiling keeps, so that a compiled run means what an eager one does:
+
+- Counts and cost: the oracle's tallies are Python side effects, which Dynamo replays after each
+  captured graph runs, so every call is charged as in eager mode.
+- The random stream: a draw from a ``torch.Generator`` is not captured (Dynamo breaks the graph
+  around it), so compiled and eager steps take the same numbers from the run's generator; fused
+  arithmetic rounds differently, so chains agree with eager ones to rounding, and a mode
+  reproduces itself bit for bit per seed.
+- Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
+
+A step that cannot be compiled runs eagerly: a graph the backend fails to compile falls back to
+the eager graph with one line on stderr, and Dynamo runs a frame it cannot trace as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .contracts import traits
+from .device import synchronize
+
+MODES = ("auto", "none", "inductor", "cuda_graph")
+#: The steps ``auto`` times on each path (the compiled path after its compiling step).
+TRIAL_STEPS = 3
+#: Eager seconds the rest of a run must be expected to take before ``auto`` spends time compiling.
+WORTH_COMPILING = 20.0
+#: Graphs one step function may have: samplers branch in Python on their step count (refreshes,
+#: noise levels), and each branch is a graph; past this Dynamo runs the step eagerly.
+RECOMPILE_LIMIT = 64
+
+_auto_choices: dict[tuple, str] = {}
+
+
+def check_mode(mode: str, device: torch.device | str) -> str | None:
+    """Why ``mode`` cannot run on ``device`` (None when it can)."""
+    if mode not in MODES:
+        return f"expected one of {', '.join(MODES)}, got {mode!r}"
+    if mode == "cuda_graph" and torch.device(device).type != "cuda":
+        return f"cuda_graph needs a CUDA device, and the run's device is {torch.device(device)}; use inductor or auto"
+    return None
+
+
+def step_function(sampler: Any, mode: str, device: torch.device, budget: float = math.inf) -> Callable:
+    """``sampler.step`` run as ``mode`` says: a callable ``(state, oracle, generator) -> (state, info)``.
+    ``budget`` (cost units) lets ``auto`` judge whether compiling can pay for itself."""
+    problem = check_mode(mode, device)
+    if problem:
+        raise ValueError(f"compile: {problem}")
+    if mode == "none" or not traits("sampler", sampler).compilable:
+        return sampler.step
+    if mode == "auto":
+        return _Auto(sampler, "cuda_graph" if device.type == "cuda" else "inductor", device, budget)
+    return _compiled(sampler, mode)
+
+
+def _compiled(sampler: Any, mode: str) -> Callable:
+    step = torch.compile(sampler.step, backend=_backend(mode, type(sampler).__name__), dynamic=None)
+
+    def run(state, oracle, generator):
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, suppress_errors=True):
+            return step(state, oracle, generator)
+
+    return run
+
+
+def _backend(mode: str, who: str) -> Callable:
+    """Inductor, with CUDA graphs for ``cuda_graph``; a graph it fails to compile runs eagerly."""
+    from torch._inductor.compile_fx import compile_fx
+
+    told = []
+
+    def backend(graph: torch.fx.GraphModule, example_inputs: list) -> Callable:
+        try:
+            return compile_fx(graph, example_inputs, config_patches={"triton.cudagraphs": mode == "cuda_graph"})
+        except (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame):
+            raise  # Dynamo's own control flow (trace again, or leave the frame eager), not a failure
+        except Exception as exc:  # any failure of the compiler: the graph's eager code is always right
+            if not told:
+                print(f"scorelab: {who}.step could not be compiled ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}); running it eagerly", file=sys.stderr)
+                told.append(True)
+            return graph.forward
+
+    return backend
+
+
+class _Auto:
+    """Eager or compiled, whichever runs this setting's steps faster, remembered per setting and shape.
+
+    The first steps run eagerly and are timed; when what is left of the budget would take less eager
+    time than compiling costs (``WORTH_COMPILING`` seconds), the run stays eager. Otherwise the step is
+    compiled (that step untimed), the next steps are timed compiled, and the faster path is kept."""
+
+    def __init__(self, sampler: Any, mode: str, device: torch.device, budget: float):
+        self.sampler, self.device, self.budget = sampler, device, budget
+        self.compiled = _compiled(sampler, mode)
+        self.key: tuple | None = None
+        self.times: dict[str, list[float]] = {"eager": [], "compiled": []}
+        self.chosen: Callable | None = None
+        self.start_cost: float | None = None
+        self.warm = False  # the compiled path has been traced and compiled
+
+    def __call__(self, state, oracle, generator):
+        if self.chosen is not None:
+            return self.chosen(state, oracle, generator)
+        if self.key is None:
+            self.key = (type(self.sampler), repr(self.sampler), tuple(state.x.shape), state.x.dtype, str(self.device))
+            if self.key in _auto_choices:
+                return self._choose(_auto_choices[self.key])(state, oracle, generator)
+            self.start_cost = oracle.cost
+        eager, fused = self.times["eager"], self.times["compiled"]
+        if len(eager) < TRIAL_STEPS:
+            out, seconds = self._timed(self.sampler.step, state, oracle, generator)
+            eager.append(seconds)
+            return out
+        if not self.warm:  # the first step that reaches the compiled path: compiling, not timed
+            if not self._compile_pays(oracle.cost):
+                return self._choose("eager")(state, oracle, generator)
+            self.warm = True
+            return self.compiled(state, oracle, generator)
+        out, seconds = self._timed(self.compiled, state, oracle, generator)
+        fused.append(seconds)
+        if len(fused) == TRIAL_STEPS:
+            self._choose(min(self.times, key=lambda p: statistics.median(self.times[p])))
+        return out
+
+    def _timed(self, step: Callable, *args):
+        synchronize(self.device)  # only while timing the first steps
+        t0 = time.perf_counter()
+        out = step(*args)
+        synchronize(self.device)
+        return out, time.perf_counter() - t0
+
+    def _compile_pays(self, cost: float) -> bool:
+        per_step = (cost - self.start_cost) / TRIAL_STEPS
+        steps_left = (self.budget - cost) / per_step if per_step > 0 else math.inf
+        return statistics.median(self.times["eager"]) * steps_left > WORTH_COMPILING
+
+    def _choose(self, path: str) -> Callable:
+        _auto_choices[self.key] = path
+        self.chosen = self.compiled if path == "compiled" else self.sampler.step
+        return self.chosen

@@ -1,0 +1,103 @@
+"""Compiled steps (``compile: inductor | auto``) keep every guarantee of the eager loop: the same
+counts and cost, the same random stream (so the same chains, to rounding), divergence at the same
+step; a step that cannot be compiled runs eagerly with a notice; a mode the device cannot run is a
+config error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scorelab import compiled
+from scorelab.chain import run_chain
+from scorelab.config import parse_comparison
+from scorelab.errors import ConfigError
+from scorelab.oracle import ScoreOracle
+from scorelab.sources import ExactScore
+from scorelab_builtins.samplers import Langevin, ProbabilityFlowODE
+from scorelab_builtins.targets import Gaussian
+from tests.helpers import short_chain
+
+# One of each kind of step: fused ULA, Metropolis with a step adapted on device scalars, a curvature
+# refresh every few steps (a Python branch), per-chain error control with Brownian memory.
+KINDS = ["langevin", "mala[warmup]", "hessian_diag[hutchinson,vjp]", "annealed[adaptive]"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", KINDS)
+def test_a_compiled_step_gives_the_eager_counts_and_chains(name):
+    eager, eager_counts = short_chain(name, "none")
+    fused, fused_counts = short_chain(name, "inductor")
+    assert (fused.steps, fused_counts, fused.cost) == (eager.steps, eager_counts, eager.cost)
+    # The same noise from the same generator; only the rounding of fused arithmetic may differ (float64).
+    torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+    again, _ = short_chain(name, "inductor")
+    assert torch.equal(again.state.x, fused.state.x)  # a mode reproduces itself per seed
+
+
+@pytest.mark.slow
+def test_divergence_is_detected_at_the_same_step():
+    target = Gaussian(dim=3, condition_number=10.0)
+    x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    results = [run_chain(Langevin(step_size=5.0), ScoreOracle(ExactScore(target)), x0, 200,
+                         torch.Generator().manual_seed(1), [100, 200], bound=1e6, compile=mode)
+               for mode in ("none", "inductor")]
+    assert results[0].diverged_at is not None
+    assert results[1].diverged_at == results[0].diverged_at
+
+
+def test_auto_stays_eager_when_compiling_cannot_pay(monkeypatch):
+    monkeypatch.setattr(compiled, "_auto_choices", {})
+    eager, eager_counts = short_chain("langevin", "none")
+    auto, auto_counts = short_chain("langevin", "auto")  # 60 steps of microseconds each
+    assert (auto_counts, auto.steps) == (eager_counts, eager.steps) and torch.equal(auto.state.x, eager.state.x)
+    assert list(compiled._auto_choices.values()) == ["eager"]
+
+
+@pytest.mark.slow
+def test_auto_times_both_paths_when_compiling_may_pay(monkeypatch):
+    monkeypatch.setattr(compiled, "_auto_choices", {})
+    monkeypatch.setattr(compiled, "WORTH_COMPILING", 0.0)
+    eager, eager_counts = short_chain("langevin", "none")
+    auto, auto_counts = short_chain("langevin", "auto")
+    assert (auto_counts, auto.steps) == (eager_counts, eager.steps)
+    torch.testing.assert_close(auto.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+    ((key, path),) = compiled._auto_choices.items()
+    assert path in ("compiled", "eager") and key[2] == (32, 4)
+    again, _ = short_chain("langevin", "auto")  # the choice is reused from the first step: no timing, one path
+    same_path, _ = short_chain("langevin", "none" if path == "eager" else "inductor")
+    assert compiled._auto_choices == {key: path} and torch.equal(again.state.x, same_path.state.x)
+
+
+def test_a_step_the_compiler_fails_on_runs_eagerly_with_one_notice(monkeypatch, capsys):
+    import torch._inductor.compile_fx as fx
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(fx, "compile_fx", broken)
+    torch._dynamo.reset()  # nothing compiled earlier in this process may be reused
+    eager, eager_counts = short_chain("rmsprop", "none")
+    fallen, fallen_counts = short_chain("rmsprop", "inductor")
+    torch._dynamo.reset()
+    assert fallen_counts == eager_counts and torch.equal(fallen.state.x, eager.state.x)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorelab:")]
+    assert lines == ["scorelab: RmspropLangevin.step could not be compiled (RuntimeError: no compiler here); "
+                     "running it eagerly"]
+
+
+def test_a_sampler_that_is_not_compilable_runs_eagerly():
+    ode = ProbabilityFlowODE()
+    assert compiled.step_function(ode, "inductor", torch.device("cpu")) == ode.step
+
+
+def test_a_mode_the_device_cannot_run_is_a_config_error(host):
+    config = {"name": "c", "target": {"name": "gaussian", "dim": 2}, "samplers": [{"name": "langevin"}],
+              "budget": 10, "metrics": ["energy_distance"], "device": "cpu"}
+    with pytest.raises(ConfigError, match="cuda_graph needs a CUDA device") as err:
+        parse_comparison({**config, "compile": "cuda_graph"}, host=host)
+    assert err.value.key == "compile"
+    with pytest.raises(ConfigError, match="inductor") as err:
+        parse_comparison({**config, "compile": "fast"}, host=host)
+    assert err.value.key == "compile"
+    assert parse_comparison({**config, "compile": "auto"}, host=host).compile == "auto"
