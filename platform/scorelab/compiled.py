@@ -26,6 +26,7 @@ the eager graph with one line on stderr, and Dynamo runs a frame it cannot trace
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import sys
@@ -73,31 +74,44 @@ def step_function(sampler: Any, mode: str, device: torch.device, budget: float =
 
 
 def _compiled(sampler: Any, mode: str) -> Callable:
-    step = torch.compile(sampler.step, backend=_backend(mode, type(sampler).__name__), dynamic=None)
+    step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
+    who = type(sampler).__name__
 
     def run(state, oracle, generator):
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, suppress_errors=True):
-            return step(state, oracle, generator)
+        _compiling.append(who)
+        try:
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, suppress_errors=True):
+                return step(state, oracle, generator)
+        finally:
+            _compiling.pop()
 
     return run
 
 
-def _backend(mode: str, who: str) -> Callable:
-    """Inductor, with CUDA graphs for ``cuda_graph``; a graph it fails to compile runs eagerly."""
-    from torch._inductor.compile_fx import compile_fx
+#: The sampler whose step is being run compiled (for the fallback's notice).
+_compiling: list[str] = []
 
-    told = []
+
+@functools.cache
+def _backend(mode: str) -> Callable:
+    """Inductor, with CUDA graphs for ``cuda_graph``; a graph it fails to compile runs eagerly. One per
+    mode for the process: Dynamo reuses what it compiled only for the same backend object."""
+    from torch._inductor import compile_fx as inductor
+
+    told: set[str] = set()
 
     def backend(graph: torch.fx.GraphModule, example_inputs: list) -> Callable:
         try:
-            return compile_fx(graph, example_inputs, config_patches={"triton.cudagraphs": mode == "cuda_graph"})
+            patches = {"triton.cudagraphs": mode == "cuda_graph"}
+            return inductor.compile_fx(graph, example_inputs, config_patches=patches)
         except (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame):
             raise  # Dynamo's own control flow (trace again, or leave the frame eager), not a failure
         except Exception as exc:  # any failure of the compiler: the graph's eager code is always right
-            if not told:
+            who = _compiling[-1] if _compiling else "a sampler"
+            if who not in told:
                 print(f"scorelab: {who}.step could not be compiled ({type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''}); running it eagerly", file=sys.stderr)
-                told.append(True)
+                told.add(who)
             return graph.forward
 
     return backend
