@@ -67,7 +67,9 @@ def initial_chains(comp: Comparison, target, seed: int, device, dtype) -> torch.
     return x.to(device=device, dtype=dtype)
 
 
-def run_child(setup: Setup, setting: SamplerSetting, seed: int, role: str, progress) -> RunRecord:
+def open_child(setup: Setup, setting: SamplerSetting, seed: int, role: str) -> RunRecord:
+    """Start the child's MLflow run (named, tagged, its params written) and number it. An executor opens
+    every run itself, so a task that dies on another machine still leaves a run to mark FAILED."""
     comp, tracker = setup.comp, setup.tracker
     run_id = tracker.start_run(
         # The UI cuts names at ~15 characters: role and seed first keep tuning and evaluation runs apart.
@@ -81,22 +83,35 @@ def run_child(setup: Setup, setting: SamplerSetting, seed: int, role: str, progr
                 **hyperparameters(setting.make())},
     )
     setup.order += 1
-    record = RunRecord(setting.label, setting.name, seed, role, "FINISHED", run_id)
+    return RunRecord(setting.label, setting.name, seed, role, "FINISHED", run_id)
+
+
+def run_child(setup: Setup, setting: SamplerSetting, record: RunRecord, progress=None) -> RunRecord:
+    """Sample and log the child whose run :func:`open_child` started; a sampler that raises fails this run only."""
+    tracker, run_id = setup.tracker, record.run_id
     try:
-        _sample(setup, setting, seed, record)
+        _sample(setup, setting, record.seed, record)
     except KeyboardInterrupt:
         tracker.set_tags(run_id, {"scorelab.status": "killed"})
         tracker.end(run_id, "KILLED")
         raise
     except Exception as exc:  # a broken sampler fails its own run, not the comparison
-        record.status = "FAILED"
-        tracker.log_text(run_id, traceback.format_exc(), "error.txt")
-        error = f"{type(exc).__name__}: {exc}"[:5000]
-        tracker.set_tags(run_id, {"scorelab.status": "failed", "scorelab.error": error})
+        fail_child(tracker, record, traceback.format_exc(), f"{type(exc).__name__}: {exc}", progress)
+        return record
     tracker.end(run_id, record.status)
     if progress is not None:
         progress.update(1)
     return record
+
+
+def fail_child(tracker: Tracker, record: RunRecord, trace: str, error: str, progress=None) -> None:
+    """End the child's run FAILED, its traceback an artifact (error.txt) and its error a tag."""
+    record.status = "FAILED"
+    tracker.log_text(record.run_id, trace, "error.txt")
+    tracker.set_tags(record.run_id, {"scorelab.status": "failed", "scorelab.error": error[:5000]})
+    tracker.end(record.run_id, "FAILED")
+    if progress is not None:
+        progress.update(1)
 
 
 def _calls(counts: Counts) -> dict[str, float]:

@@ -25,12 +25,13 @@ from typing import Any
 import torch
 
 from .analysis import RunRecord, Study, select_best
-from .child import Setup, initial_chains, run_child
-from .config import Comparison, SamplerSetting
+from .child import Setup, initial_chains
+from .config import Comparison
 from .contracts import hyperparameters, traits
 from .cost import measure_cost_weights
 from .device import cpu_threads, device_name, resolve_device
 from .errors import ConfigError
+from .executors import ChildJob, Executor, LocalExecutor
 from .floors import quality_floor
 from .oracle import CostWeights
 from .reporting import headline_metrics, report_files
@@ -55,18 +56,28 @@ class ComparisonResult:
 
 
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None,
-                   progress: Any = None) -> ComparisonResult:
+                   progress: Any = None, executor: Executor | None = None) -> ComparisonResult:
+    """Run ``comp``: its child runs by ``executor`` (default: one after another, in this process)."""
     device = resolve_device(comp.device)
     with cpu_threads(comp.cpu_threads if device.type == "cpu" else 0):
-        return _run_comparison(comp, tracker, device, plugins, progress)
+        return _run_comparison(comp, tracker, device, plugins, progress, executor or LocalExecutor())
 
 
-def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progress) -> ComparisonResult:
-    started = time.perf_counter()
+def materials(comp: Comparison, device, tracking_uri: str | None) -> tuple:
+    """What every child samples against: (dtype, target, score source, reference samples). Seeded by the
+    config alone, so a worker on another machine builds the same ones as the driver."""
     dtype = getattr(torch, comp.dtype)
     target = comp.target.to(device, dtype)
-    source = make_source(comp, target, device, dtype, tracker.uri)
+    source = make_source(comp, target, device, dtype, tracking_uri)
     reference = target.sample(comp.chains, torch.Generator(device).manual_seed(comp.reference_seed))
+    return dtype, target, source, reference
+
+
+def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progress,
+                    executor: Executor) -> ComparisonResult:
+    started = time.perf_counter()
+    executor.check(tracker.uri)
+    dtype, target, source, reference = materials(comp, device, tracker.uri)
     if comp.cost_weights is not None:
         weights, weight_params = CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
     else:
@@ -84,23 +95,18 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     setup = Setup(comp, tracker, experiment_id, parent, source, target, reference, weights,
                   log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags, study)
 
-    by_sampler: dict[str, list[SamplerSetting]] = {}
-    for s in comp.samplers:
-        by_sampler.setdefault(s.name, []).append(s)
     records: list[RunRecord] = []
     try:
-        tuned = [s for s in comp.samplers if len(by_sampler[s.name]) > 1]
-        for setting in tuned:
-            for seed in comp.tuning_seeds:
-                records.append(run_child(setup, setting, seed, "tuning", progress))
-        best = select_best([r for r in records if r.role == "tuning"], study)
-        best.update({name: settings[0].label for name, settings in by_sampler.items() if len(settings) == 1})
-        for setting in comp.samplers:
-            if best[setting.name] == setting.label:  # None: every setting diverged or failed in tuning
-                for seed in comp.seeds:
-                    records.append(run_child(setup, setting, seed, "evaluation", progress))
+        tuning, evaluation = plan(comp)
+        records += executor.run(setup, tuning, progress)
+        best = select_best(records, study)
+        records += executor.run(setup, evaluation(best), progress)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        # A child the signal caught between its run's creation and its own handler is still open: end it too.
+        for run_id in sorted(tracker.open - {parent}):
+            tracker.set_tags(run_id, {"scorelab.status": "killed"})
+            tracker.end(run_id, "KILLED")
         tracker.set_tags(parent, {"scorelab.status": status.lower()})
         tracker.end(parent, status)
         raise
@@ -112,6 +118,25 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
                             tracker.seconds, time.perf_counter() - started)
 
+
+
+def plan(comp: Comparison) -> tuple[list[ChildJob], Any]:
+    """The comparison as independent child jobs: the tuning jobs (every setting of a swept sampler on the
+    tuning seeds), and a function from tuning's choice (sampler -> best label, from ``select_best``) to
+    the evaluation jobs (each sampler's best setting on the evaluation seeds)."""
+    by_sampler: dict[str, list[int]] = {}
+    for i, s in enumerate(comp.samplers):
+        by_sampler.setdefault(s.name, []).append(i)
+    swept = [i for i, s in enumerate(comp.samplers) if len(by_sampler[s.name]) > 1]
+    tuning = [ChildJob(i, seed, "tuning") for i in swept for seed in comp.tuning_seeds]
+
+    def evaluation(best: dict[str, str | None]) -> list[ChildJob]:
+        best = {**best, **{name: comp.samplers[ii[0]].label for name, ii in by_sampler.items() if len(ii) == 1}}
+        # best[name] is None where every setting diverged or failed in tuning: that sampler is not evaluated.
+        return [ChildJob(i, seed, "evaluation") for i, s in enumerate(comp.samplers) if best.get(s.name) == s.label
+                for seed in comp.seeds]
+
+    return tuning, evaluation
 
 
 def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study: Study, weights: CostWeights,

@@ -100,7 +100,16 @@ class Comparison:
     target_name: str = ""  # the name the target's class is registered under
 
     def __getattr__(self, key):  # budget, chains, seeds, ... read through to the spec
-        return getattr(self.spec, key)
+        return spec_attribute(self, key)
+
+
+def spec_attribute(obj, key: str):
+    """``obj.spec.key``, for a record that reads its config's keys through to its spec. Private and
+    dunder names, and ``spec`` itself, are never forwarded: copy and pickle look those up on an
+    instance whose ``spec`` is not set yet, and forwarding them would recurse without end."""
+    if key.startswith("_") or key == "spec":
+        raise AttributeError(key)
+    return getattr(obj.spec, key)
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -39,6 +39,7 @@ class Tracker:
         self._tags: dict[str, dict[str, str]] = {}
         self._last_flush: dict[str, float] = {}
         self._last_ms: dict[str, int] = {}
+        self.open: set[str] = set()  # runs this tracker started and has not ended
 
     def _timed(self, fn, *args, **kwargs):
         t0 = time.perf_counter()
@@ -77,6 +78,7 @@ class Tracker:
             tags["mlflow.parentRunId"] = parent
         run = self._timed(self.client.create_run, experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
+        self.open.add(run_id)
         items = [Param(k, _param_str(v)) for k, v in (params or {}).items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self._timed(self.client.log_batch, run_id, params=items[i : i + 100])
@@ -128,6 +130,7 @@ class Tracker:
         """Flush what is buffered and close the run (FINISHED, FAILED or KILLED)."""
         self.flush(run_id)
         self._timed(self.client.set_terminated, run_id, status)
+        self.open.discard(run_id)
 
 
 def _param_str(value: Any) -> str:

@@ -128,3 +128,22 @@ def test_every_shipped_config_is_valid(host):
         text = path.read_text()
         if "samplers:" in text:  # comparison configs
             load_comparison(path, host)
+
+
+def test_configs_copy_deepcopy_and_pickle(tmp_path, host):
+    """A comparison and a training travel to other processes (an executor's workers) whole: the reads
+    through to the spec must not send copy or pickle into endless recursion."""
+    import copy
+    import pickle
+
+    from scorelab.training import parse_training
+
+    comp = load_comparison(_write(tmp_path, GOOD), host)
+    training = parse_training({"name": "t", "target": {"name": "gaussian", "dim": 2}, "model": {"name": "mlp"},
+                               "objective": {"name": "dsm"}, "steps": 3}, None, host)
+    for config in (comp, training):
+        for twin in (copy.copy(config), copy.deepcopy(config), pickle.loads(pickle.dumps(config))):
+            assert type(twin) is type(config) and twin.spec == config.spec and twin.raw == config.raw
+    assert pickle.loads(pickle.dumps(comp)).budget == comp.budget == 100
+    assert [s.label for s in pickle.loads(pickle.dumps(comp)).samplers] == [s.label for s in comp.samplers]
+    assert not hasattr(comp, "_private") and not hasattr(comp, "__missing_dunder__")  # never read through

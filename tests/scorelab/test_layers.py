@@ -18,7 +18,7 @@ LAYERS = [
                      "summary", "reporting", "testing"}),
     ("config", {"config"}),
     ("training", {"training"}),
-    ("comparison", {"compare", "child", "study"}),
+    ("comparison", {"compare", "child", "executors", "study"}),
     ("interface", {"cli", "scaffold", "__main__"}),
 ]
 LEVEL = {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}

@@ -46,6 +46,9 @@ def _quiet_mlflow() -> None:
     warnings still show. Set before MLflow is imported; a user's own setting wins."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # On a tracking server MLflow prints two "View run" lines per run it ends: dozens per comparison (Ray's
+    # workers inherit this too). The command prints the parent run and how to browse it once, at the end.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def main(argv: list[str] | None = None) -> int:

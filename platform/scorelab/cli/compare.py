@@ -10,6 +10,11 @@ def add(sub):
     p.add_argument("config", help="path to a comparison config (see configs/)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="run the child runs one after another here (local), or each as a Ray task (ray; "
+                        "pip install 'scorelab[ray]')")
+    p.add_argument("--ray-address", help="the Ray cluster to submit to (e.g. ray://head:10001 or auto; default: "
+                                         "$RAY_ADDRESS, else a Ray runtime on this machine); with --executor ray")
     return p
 
 
@@ -23,6 +28,16 @@ def run(args) -> int:
     from scorelab.tracking import Tracker
 
     comp = load_comparison(args.config)  # every config error before any work
+    executor = None
+    if args.executor == "ray":
+        from scorelab.executors import RayExecutor
+        from scorelab.tracking import default_tracking_uri
+
+        executor = RayExecutor(args.ray_address)
+        executor.check(args.tracking_uri or default_tracking_uri())
+    elif args.ray_address:
+        print("scorelab compare: --ray-address needs --executor ray", file=sys.stderr)
+        return 2
     if comp.score != "exact":  # a trained model lives in an existing store: look there, create nothing
         from scorelab.store import open_store
         from scorelab.tracking import default_tracking_uri
@@ -33,7 +48,7 @@ def run(args) -> int:
     total = sum(len(comp.tuning_seeds) for s in comp.samplers if s.name in tuned) + len(comp.seeds) * len(
         {s.name for s in comp.samplers})
     with tqdm(total=total, desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
+        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar, executor=executor)
     print(text_table(result.rows, result.study))
     w = result.cost_weights
     print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "

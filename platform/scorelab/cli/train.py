@@ -11,6 +11,11 @@ def add(sub):
     p.add_argument("--resume", metavar="RUN_ID", help="continue this killed training run from its last checkpoint")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="train here (local), or as one Ray task (ray; pip install 'scorelab[ray]'); a config only: "
+                        "--resume runs here")
+    p.add_argument("--ray-address", help="the Ray cluster to submit to (e.g. ray://head:10001 or auto; default: "
+                                         "$RAY_ADDRESS, else a Ray runtime on this machine); with --executor ray")
     return p
 
 
@@ -21,6 +26,8 @@ def run(args) -> int:
 
     if (args.config is None) == (args.resume is None):
         raise ScorelabError("give a config file, or --resume RUN_ID (not both)")
+    if args.resume and args.executor == "ray":
+        raise ScorelabError("--executor ray starts a training from a config; resume a run here, without --executor ray")
     training = load_training(args.config) if args.config else None  # every config error before any work
     if args.resume:  # a run to resume must already be in a store: find it without creating one
         from scorelab.store import open_store
@@ -30,8 +37,14 @@ def run(args) -> int:
     tracker = Tracker(args.tracking_uri)
     progress = not args.quiet
     try:
-        result = train(training, tracker, progress=progress) if training else resume(args.resume, tracker,
-                                                                                       progress=progress)
+        if args.executor == "ray":
+            from scorelab.executors import RayExecutor
+
+            result = RayExecutor(args.ray_address).train(training, tracker.uri)
+        elif training:
+            result = train(training, tracker, progress=progress)
+        else:
+            result = resume(args.resume, tracker, progress=progress)
     except (KeyboardInterrupt, Exception) as exc:
         run_id = getattr(exc, "scorelab_run_id", None)
         if run_id:

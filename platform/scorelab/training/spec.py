@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 from .. import params as P
-from ..config import MAX_CPU_THREADS, check_device, check_memory, load_yaml
+from ..config import MAX_CPU_THREADS, check_device, check_memory, load_yaml, spec_attribute
 from ..contracts import traits
 from ..device import BYTES, run_memory
 from ..errors import ConfigError
@@ -90,7 +90,7 @@ class Training:
     objective_name: str = ""
 
     def __getattr__(self, key):  # steps, batch_size, seed, ... read through to the spec
-        return getattr(self.spec, key)
+        return spec_attribute(self, key)
 
     @property
     def noise_levels(self) -> list[float]:
