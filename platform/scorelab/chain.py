@@ -95,9 +95,7 @@ def run_chain(
     infos = _InfoMeans()
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     step_costs: list[float] = []
-    wall = 0.0
-
-    t0 = time.perf_counter()
+    wall, t0 = 0.0, time.perf_counter()
     state = sampler.init(x0, oracle, budget)
     step = step_function(sampler, compile, device, budget)
     steps, diverged_at = 0, None
