@@ -80,7 +80,9 @@ def _compiled(sampler: Any, mode: str) -> Callable:
     def run(state, oracle, generator):
         _compiling.append(who)
         try:
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, suppress_errors=True):
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=
+                                            max(torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT),
+                                            suppress_errors=True):
                 return step(state, oracle, generator)
         finally:
             _compiling.pop()
@@ -121,8 +123,9 @@ class _Auto:
     """Eager or compiled, whichever runs this setting's steps faster, remembered per setting and shape.
 
     The first steps run eagerly and are timed; when what is left of the budget would take less eager
-    time than compiling costs (``WORTH_COMPILING`` seconds), the run stays eager. Otherwise the step is
-    compiled (that step untimed), the next steps are timed compiled, and the faster path is kept."""
+    time than compiling costs (``WORTH_COMPILING`` seconds), the run stays eager (not remembered: a
+    longer run of the setting may pay). Otherwise the step is compiled (that step untimed), the next
+    steps are timed compiled, and the faster path is kept and remembered."""
 
     def __init__(self, sampler: Any, mode: str, device: torch.device, budget: float):
         self.sampler, self.device, self.budget = sampler, device, budget
@@ -147,8 +150,9 @@ class _Auto:
             eager.append(seconds)
             return out
         if not self.warm:  # the first step that reaches the compiled path: compiling, not timed
-            if not self._compile_pays(oracle.cost):
-                return self._choose("eager")(state, oracle, generator)
+            if not self._compile_pays(oracle.cost):  # this run is short; a longer one of this setting may pay
+                self.chosen = self.sampler.step
+                return self.chosen(state, oracle, generator)
             self.warm = True
             return self.compiled(state, oracle, generator)
         out, seconds = self._timed(self.compiled, state, oracle, generator)

@@ -98,7 +98,7 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=None if self.address == "local" else self.address, **self.init_options)
+            ray.init(address=self.address, **self.init_options)  # "local" starts one here even with $RAY_ADDRESS set
 
     def train(self, training: Any, tracking_uri: str) -> Any:
         """``scorelab train --executor ray``: the training run as one Ray task (one GPU when the driver
@@ -111,8 +111,7 @@ class RayExecutor:
         self.check(tracking_uri)
         self._connect()
         cuda = resolve_device(training.device).type == "cuda"
-        task = ray.remote(_train_remote).options(num_gpus=1 if cuda else 0,
-                                                 num_cpus=1 if cuda else max(1, training.cpu_threads), max_retries=0)
+        task = _task(_train_remote, cuda, training.cpu_threads)
         ref = task.remote(training, tracking_uri)
         try:
             return ray.get(ref)
@@ -130,8 +129,7 @@ class RayExecutor:
         self._connect()
         comp = setup.comp
         cuda = setup.device.type == "cuda"
-        task = ray.remote(_run_remote).options(num_gpus=1 if cuda else 0,
-                                               num_cpus=1 if cuda else max(1, comp.cpu_threads), max_retries=0)
+        task = _task(_run_remote, cuda, comp.cpu_threads)
         shared = _Shared(setup.tracker.uri, setup.experiment_id, setup.parent, setup.tags, setup.weights,
                          setup.checkpoints, setup.device.type, setup.study)
         comp_ref = ray.put(comp)  # one copy in the object store, shared by every task
@@ -159,6 +157,17 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             raise
         return records
+
+
+def _task(fn, cuda: bool, cpu_threads: int):
+    """``fn`` as a Ray task: one GPU on CUDA, in a worker used for that one call (Ray reuses a worker
+    only under the GPU it was given first, and a worker's setup is built on its device), else
+    ``cpu_threads`` CPUs; never retried (a retry would log into the same run again)."""
+    import ray
+
+    if cuda:
+        return ray.remote(num_gpus=1, num_cpus=1, max_calls=1, max_retries=0)(fn)
+    return ray.remote(num_cpus=max(1, cpu_threads), max_retries=0)(fn)
 
 
 _WORKER: dict[str, Setup] = {}  # a worker process's setup, built once per comparison (workers are reused)

@@ -51,7 +51,7 @@ def test_auto_stays_eager_when_compiling_cannot_pay(monkeypatch):
     eager, eager_counts = short_chain("langevin", "none")
     auto, auto_counts = short_chain("langevin", "auto")  # 60 steps of microseconds each
     assert (auto_counts, auto.steps) == (eager_counts, eager.steps) and torch.equal(auto.state.x, eager.state.x)
-    assert list(compiled._auto_choices.values()) == ["eager"]
+    assert compiled._auto_choices == {}  # a short run's verdict would bind longer runs of the setting: not kept
 
 
 @pytest.mark.slow

@@ -167,3 +167,14 @@ def test_training_on_ray_logs_the_same_model_as_here(cluster, host, tracking_uri
     assert run.info.status == "FINISHED" and on_ray.model_uri == f"runs:/{on_ray.run_id}/model"
     assert main(["train", "--resume", on_ray.run_id, "--executor", "ray", "--tracking-uri", cluster]) != 0
     assert "without --executor ray" in capsys.readouterr().err
+
+
+def test_training_for_a_cluster_refuses_sqlite_before_creating_it(tmp_path, capsys):
+    config, sqlite = tmp_path / "train.yaml", tmp_path / "mlflow.db"
+    config.write_text(yaml.safe_dump(TINY_TRAINING))
+    assert main(["train", str(config), "--executor", "ray", "--ray-address", "ray://head:10001",
+                 "--tracking-uri", f"sqlite:///{sqlite}"]) != 0
+    assert "not the sqlite file" in capsys.readouterr().err and not sqlite.exists()
+    assert main(["train", str(config), "--ray-address", "ray://head:10001",
+                 "--tracking-uri", f"sqlite:///{sqlite}"]) != 0
+    assert "--ray-address needs --executor ray" in capsys.readouterr().err and not sqlite.exists()

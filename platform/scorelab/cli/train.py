@@ -28,12 +28,19 @@ def run(args) -> int:
         raise ScorelabError("give a config file, or --resume RUN_ID (not both)")
     if args.resume and args.executor == "ray":
         raise ScorelabError("--executor ray starts a training from a config; resume a run here, without --executor ray")
+    if args.ray_address and args.executor != "ray":
+        raise ScorelabError("--ray-address needs --executor ray")
     training = load_training(args.config) if args.config else None  # every config error before any work
     if args.resume:  # a run to resume must already be in a store: find it without creating one
         from scorelab.store import open_store
         from scorelab.tracking import default_tracking_uri
 
         open_store(args.tracking_uri or default_tracking_uri(), write=False)
+    if args.executor == "ray":  # before the store is created: a cluster cannot use a sqlite file
+        from scorelab.executors import RayExecutor
+        from scorelab.tracking import default_tracking_uri
+
+        RayExecutor(args.ray_address).check(args.tracking_uri or default_tracking_uri())
     tracker = Tracker(args.tracking_uri)
     progress = not args.quiet
     try:

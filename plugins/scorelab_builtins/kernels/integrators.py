@@ -27,7 +27,7 @@ def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def _sqrt(v):
-    return math.sqrt(v) if isinstance(v, float) else torch.sqrt(v)
+    return math.sqrt(v) if isinstance(v, int | float) else torch.sqrt(v)
 
 
 def euler_maruyama(x: torch.Tensor, score: torch.Tensor, h, z: torch.Tensor, m=None, *,
