@@ -119,6 +119,23 @@ def _backend(mode: str) -> Callable:
     return backend
 
 
+def _key(sampler: Any, x: torch.Tensor) -> tuple:
+    """What ``auto``'s choice is remembered by: the sampler's class and hyperparameters, the chains'
+    shape, dtype and device."""
+    return type(sampler), repr(sampler), tuple(x.shape), x.dtype, str(x.device)
+
+
+def settled_mode(sampler: Any, mode: str, x: torch.Tensor) -> str:
+    """The mode a run of ``sampler`` on chains like ``x`` settled on: for ``auto``, the compiled mode
+    if it kept the compiled path, else ``none``; any other mode as given. A replay of a segment of the
+    run uses it, so it steps as the run did after its first, timed steps."""
+    if mode != "auto":
+        return mode
+    if _auto_choices.get(_key(sampler, x)) == "compiled":
+        return "cuda_graph" if x.device.type == "cuda" else "inductor"
+    return "none"
+
+
 class _Auto:
     """Eager or compiled, whichever runs this setting's steps faster, remembered per setting and shape.
 
@@ -140,7 +157,7 @@ class _Auto:
         if self.chosen is not None:
             return self.chosen(state, oracle, generator)
         if self.key is None:
-            self.key = (type(self.sampler), repr(self.sampler), tuple(state.x.shape), state.x.dtype, str(self.device))
+            self.key = _key(self.sampler, state.x)
             if self.key in _auto_choices:
                 return self._choose(_auto_choices[self.key])(state, oracle, generator)
             self.start_cost = oracle.cost

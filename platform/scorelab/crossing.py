@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .compiled import step_function
+from .compiled import settled_mode, step_function
 from .oracle import Counts, ScoreOracle
 
 Point = tuple[float, float, Counts]  # (cost, metric value, calls so far)
@@ -74,7 +74,7 @@ def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[
     points: list[Point] = []
     next_at = snapshot.cost * (1 + resolution)
     cost = snapshot.cost
-    step = step_function(sampler, compile, state.x.device)
+    step = step_function(sampler, settled_mode(sampler, compile, state.x), state.x.device)
     while cost < end_cost:
         state, _ = step(state, oracle, generator)
         counts = _plus(snapshot.counts, oracle.counts)

@@ -67,6 +67,9 @@ def test_auto_times_both_paths_when_compiling_may_pay(monkeypatch):
     again, _ = short_chain("langevin", "auto")  # the choice is reused from the first step: no timing, one path
     same_path, _ = short_chain("langevin", "none" if path == "eager" else "inductor")
     assert compiled._auto_choices == {key: path} and torch.equal(again.state.x, same_path.state.x)
+    x = torch.zeros(32, 4, dtype=torch.float64)  # a replay of a segment steps as the run settled
+    assert compiled.settled_mode(Langevin(0.05), "auto", x) == ("none" if path == "eager" else "inductor")
+    assert compiled.settled_mode(Langevin(0.07), "auto", x) == "none"  # a setting auto never saw
 
 
 def test_a_step_the_compiler_fails_on_runs_eagerly_with_one_notice(monkeypatch, capsys):
