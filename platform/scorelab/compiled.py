@@ -80,9 +80,9 @@ def _compiled(sampler: Any, mode: str) -> Callable:
     def run(state, oracle, generator):
         _compiling.append(who)
         try:
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, accumulated_recompile_limit=
-                                            max(torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT),
-                                            suppress_errors=True):
+            limits = {"recompile_limit": RECOMPILE_LIMIT, "accumulated_recompile_limit":
+                      max(torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)}
+            with torch._dynamo.config.patch(suppress_errors=True, **limits):
                 return step(state, oracle, generator)
         finally:
             _compiling.pop()

@@ -64,8 +64,8 @@ class ComparisonSpec:
     cost_resolution: float = 0.02  # relative precision of the cost at which quality is reached
     baseline: str | None = None  # the row speedups are measured against; default: the first sampler row listed
     cpu_threads: int = 1  # torch threads on the CPU (0: torch's default); small per-step tensors gain nothing from more
-    # The step loop eager (none), compiled by torch.compile (inductor; cuda_graph adds CUDA graphs), or the faster
-    # of the two measured on the first steps (auto); the same counts and random stream (scorelab.compiled).
+    # The step loop eager (none), compiled by torch.compile (inductor; cuda_graph adds CUDA graphs), or (auto)
+    # compiled only when the run is long enough and faster on its first steps; same counts and random stream.
     compile: Literal["none", "inductor", "cuda_graph", "auto"] = "none"
 
 
