@@ -17,7 +17,9 @@ Rows: ULA on a diagonal Gaussian d = 100 (condition number 10, as ``step_loop.py
 same in torch and JAX) at d = 2 and d = 64, 1e4 chains; MALA on the d = 50 Gaussian with condition
 number 1000, 1000 chains, float64. Every timed call is an init plus ``--steps`` steps.
 
-Method, for a shared machine where one timing is noise: one intra-op thread on each side; each
+Method, for a shared machine where one timing is noise: on a CPU the whole process is pinned to one
+core (``--core``), so each side computes on exactly one core (XLA's CPU runtime no longer honours
+its thread flags and, unpinned, spreads a matmul over every core); each
 contender is warmed up (compiled) first; then ``--repeats`` rounds, in each of which every
 contender runs once (the order rotating from round to round). Reported per contender: the median
 steps/s and its min-max over rounds; per row, the median over rounds of the per-round ratio to
@@ -265,6 +267,17 @@ def jax_contender(row: Row, problem: Problem, steps: int, jax, blackjax, jdev) -
 
 # -- measuring -------------------------------------------------------------------------------------
 
+def pin_to_one_core(core: int | None) -> int | None:
+    """Pin every thread of this process, and those it starts later, to one core (the first one this
+    process may use, unless ``core`` names another); None where the system cannot pin."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0)) if core is None else core
+    for tid in os.listdir("/proc/self/task"):  # threads started before (Python's, torch's)
+        os.sched_setaffinity(int(tid), {core})
+    return core
+
+
 def seconds(c: Contender, device: torch.device) -> float:
     synchronize(device)
     t0 = time.perf_counter()
@@ -331,11 +344,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="rounds of interleaved runs (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_CHAINS} chains, 20 steps, 2 rounds")
+    p.add_argument("--core", type=int, help="the CPU core to pin the run to (default: the first allowed)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/peers.jsonl"),
                    help="JSON lines, one per row and contender, appended (default: %(default)s)")
     args = p.parse_args()
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
     device = resolve_device(args.device)
+    core = pin_to_one_core(args.core)  # before JAX starts its thread pool
     torch.set_num_threads(1)
     peers = load_jax(device)
     if "compile" not in inspect.signature(run_chain).parameters:
@@ -346,7 +361,8 @@ def main() -> None:
         versions |= {"jax": peers[0].__version__, "blackjax": peers[1].__version__}
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     print(f"device {device_name(device)}" + (f", JAX on {peers[2].device_kind}" if peers else "")
-          + f"; 1 intra-op thread each; {steps} steps per run, {repeats} rounds; "
+          + (f"; pinned to core {core}" if core is not None else "; not pinned (no sched_setaffinity)")
+          + f", 1 torch intra-op thread; {steps} steps per run, {repeats} rounds; "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t_run = time.perf_counter()
@@ -369,7 +385,7 @@ def main() -> None:
                                     **{f"steps_per_s_{k}": v for k, v in s["steps_per_s"].items()},
                                     **{f"ratio_to_blackjax_{k}": (v[k] if (v := s["ratio_to_blackjax"]) else None)
                                        for k in ("median", "min", "max")},
-                                    "device": device_name(device),
+                                    "device": device_name(device), "pinned_core": core,
                                     "jax_device": peers[2].device_kind if peers else None,
                                     **versions, "date": date}) + "\n")
     print(f"\nwrote {args.out}; run time {time.perf_counter() - t_run:.0f} s")
