@@ -20,6 +20,7 @@ from scorelab_builtins.kernels import (
     DiagonalMetric,
     DualAveraging,
     EigenMetric,
+    box_muller,
     error_controlled_move,
     euler_maruyama,
     local_linearisation,
@@ -223,6 +224,33 @@ def test_dual_averaging_reaches_its_target_acceptance_on_a_gaussian():
     assert abs(float(frozen.mean()) - 0.574) <= tolerance
     start, _, _ = _mala_acceptance(log_h0, adaptation, None, x, 20, 0, generator)
     assert abs(float(start.mean()) - 0.574) > 10 * tolerance  # where it started, the check fails
+
+
+def test_float64_noise_on_the_cpu_is_standard_normal_and_independent():
+    """Box–Muller's numbers against N(0, 1): the first four moments (Z standard errors of each,
+    from n), the distribution function (Kolmogorov–Smirnov) and the independence of the pair drawn
+    from one (u, v) (their correlation is 0 and so is that of their squares)."""
+    from scipy import stats
+
+    n = 200_000
+    z = box_muller((n,), torch.Generator().manual_seed(0)).numpy()
+    se = {1: 1.0, 2: math.sqrt(2.0), 3: math.sqrt(15.0), 4: math.sqrt(96.0)}  # sd of z^k - E z^k
+    for k, exact in {1: 0.0, 2: 1.0, 3: 0.0, 4: 3.0}.items():
+        assert abs((z**k).mean() - exact) < Z * se[k] / math.sqrt(n), k
+    assert stats.kstest(z, "norm").pvalue > 1e-4
+    cos_part, sin_part = z[: n // 2], z[n // 2:]  # r cos t and r sin t of the same (u, v)
+    for a, b in ((cos_part, sin_part), (cos_part**2 - 1, sin_part**2 - 1)):
+        assert abs(stats.pearsonr(a, b)[0]) < Z / math.sqrt(n // 2)
+    odd = box_muller((3, 5), torch.Generator().manual_seed(1))
+    assert odd.shape == (3, 5) and odd.dtype == torch.float64 and bool(odd.isfinite().all())
+
+
+def test_noise_is_torchs_own_except_in_float64_on_the_cpu():
+    x32, x64 = torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.float64)
+    assert torch.equal(normal_like(x32, torch.Generator().manual_seed(0)),
+                       torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(normal_like(x64, torch.Generator().manual_seed(0)),
+                       box_muller((4, 3), torch.Generator().manual_seed(0)))
 
 
 def test_the_kernels_docstring_examples_run():

@@ -20,6 +20,7 @@ import torch
 
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
+from scorelab_builtins.kernels import normal_like
 from scorelab_builtins.samplers import AnnealedLangevin
 from scorelab_builtins.targets import Gaussian
 from tests.helpers import assert_moments, stationary
@@ -57,7 +58,7 @@ def test_snr_rule_is_score_sdes_corrector_step():
     g = torch.Generator().manual_seed(3)
     twin = torch.Generator().manual_seed(3)  # draws the same z the step will draw
     state, info = sampler.step(sampler.init(x, oracle, math.inf), oracle, g)
-    z = torch.randn(x.shape, generator=twin, dtype=x.dtype)
+    z = normal_like(x, twin)  # the samplers' noise
     s = target.score(x, SIGMA_MAX)
     h = 2 * (0.16 * z.norm(dim=1).mean() / s.norm(dim=1).mean()) ** 2
     torch.testing.assert_close(info.step_size, h)

@@ -3,8 +3,10 @@
 A sampler is a short composition, "proposal = integrate(x, s, h, precondition); x = correct(proposal)":
 
 - ``integrators``: ``euler_maruyama`` (optionally preconditioned: a diagonal or a metric),
-  ``local_linearisation`` (Ozaki), ``euler_heun``; ``normal_like`` draws the noise.
-- ``metropolis``: ``metropolis_hastings``, the exact correction of any Gaussian Langevin proposal.
+  ``local_linearisation`` (Ozaki), ``euler_heun``; ``normal_like`` draws the noise (``box_muller``
+  for float64 on the CPU).
+- ``metropolis``: ``metropolis_hastings``, the exact correction of any Gaussian Langevin proposal;
+  ``uniform_per_chain`` its uniforms.
 - ``preconditioners``: metrics M (``EigenMetric``, ``DiagonalMetric``, ``CholeskyMetric``) and
   RMSprop's diagonal; ``ensemble``: M from the chains' covariance; ``jacobian_metrics``: M from JVPs
   (dense, Nyström) or a learned diagonal.
@@ -34,9 +36,9 @@ from .curvature import (
 from .dual_averaging import DualAveraging, DualAveragingState, dual_averaging_update
 from .ensemble import ensemble_covariance, ensemble_mass_matrix, ensemble_metric
 from .error_control import BrownianMemory, error_controlled_move, error_norm, next_step
-from .integrators import euler_heun, euler_maruyama, local_linearisation, normal_like, precondition
+from .integrators import box_muller, euler_heun, euler_maruyama, local_linearisation, normal_like, precondition
 from .jacobian_metrics import capped_fraction, dense_metric, learned_metric, nystrom_metric
-from .metropolis import Corrected, MetropolisInfo, log_proposal, metropolis_hastings
+from .metropolis import Corrected, MetropolisInfo, log_proposal, metropolis_hastings, uniform_per_chain
 from .preconditioners import (
     CholeskyMetric,
     DiagonalMetric,
@@ -76,8 +78,10 @@ __all__ = [
     "local_linearisation",
     "log_proposal",
     "metropolis_hastings",
+    "uniform_per_chain",
     "next_step",
     "normal_like",
+    "box_muller",
     "nystrom_metric",
     "power_curvature",
     "power_start",

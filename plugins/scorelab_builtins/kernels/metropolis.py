@@ -9,7 +9,8 @@ directions (Girolami & Calderhead 2011, constant-metric case),
 
 which leaves p exactly invariant. Each chain accepts or rejects on its own; a proposal whose log
 density or score is NaN or infinite is rejected, so a far too large step shows as zero acceptance,
-not as a divergence. One uniform per chain is drawn from the run's generator.
+not as a divergence. One uniform per chain is drawn from the run's generator (``uniform_per_chain``),
+by the caller or else here.
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ def log_proposal(y: torch.Tensor, x: torch.Tensor, score_x: torch.Tensor, h, m=N
 
 
 def metropolis_hastings(x: torch.Tensor, y: torch.Tensor, log_prob_x: torch.Tensor, log_prob_y: torch.Tensor,
-                        score_x: torch.Tensor, score_y: torch.Tensor, h, generator: torch.Generator,
-                        m=None) -> Corrected:
+                        score_x: torch.Tensor, score_y: torch.Tensor, h, generator: torch.Generator | None,
+                        m=None, *, u: torch.Tensor | None = None) -> Corrected:
     """Accept or reject, per chain, the proposal y made from x with step ``h`` and preconditioner ``m``.
+    ``u``: the chains' uniforms, drawn by the caller (with the proposal's noise, the draws of a compiled
+    step stay together: one graph break, not two); else one is drawn per chain from ``generator``.
 
     >>> x, y = torch.zeros(3, 2), torch.ones(3, 2)
     >>> lp = torch.tensor([0.0, 0.0, math.nan])  # the third proposal is broken
@@ -65,8 +68,14 @@ def metropolis_hastings(x: torch.Tensor, y: torch.Tensor, log_prob_x: torch.Tens
     log_a = log_prob_y - log_prob_x + log_proposal(x, y, score_y, h, m) - log_proposal(y, x, score_x, h, m)
     proper = torch.isfinite(log_prob_y) & torch.isfinite(score_y).flatten(1).all(1)
     log_a = torch.where(proper, log_a, -math.inf).nan_to_num(nan=-math.inf)
-    u = torch.rand(log_a.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if u is None:
+        u = uniform_per_chain(x, generator)
     accept = torch.log(u) < log_a
     wide = accept.reshape(batch_shape(x))
     return Corrected(torch.where(wide, y, x), torch.where(wide, score_y, score_x),
                      torch.where(accept, log_prob_y, log_prob_x), log_a.clamp(max=0).exp(), accept)
+
+
+def uniform_per_chain(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One uniform in [0, 1) per chain of ``x``, (n,), for the accept/reject decision."""
+    return torch.rand(x.shape[:1], generator=generator, device=x.device, dtype=x.dtype)

@@ -43,6 +43,7 @@ from ..kernels import (
     euler_maruyama,
     metropolis_hastings,
     normal_like,
+    uniform_per_chain,
 )
 from ..kernels.dual_averaging import GAMMA, KAPPA, T0
 
@@ -91,9 +92,10 @@ class Mala:
 
     def step(self, state: MalaState, oracle, generator: torch.Generator):
         h = state.adaptation.log_step.exp()
-        y = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator))
+        z, u = normal_like(state.x, generator), uniform_per_chain(state.x, generator)  # the draws together
+        y = euler_maruyama(state.x, state.score, h, z)
         log_p_y, s_y = oracle.log_prob_and_score(y)
-        moved = metropolis_hastings(state.x, y, state.log_prob, log_p_y, state.score, s_y, h, generator)
+        moved = metropolis_hastings(state.x, y, state.log_prob, log_p_y, state.score, s_y, h, None, u=u)
         k = state.k + 1
         adaptation, adapting = self._adaptation().warmup(state.adaptation, moved.acceptance.mean(), k, self.warmup)
         info = MalaInfo(h, moved.acceptance, moved.accepted.to(y.dtype), float(adapting))
