@@ -21,12 +21,14 @@ What compiling keeps, so that a compiled run means what an eager one does:
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
 
 A step that cannot be compiled runs eagerly: a graph the backend fails to compile falls back to
-the eager graph with one line on stderr, and Dynamo runs a frame it cannot trace as it is.
+the eager graph with one line on stderr, as does a step that takes more paths than
+``RECOMPILE_LIMIT`` graphs, and Dynamo runs a frame it cannot trace as it is.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import statistics
 import sys
@@ -45,7 +47,7 @@ TRIAL_STEPS = 3
 #: Eager seconds the rest of a run must be expected to take before ``auto`` spends time compiling.
 WORTH_COMPILING = 20.0
 #: Graphs one step function may have: samplers branch in Python on their step count (refreshes,
-#: noise levels), and each branch is a graph; past this Dynamo runs the step eagerly.
+#: noise levels), and each branch is a graph; past this Dynamo runs the new paths eagerly, with a notice.
 RECOMPILE_LIMIT = 64
 
 _auto_choices: dict[tuple, str] = {}
@@ -74,15 +76,14 @@ def step_function(sampler: Any, mode: str, device: torch.device, budget: float =
 
 
 def _compiled(sampler: Any, mode: str) -> Callable:
-    step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
+    step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None, recompile_limit=RECOMPILE_LIMIT)
     who = type(sampler).__name__
 
     def run(state, oracle, generator):
         _compiling.append(who)
         try:
-            limits = {"recompile_limit": RECOMPILE_LIMIT, "accumulated_recompile_limit":
-                      max(torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)}
-            with torch._dynamo.config.patch(suppress_errors=True, **limits):
+            limit = max(torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)
+            with torch._dynamo.config.patch(suppress_errors=True, accumulated_recompile_limit=limit):
                 return step(state, oracle, generator)
         finally:
             _compiling.pop()
@@ -90,8 +91,32 @@ def _compiled(sampler: Any, mode: str) -> Callable:
     return run
 
 
-#: The sampler whose step is being run compiled (for the fallback's notice).
+#: The sampler whose step is being run compiled (for the notices).
 _compiling: list[str] = []
+_told: set[tuple[str, str]] = set()
+
+
+def _notice(what: str, text: str) -> None:
+    """One line on stderr, once per sampler and kind of event in the process."""
+    who = _compiling[-1] if _compiling else "a sampler"
+    if (who, what) not in _told:
+        _told.add((who, what))
+        print(f"scorelab: {who}.step {text}", file=sys.stderr)
+
+
+class _RecompileLimitNotice(logging.Filter):
+    """Dynamo's multi-line warning that a step function hit its recompile limit (after which it runs
+    eagerly), said instead as scorelab's one line naming the sampler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("torch._dynamo hit config."):
+            return True
+        _notice("limit", f"took more than {RECOMPILE_LIMIT} compiled graphs (one per path its Python takes: "
+                         "refreshes, noise levels); its other paths run eagerly")
+        return False
+
+
+logging.getLogger("torch._dynamo.convert_frame").addFilter(_RecompileLimitNotice())
 
 
 @functools.cache
@@ -100,8 +125,6 @@ def _backend(mode: str) -> Callable:
     mode for the process: Dynamo reuses what it compiled only for the same backend object."""
     from torch._inductor import compile_fx as inductor
 
-    told: set[str] = set()
-
     def backend(graph: torch.fx.GraphModule, example_inputs: list) -> Callable:
         try:
             patches = {"triton.cudagraphs": mode == "cuda_graph"}
@@ -109,11 +132,8 @@ def _backend(mode: str) -> Callable:
         except (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame):
             raise  # Dynamo's own control flow (trace again, or leave the frame eager), not a failure
         except Exception as exc:  # any failure of the compiler: the graph's eager code is always right
-            who = _compiling[-1] if _compiling else "a sampler"
-            if who not in told:
-                print(f"scorelab: {who}.step could not be compiled ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}); running it eagerly", file=sys.stderr)
-                told.add(who)
+            _notice("failed", f"could not be compiled ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); running it eagerly")
             return graph.forward
 
     return backend

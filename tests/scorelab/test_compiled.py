@@ -5,6 +5,8 @@ config error."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -79,6 +81,7 @@ def test_a_step_the_compiler_fails_on_runs_eagerly_with_one_notice(monkeypatch, 
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(fx, "compile_fx", broken)
+    monkeypatch.setattr(compiled, "_told", set())
     torch._dynamo.reset()  # nothing compiled earlier in this process may be reused
     eager, eager_counts = short_chain("rmsprop", "none")
     fallen, fallen_counts = short_chain("rmsprop", "inductor")
@@ -104,3 +107,45 @@ def test_a_mode_the_device_cannot_run_is_a_config_error(host):
         parse_comparison({**config, "compile": "fast"}, host=host)
     assert err.value.key == "compile"
     assert parse_comparison({**config, "compile": "auto"}, host=host).compile == "auto"
+
+
+@dataclass
+class _PathState:
+    x: torch.Tensor
+    k: int
+
+
+class _ManyPaths:
+    """A Langevin step whose Python takes another path on each step (``k % 5`` unrolled updates), so
+    each of its first five steps is a graph of its own."""
+
+    name = "many_paths"
+
+    def init(self, x0, oracle, budget):
+        return _PathState(x0, 0)
+
+    def step(self, state, oracle, generator):
+        x = state.x
+        for _ in range(state.k % 5):
+            x = x + 1e-3 * oracle.score(x)
+        return _PathState(x + 1e-2 * torch.randn(x.shape, generator=generator, dtype=x.dtype), state.k + 1), None
+
+
+def test_a_step_past_its_graph_limit_runs_eagerly_with_one_notice(monkeypatch, capsys):
+    monkeypatch.setattr(compiled, "RECOMPILE_LIMIT", 2)
+    monkeypatch.setattr(compiled, "_told", set())
+    torch._dynamo.reset()
+    target = Gaussian(dim=2)
+    x0 = torch.zeros(8, 2, dtype=torch.float64)
+
+    def run(mode):
+        oracle = ScoreOracle(ExactScore(target))
+        return run_chain(_ManyPaths(), oracle, x0, 40, torch.Generator().manual_seed(0), compile=mode), oracle.counts
+
+    (eager, eager_counts), (limited, limited_counts) = run("none"), run("inductor")
+    torch._dynamo.reset()
+    assert limited_counts == eager_counts
+    torch.testing.assert_close(limited.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorelab:")]
+    assert lines == ["scorelab: _ManyPaths.step took more than 2 compiled graphs (one per path its Python takes: "
+                     "refreshes, noise levels); its other paths run eagerly"]
