@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .compiled import step_function
+from .compiled import lasting, step_function
 from .contracts import finished
 from .device import synchronize
 from .oracle import Counts, ScoreOracle
@@ -109,7 +109,8 @@ def run_chain(
         if bad >= 0:
             diverged_at = step_costs[bad]
         elif callback is not None:
-            callback(Checkpoint(oracle.cost, steps, state, infos.pop(), wall, dataclasses.replace(oracle.counts)))
+            callback(Checkpoint(oracle.cost, steps, lasting(state, compile), infos.pop(), wall,
+                                dataclasses.replace(oracle.counts)))
         t0 = time.perf_counter()
         return bad >= 0
 
@@ -129,4 +130,4 @@ def run_chain(
         done = oracle.cost >= budget or finished(state)
         if (due or done) and checkpoint():
             break
-    return ChainResult(state, steps, oracle.cost, oracle.counts, wall, diverged_at)
+    return ChainResult(lasting(state, compile), steps, oracle.cost, oracle.counts, wall, diverged_at)

@@ -19,6 +19,8 @@ What compiling keeps, so that a compiled run means what an eager one does:
   arithmetic rounds differently, so chains agree with eager ones to rounding, and a mode
   reproduces itself bit for bit per seed.
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
+- Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the
+  step loop copies the states it keeps beyond a step (:func:`lasting`), at checkpoints and at the end.
 
 A step that cannot be compiled runs eagerly: a graph the backend fails to compile falls back to
 the eager graph with one line on stderr, as does a step that takes more paths than
@@ -27,6 +29,7 @@ the eager graph with one line on stderr, as does a step that takes more paths th
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -76,19 +79,29 @@ def step_function(sampler: Any, mode: str, device: torch.device, budget: float =
 
 
 def _compiled(sampler: Any, mode: str) -> Callable:
-    step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None, recompile_limit=RECOMPILE_LIMIT)
+    step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
     who = type(sampler).__name__
 
     def run(state, oracle, generator):
         _compiling.append(who)
+        if mode == "cuda_graph":  # a new step: the last step's outputs are this one's inputs, read before overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         try:
-            limit = max(torch._dynamo.config.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)
-            with torch._dynamo.config.patch(suppress_errors=True, accumulated_recompile_limit=limit):
+            with torch._dynamo.config.patch(suppress_errors=True, **_limits()):
                 return step(state, oracle, generator)
         finally:
             _compiling.pop()
 
     return run
+
+
+def _limits() -> dict[str, int]:
+    """Dynamo's recompile limits, per step function and in all, raised to ours (named
+    ``cache_size_limit`` and ``accumulated_cache_size_limit`` in older torch)."""
+    config = torch._dynamo.config
+    per, total = (("recompile_limit", "accumulated_recompile_limit") if hasattr(config, "recompile_limit")
+                  else ("cache_size_limit", "accumulated_cache_size_limit"))
+    return {per: RECOMPILE_LIMIT, total: max(getattr(config, total), 4 * RECOMPILE_LIMIT)}
 
 
 #: The sampler whose step is being run compiled (for the notices).
@@ -137,6 +150,15 @@ def _backend(mode: str) -> Callable:
             return graph.forward
 
     return backend
+
+
+def lasting(state: Any, mode: str) -> Any:
+    """``state`` as something that outlives the next step. A CUDA graph's outputs live in its memory
+    pool and the graph's next replay overwrites them, so under ``cuda_graph`` (or ``auto`` on CUDA) a
+    state kept past its step (a checkpoint's, the run's last) is copied; otherwise it is returned as is."""
+    if mode in ("cuda_graph", "auto") and state.x.device.type == "cuda":
+        return copy.deepcopy(state)
+    return state
 
 
 def _key(sampler: Any, x: torch.Tensor) -> tuple:

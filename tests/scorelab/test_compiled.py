@@ -16,7 +16,7 @@ from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
-from scorelab_builtins.samplers import Langevin, ProbabilityFlowODE
+from scorelab_builtins.samplers import Langevin, Mala, ProbabilityFlowODE
 from scorelab_builtins.targets import Gaussian
 from tests.helpers import short_chain
 
@@ -149,3 +149,29 @@ def test_a_step_past_its_graph_limit_runs_eagerly_with_one_notice(monkeypatch, c
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorelab:")]
     assert lines == ["scorelab: _ManyPaths.step took more than 2 compiled graphs (one per path its Python takes: "
                      "refreshes, noise levels); its other paths run eagerly"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["inductor", "cuda_graph", "auto"])
+@pytest.mark.parametrize("sampler", [Langevin(step_size=0.05), Mala(step_size=0.05, warmup=20)], ids=repr)
+def test_on_cuda_a_compiled_step_gives_the_eager_chains_and_keeps_what_outlives_a_step(mode, sampler, monkeypatch):
+    """The eager counts and chains on the GPU; under CUDA graphs, whose outputs the next replay
+    overwrites, every checkpoint's state and the run's last state stay as they were when taken."""
+    monkeypatch.setattr(compiled, "_auto_choices", {})
+    monkeypatch.setattr(compiled, "WORTH_COMPILING", 0.0)  # auto compiles even this short run
+    target = Gaussian(dim=4, condition_number=10.0).to("cuda", torch.float64)
+    x0 = torch.randn(256, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cuda()
+
+    def run(mode):
+        kept = []
+        oracle = ScoreOracle(ExactScore(target))
+        result = run_chain(sampler, oracle, x0, 120, torch.Generator("cuda").manual_seed(1), [30, 60, 90],
+                           lambda cp: kept.append((cp.state.x, cp.state.x.clone())), compile=mode)
+        return result, oracle.counts, kept
+
+    (eager, eager_counts, _), (fused, fused_counts, kept) = run("none"), run(mode)
+    assert (fused.steps, fused_counts) == (eager.steps, eager_counts)
+    torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+    last = fused.state.x.clone()
+    run(mode)  # replays the same graphs
+    assert all(torch.equal(x, copy) for x, copy in kept) and torch.equal(fused.state.x, last)

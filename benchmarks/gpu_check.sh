@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU checks of the compiled step path, as one command for a machine with a CUDA card and torch
+# on it (scorelab itself is read from this checkout, not installed): the CUDA-only tests of
+# tests/scorelab/test_compiled.py (eager and compiled chains agree; CUDA-graph outputs kept past a
+# step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included. No tracking, so no
+# MLflow is needed. BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/
+# (`pip download --no-deps -d .whl blackjax==1.7.1`) is installed first when there is one.
+#
+#     bash benchmarks/gpu_check.sh [RESULTS_DIR]     # default: $OUT, else benchmarks/results
+#
+# With the defaults it takes about 6 minutes on an H100-class card (estimate: ~1 min of tests with
+# their compiles, ~1 min per peers row at 3 rounds); results land in RESULTS_DIR.
+set -uo pipefail
+out=${1:-${OUT:-benchmarks/results}}
+mkdir -p "$out"
+export PYTHONPATH="platform:plugins:.:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+if compgen -G ".whl/blackjax-*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
+python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py -k cuda 2>&1 | tee "$out/gpu_tests.txt"
+tests=$?
+python3 benchmarks/peers.py --device cuda --repeats 3 --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
+exit $(( tests || $? ))
