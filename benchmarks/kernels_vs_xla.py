@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from peers import load_jax, pin_to_one_core
 
-from scorelab_builtins.kernels import box_muller
+from scorelab_builtins.kernels import box_muller, uniform_pairs
 
 CALLS = 20  # calls per timed run
 
@@ -43,16 +43,17 @@ def kernels(jax, jdev) -> dict[str, dict[str, Callable[[], object]]]:
     dot, tanh = jax.jit(lambda a, w: a @ w), jax.jit(jnp.tanh)
     compiled_tanh = torch.compile(torch.tanh)
     compiled_box_muller = torch.compile(box_muller)
+    shape = (1000, 50)
     jax.config.update("jax_enable_x64", True)
-    normal = jax.jit(lambda k: jax.random.normal(k, (1000, 50), dtype=jnp.float64))
+    normal = jax.jit(lambda k: jax.random.normal(k, shape, dtype=jnp.float64))
     key = jax.device_put(jax.random.key(0), jdev)
     return {
         "matmul 1e4x256 @ 256x256": {"torch": lambda: torch.mm(a, w), "xla": lambda: dot(ja, jw)},
         "tanh 1e4x256": {"torch eager": lambda: torch.tanh(a), "torch compiled": lambda: compiled_tanh(a),
                          "xla": lambda: tanh(ja)},
-        "float64 normals 1000x50": {"torch randn": lambda: torch.randn(1000, 50, generator=g, dtype=torch.float64),
-                                    "box_muller eager": lambda: box_muller((1000, 50), g),
-                                    "box_muller compiled": lambda: compiled_box_muller((1000, 50), g),
+        "float64 normals 1000x50": {"torch randn": lambda: torch.randn(shape, generator=g, dtype=torch.float64),
+                                    "box_muller eager": lambda: box_muller(uniform_pairs(50_000, g), shape),
+                                    "box_muller compiled": lambda: compiled_box_muller(uniform_pairs(50_000, g), shape),
                                     "xla": lambda: normal(key)},
     }
 

@@ -4,7 +4,7 @@ A sampler is a short composition, "proposal = integrate(x, s, h, precondition); 
 
 - ``integrators``: ``euler_maruyama`` (optionally preconditioned: a diagonal or a metric),
   ``local_linearisation`` (Ozaki), ``euler_heun``; ``normal_like`` draws the noise (``box_muller``
-  for float64 on the CPU).
+  of ``uniform_pairs`` for float64 on the CPU).
 - ``metropolis``: ``metropolis_hastings``, the exact correction of any Gaussian Langevin proposal;
   ``uniform_per_chain`` its uniforms.
 - ``preconditioners``: metrics M (``EigenMetric``, ``DiagonalMetric``, ``CholeskyMetric``) and
@@ -36,7 +36,15 @@ from .curvature import (
 from .dual_averaging import DualAveraging, DualAveragingState, dual_averaging_update
 from .ensemble import ensemble_covariance, ensemble_mass_matrix, ensemble_metric
 from .error_control import BrownianMemory, error_controlled_move, error_norm, next_step
-from .integrators import box_muller, euler_heun, euler_maruyama, local_linearisation, normal_like, precondition
+from .integrators import (
+    box_muller,
+    euler_heun,
+    euler_maruyama,
+    local_linearisation,
+    normal_like,
+    precondition,
+    uniform_pairs,
+)
 from .jacobian_metrics import capped_fraction, dense_metric, learned_metric, nystrom_metric
 from .metropolis import Corrected, MetropolisInfo, log_proposal, metropolis_hastings, uniform_per_chain
 from .preconditioners import (
@@ -82,6 +90,7 @@ __all__ = [
     "next_step",
     "normal_like",
     "box_muller",
+    "uniform_pairs",
     "nystrom_metric",
     "power_curvature",
     "power_start",

@@ -28,19 +28,24 @@ def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     drawn one element at a time there (about 17 ns each on one core, measured; float32 and CUDA
     draws are vectorised and stay torch's)."""
     if x.dtype == torch.float64 and x.device.type == "cpu":
-        return box_muller(x.shape, generator)
+        return box_muller(uniform_pairs(x.numel(), generator), x.shape)
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def box_muller(shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """Standard normal float64 numbers on the CPU by the Box–Muller transform, written as whole-tensor
-    operations (so a compiled step fuses them): from uniforms u, v in [0, 1) with 53 random bits,
-    r = sqrt(-2 log(1 - u)) and t = 2 pi v give the independent normals r cos t and r sin t. The
-    largest |z| is sqrt(2 log 2^53) = 8.6, as for torch's own float64 draws."""
-    n = math.prod(shape)
-    u, v = torch.rand((2, (n + 1) // 2), generator=generator, dtype=torch.float64)
-    r, t = torch.sqrt(-2.0 * torch.log1p(-u)), (2.0 * math.pi) * v
-    return torch.cat((r * torch.cos(t), r * torch.sin(t)))[:n].reshape(shape)
+@torch.compiler.disable  # a draw Dynamo cannot trace: one graph break where it is called, no frame of its own
+def uniform_pairs(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(2, ceil(n / 2)) float64 uniforms in [0, 1) with 53 random bits, on the CPU: the (u, v) pairs
+    :func:`box_muller` turns into ``n`` normals."""
+    return torch.rand((2, (n + 1) // 2), generator=generator, dtype=torch.float64)
+
+
+def box_muller(uv: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """Standard normals of ``shape`` from uniform pairs (u, v) (:func:`uniform_pairs`) by the
+    Box–Muller transform, as whole-tensor operations a compiled step fuses: r = sqrt(-2 log(1 - u))
+    and t = 2 pi v give the independent normals r cos t and r sin t. With 53-bit u the largest |z|
+    is sqrt(2 log 2^53) = 8.6, as for torch's own float64 draws."""
+    r, t = torch.sqrt(-2.0 * torch.log1p(-uv[0])), (2.0 * math.pi) * uv[1]
+    return torch.cat((r * torch.cos(t), r * torch.sin(t)))[: math.prod(shape)].reshape(shape)
 
 
 def _sqrt(v):

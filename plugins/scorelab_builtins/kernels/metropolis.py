@@ -84,6 +84,7 @@ def _all_finite(v: torch.Tensor) -> torch.Tensor:
     return (v * 0).flatten(1).sum(1) == 0
 
 
+@torch.compiler.disable  # a draw Dynamo cannot trace: one graph break where it is called, no frame of its own
 def uniform_per_chain(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One uniform in [0, 1) per chain of ``x``, (n,), for the accept/reject decision."""
     return torch.rand(x.shape[:1], generator=generator, device=x.device, dtype=x.dtype)
