@@ -7,6 +7,9 @@ so it is reported at the cost where it happened, read at the next checkpoint.
 Diverged, the one definition: some chain coordinate is NaN, infinite, or larger in magnitude than
 the run's ``bound`` (the runner sets it far outside anything the target or the start could
 produce: a chain at 1e19 is finite in float32 and diverged all the same).
+
+Chains too many for the device's memory together run in blocks (:func:`run_blocks`): each block is a
+:func:`run_chain` of its own, one after another from the same generator, joined into one run.
 """
 
 from __future__ import annotations
@@ -131,3 +134,88 @@ def run_chain(
         if (due or done) and checkpoint():
             break
     return ChainResult(lasting(state, compile), steps, oracle.cost, oracle.counts, wall, diverged_at)
+
+
+@dataclass
+class Chains:
+    """The state a run in blocks reports: all its chains (each block's sampler state stays with the block)."""
+
+    x: torch.Tensor
+
+
+def run_blocks(
+    make_sampler: Callable[[], Any],
+    make_oracle: Callable[[], ScoreOracle],
+    x0: torch.Tensor,
+    block: int,
+    budget: float,
+    generator: torch.Generator,
+    checkpoints: Sequence[float] = (),
+    callback: Callable[[Checkpoint], None] | None = None,
+    *,
+    bound: float = math.inf,
+    compile: str = "none",
+) -> ChainResult:
+    """:func:`run_chain` on ``x0`` a block of ``block`` chains at a time, for chains that do not fit on the
+    device together; measured as one run. ``x0`` stays where it is (the host); each block is moved to the
+    generator's device (the run's) and run by a fresh ``make_sampler()`` and ``make_oracle()``, each block's
+    checkpoints and final chains kept on the host.
+
+    The blocks draw one after another from ``generator``: a run in blocks is reproducible per seed, but a
+    different draw from the same run unblocked. When all blocks are done, ``callback`` sees each checkpoint
+    once, in cost order, its state a :class:`Chains` of every block's chains on the run's device, its cost,
+    steps and counts the blocks' own (every block makes the same calls), its info their mean over chains
+    and its wall time the sum over blocks. A block that diverges ends the run: it is diverged at that
+    block's cost, later blocks are not run, and the checkpoints before it are still delivered, holding the
+    chains of the blocks that ran. With one block (``block >= len(x0)``) this is :func:`run_chain`."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1 chain, got {block}")
+    device = generator.device
+    if block >= len(x0):
+        return run_chain(make_sampler(), make_oracle(), x0.to(device), budget, generator, checkpoints, callback,
+                         bound=bound, compile=compile)
+    kept: list[list[Checkpoint]] = []  # per block, its checkpoints with the chains on the host
+    results: list[ChainResult] = []
+    for start in range(0, len(x0), block):
+        seen: list[Checkpoint] = []
+        result = run_chain(make_sampler(), make_oracle(), x0[start:start + block].to(device), budget, generator,
+                           checkpoints, lambda cp, seen=seen: seen.append(_on_host(cp)), bound=bound, compile=compile)
+        kept.append(seen)
+        results.append(dataclasses.replace(result, state=Chains(result.state.x.cpu())))
+        if result.diverged_at is not None:
+            break
+    diverged_at = results[-1].diverged_at
+    if callback is not None:
+        # zip stops at the shortest list: the checkpoints every block that ran reached (a diverged block's
+        # stop before its divergence).
+        for cps in zip(*kept, strict=False):
+            joined = _joined(cps, device)
+            if diverged_at is None or joined.cost < diverged_at:
+                callback(joined)
+    return _joined_result(results, device)
+
+
+def _on_host(cp: Checkpoint) -> Checkpoint:
+    """A block's checkpoint with its chains moved to the host (its sampler state dropped)."""
+    return dataclasses.replace(cp, state=Chains(cp.state.x.cpu()))
+
+
+def _joined(cps: Sequence[Checkpoint], device: torch.device) -> Checkpoint:
+    """One checkpoint of a run in blocks from each block's. Every block makes the same calls, so cost, steps
+    and counts are the first block's; a sampler whose calls follow the chains' values may spend more in one
+    block than in another, and then the run is charged the largest cost (and that block's counts)."""
+    most = max(cps, key=lambda cp: cp.cost)  # the first block's when they agree
+    n = [len(cp.state.x) for cp in cps]
+    # Weighted by block size: the mean over all chains, as run_chain's info is (the last block may be smaller).
+    info = {k: sum(m * cp.info[k] for m, cp in zip(n, cps, strict=True)) / sum(n) for k in cps[0].info}
+    x = torch.cat([cp.state.x for cp in cps]).to(device)
+    return Checkpoint(most.cost, most.steps, Chains(x), info, sum(cp.wall_time for cp in cps), most.counts)
+
+
+def _joined_result(results: Sequence[ChainResult], device: torch.device) -> ChainResult:
+    """One result of a run in blocks: where a diverged run stopped (its last block), else as :func:`_joined`."""
+    last = results[-1]
+    most = last if last.diverged_at is not None else max(results, key=lambda r: r.cost)
+    x = torch.cat([r.state.x for r in results]).to(device)
+    return ChainResult(Chains(x), most.steps, most.cost, most.counts, sum(r.wall_time for r in results),
+                       last.diverged_at)

@@ -5,6 +5,10 @@ with the call counts (so the cost can be re-priced later). The crossing of the p
 then resolved to the step (:mod:`scorelab.crossing`): by replaying the segment before it, or, for
 samplers whose schedule depends on the budget, by a ladder of budgets. Samplers that step until the
 budget runs out also trace a few projections of some chains for the bulk effective sample size.
+
+Chains too many for the device together (``comp.block < comp.chains``) run in blocks
+(:func:`scorelab.chain.run_blocks`): such a run has no one state to replay or trace, so its crossing
+is resolved at checkpoints and it has no effective sample size.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import torch
 
 from .analysis import RunRecord, Study
-from .chain import Checkpoint, run_chain
+from .chain import ChainResult, Checkpoint, run_blocks, run_chain
 from .config import Comparison, SamplerSetting
 from .contracts import hyperparameters, traits
 from .crossing import Point, Snapshot, budget_ladder, replay
@@ -52,19 +56,23 @@ class Setup:
     order: int = 0  # children are numbered, so a report rebuilt from MLflow lists them in the same order
 
 
-def initial_chains(comp: Comparison, target, seed: int, device, dtype) -> torch.Tensor:
+def initial_chains(comp: Comparison, target, seed: int, device, dtype, *, host: bool = False) -> torch.Tensor:
     """The chains every sampler starts from for this seed: drawn on the CPU (identical on any device),
-    or from the target with its own generator."""
+    or from the target (on ``device``) with its own generator, a block of ``comp.block`` chains at a time.
+    With ``host`` they are returned on the CPU, for a run in blocks: all of them never sit on the device."""
     init = comp.init
+    home = torch.device("cpu") if host else device
     if init.distribution == "target":
-        return target.sample(comp.chains, torch.Generator(device).manual_seed(TARGET_INIT_OFFSET + seed)).to(dtype)
+        g = torch.Generator(device).manual_seed(TARGET_INIT_OFFSET + seed)
+        sizes = [min(comp.block, comp.chains - i) for i in range(0, comp.chains, comp.block)]
+        return torch.cat([target.sample(n, g).to(home, dtype) for n in sizes])
     g = torch.Generator().manual_seed(seed)
     shape = (comp.chains, *comp.target.event_shape)
     if init.distribution == "gaussian":
         x = init.center + init.scale * torch.randn(shape, generator=g, dtype=torch.float64)
     else:
         x = init.center + init.scale * (2 * torch.rand(shape, generator=g, dtype=torch.float64) - 1)
-    return x.to(device=device, dtype=dtype)
+    return x.to(device=home, dtype=dtype)
 
 
 def open_child(setup: Setup, setting: SamplerSetting, seed: int, role: str) -> RunRecord:
@@ -79,7 +87,7 @@ def open_child(setup: Setup, setting: SamplerSetting, seed: int, role: str) -> R
               "scorelab.seed": seed, "scorelab.role": role, "scorelab.order": setup.order},
         params={"sampler": setting.name, "plugin": setting.plugin, "setting": setting.label, "role": role,
                 "seed": seed, "budget": comp.budget,
-                "chains": comp.chains,
+                "chains": comp.chains, "chain_block": comp.block,  # chain_block < chains: run in blocks
                 **hyperparameters(setting.make())},
     )
     setup.order += 1
@@ -159,19 +167,17 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     # Tuning chooses by the primary metric alone, so tuning runs spend no time on the others.
     metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
     measure = _Measure(setup, record, metrics)
-    sampler = setting.make()
-    ladder = traits("sampler", sampler).budget_bound  # its cost to quality is found by a budget ladder
-    x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype)
+    ladder = traits("sampler", setting.make()).budget_bound  # its cost to quality is found by a budget ladder
+    blocked = comp.block < comp.chains  # no one run to snapshot or trace: see the module docstring
+    x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype, host=blocked)
     bound = BOUND_FACTOR * max(1.0, float(x0.abs().max()), float(setup.reference.abs().max()))
     generator = torch.Generator(setup.device).manual_seed(seed)
-    traced = not ladder and record.role == "evaluation"
-    tracer = Tracer(x0[0].numel(), seed=seed, device=x0.device, dtype=x0.dtype) if traced else None
+    traced = not ladder and not blocked and record.role == "evaluation"
+    tracer = Tracer(x0[0].numel(), seed=seed, device=setup.device, dtype=x0.dtype) if traced else None
 
-    chain = run_chain(sampler, ScoreOracle(setup.source, setup.weights), x0, comp.budget, generator,
-                      [] if ladder else setup.checkpoints,
-                      lambda cp: measure.checkpoint(cp, None if ladder else generator),
-                      bound=bound, on_step=None if tracer is None else lambda state: tracer.record(state.x),
-                      compile=comp.compile)
+    chain = _run(setup, setting, x0, comp.budget, generator, [] if ladder else setup.checkpoints,
+                 lambda cp: measure.checkpoint(cp, None if ladder or blocked else generator),
+                 bound=bound, on_step=None if tracer is None else lambda state: tracer.record(state.x))
     record.cost, record.diverged_at = chain.cost, chain.diverged_at
     final = {"cost": chain.cost, "steps": chain.steps, "sampling_seconds": chain.wall_time,
              "diverged": float(chain.diverged_at is not None), **_calls(chain.counts)}
@@ -190,6 +196,18 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
         tracker.log_figure(run_id, samples_figure(chain.state.x, setup.reference, title), "samples.png")
 
 
+def _run(setup: Setup, setting: SamplerSetting, x0: torch.Tensor, budget: float, generator: torch.Generator,
+         checkpoints=(), callback=None, *, bound: float = math.inf, on_step=None) -> ChainResult:
+    """One run of ``setting`` from ``x0``: all chains at once, or in blocks of ``comp.block`` when they do
+    not fit the device together (``x0`` then on the host, and ``on_step`` unused: the caller passes none)."""
+    comp = setup.comp
+    if comp.block < comp.chains:
+        return run_blocks(setting.make, lambda: ScoreOracle(setup.source, setup.weights), x0, comp.block, budget,
+                          generator, checkpoints, callback, bound=bound, compile=comp.compile)
+    return run_chain(setting.make(), ScoreOracle(setup.source, setup.weights), x0, budget, generator, checkpoints,
+                     callback, bound=bound, on_step=on_step, compile=comp.compile)
+
+
 def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, measure: _Measure,
             ladder: bool) -> str:
     """Resolve the primary metric's crossing to ``cost_resolution``; returns how it was resolved."""
@@ -205,10 +223,8 @@ def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, 
 
     if ladder:
         def run_at(budget: float) -> Point | None:
-            oracle = ScoreOracle(setup.source, setup.weights)
             try:
-                chain = run_chain(setting.make(), oracle, x0, budget, torch.Generator(setup.device).manual_seed(seed),
-                                  compile=comp.compile)
+                chain = _run(setup, setting, x0, budget, torch.Generator(setup.device).manual_seed(seed))
             except ValueError:  # the sampler cannot run at so small a budget
                 return None
             return chain.cost, (math.nan if chain.diverged_at is not None else value(chain.state.x)), chain.counts
@@ -217,6 +233,8 @@ def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, 
         measure.merge(budget_ladder(run_at, comp.budget, measure.threshold, smallest=smallest,
                                     resolution=comp.cost_resolution))
         return f"budget ladder, {comp.cost_resolution:.0%}"
+    if comp.block < comp.chains:  # no snapshot was taken: the blocks' states were never one state
+        return "checkpoint (run in blocks: no replay)"
     snapshot = measure.snapshot
     until = next(((c, v) for c, v in measure.exact if snapshot is not None and c > snapshot.cost), None)
     if snapshot is None or until is None or round(until[0]) != reached:

@@ -81,7 +81,9 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     if comp.cost_weights is not None:
         weights, weight_params = CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
     else:
-        measured = measure_cost_weights(source, initial_chains(comp, target, comp.seeds[0], device, dtype))
+        # Timed on one block of chains: the batch every step runs on (all of them, unless they run in blocks).
+        x = initial_chains(comp, target, comp.seeds[0], device, dtype, host=comp.block < comp.chains)
+        measured = measure_cost_weights(source, x[:comp.block].to(device))
         weights, weight_params = measured.weights, measured.as_params()
     # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
     floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)

@@ -67,6 +67,9 @@ class ComparisonSpec:
     # The step loop eager (none), compiled by torch.compile (inductor; cuda_graph adds CUDA graphs), or (auto)
     # compiled only when the run is long enough and faster on its first steps; same counts and random stream.
     compile: Literal["none", "inductor", "cuda_graph", "auto"] = "none"
+    # Chains per block (auto: all of them when they fit the device, else as many as fit): a run whose chains do not
+    # fit steps them a block after another and is measured as one run (chain.run_blocks).
+    chain_block: Literal["auto"] | int = "auto"
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Comparison:
     primary: str = ""
     baseline: str | None = None
     target_name: str = ""  # the name the target's class is registered under
+    block: int = 0  # chains per block, resolved from chain_block by parse_comparison: chains when they all fit
 
     def __getattr__(self, key):  # budget, chains, seeds, ... read through to the spec
         return spec_attribute(self, key)
@@ -153,14 +157,15 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
     (init_params,) = P.check_params(InitSpec, spec.init, "init", file)
     init = InitSpec(**init_params)
     P.check_range(init.scale, "init.scale", file, above=0)
-    _check_memory(spec, target, file)
+    block = _chain_block(spec, target, file)
     _check_score(spec, target, target_name, file)
 
     metrics = _metrics(spec, host, target, target_name, file)
     samplers = _sampler_settings(spec, host, target, target_name, file)
+    _check_blocks(spec, block, samplers, file)
     return Comparison(file, spec, target, init, metrics, samplers, _cost_weights(spec, file), raw,
                       _tuning_seeds(spec, samplers, file), _primary(spec, metrics, file),
-                      _baseline(spec, samplers, file), target_name)
+                      _baseline(spec, samplers, file), target_name, block)
 
 
 def _check_score(spec: ComparisonSpec, target, target_name: str, file: str | None) -> None:
@@ -277,6 +282,8 @@ def _check_values(spec: ComparisonSpec, file: str | None) -> None:
     P.check_range(spec.checkpoints, "checkpoints", file, at_least=1, at_most=MAX_CHECKPOINTS,
                   why="each evaluates every metric on all chains")
     P.check_range(spec.quality_multiple, "quality_multiple", file, at_least=1, why="a multiple of the quality floor")
+    if spec.chain_block != "auto":
+        P.check_range(spec.chain_block, "chain_block", file, at_least=1, why="chains per block, or auto")
     check_device(spec.device, file)
     _check_compile(spec.compile, spec.device, file)
 
@@ -311,12 +318,44 @@ def check_memory(needed: int, device: str, key: str, file: str | None, what: str
         raise ConfigError(f"{what} {reason}; lower '{key}'", file=file, key=key)
 
 
-def _check_memory(spec: ComparisonSpec, target, file: str | None) -> None:
-    from .device import run_memory
+def _chain_block(spec: ComparisonSpec, target, file: str | None) -> int:
+    """Chains per block: ``chain_block`` (at most ``chains``), or (auto) all of them when the memory
+    estimate fits the device, else as many as fit; none fitting is the error naming ``chains``."""
+    from .device import BYTES, memory_of, memory_shortfall, run_memory
 
     dim = math.prod(target.event_shape)
-    check_memory(run_memory(spec.chains, dim, spec.dtype), spec.device, "chains", file,
-                 f"{spec.chains} chains of dimension {dim} in {spec.dtype}")
+    what = f"{spec.chains} chains of dimension {dim} in {spec.dtype}"
+    if spec.chain_block != "auto":
+        block = min(spec.chain_block, spec.chains)
+        check_memory(run_memory(block, dim, spec.dtype), spec.device, "chain_block", file,
+                     f"a block of {block} chains of dimension {dim} in {spec.dtype}")
+    elif memory_shortfall(run_memory(spec.chains, dim, spec.dtype), spec.device) is None:
+        return spec.chains
+    else:
+        block = min(memory_of(spec.device) // run_memory(1, dim, spec.dtype), spec.chains)
+        if block == 0:
+            check_memory(run_memory(spec.chains, dim, spec.dtype), spec.device, "chains", file, what)
+    if block < spec.chains:  # run_blocks keeps the start and each checkpoint's chains on the host
+        kept = spec.chains * dim * BYTES[spec.dtype] * (spec.checkpoints + 2)
+        check_memory(kept, "cpu", "chains", file, f"{what}, kept on the host at each of {spec.checkpoints} "
+                     "checkpoints while the run steps them in blocks,")
+    return block
+
+
+def _check_blocks(spec: ComparisonSpec, block: int, samplers: list[SamplerSetting], file: str | None) -> None:
+    """Refuse to split the chains of a sampler whose chains interact: in blocks it would be another sampler."""
+    if block >= spec.chains:
+        return
+    forced = spec.chain_block != "auto"
+    for setting in samplers:
+        if traits("sampler", setting.make()).chains_interact:
+            why, fix = (("as chain_block asks", "leave chain_block at auto (all chains at once where they fit)")
+                        if forced else ("as many as fit the device's memory", "use a device with more memory"))
+            raise ConfigError(
+                f"{setting.label} cannot run its {spec.chains} chains in blocks of {block} ({why}): its chains "
+                "interact, its step using all chains at once (an ensemble's covariance, a step adapted on the "
+                f"acceptance averaged over chains), so in blocks it would be another sampler. Use at most {block} "
+                f"chains, or {fix}", file=file, key="chain_block" if forced else "chains")
 
 
 def _check_run(check, name: str, spec: ComparisonSpec, target, path: str, file: str | None) -> None:

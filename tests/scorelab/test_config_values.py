@@ -97,6 +97,10 @@ COMPARISON_VALUES = [
     ("reference_seed", 2**70, "reference_seed", "seed"),
     ("checkpoints", HUGE, "checkpoints", "checkpoints"),
     ("cpu_threads", HUGE, "cpu_threads", "cpu_threads"),
+    ("chain_block", 0, "chain_block", "auto"),
+    ("chain_block", -4, "chain_block", ">= 1"),
+    ("chain_block", "most", "chain_block", "'auto' | int"),
+    ("chain_block", 2.5, "chain_block", "'auto' | int"),
 ]
 
 
