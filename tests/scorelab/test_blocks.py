@@ -188,6 +188,14 @@ def test_a_sampler_whose_chains_interact_is_refused_in_blocks(host, sampler):
     parse_comparison({**BASE, "samplers": ["langevin", sampler]}, "blocks.yaml", host)  # all at once: fine
 
 
+def test_plain_mala_runs_in_blocks_and_adapting_mala_does_not(host):
+    """MALA's chains interact only while its warm-up adapts the step on their mean acceptance."""
+    mala = {"name": "mala", "step_size": 0.1}
+    assert parse_comparison({**BASE, "samplers": [{**mala, "warmup": 0}], "chain_block": 50}, None, host).block == 50
+    with pytest.raises(ConfigError, match="interact"):
+        parse_comparison({**BASE, "samplers": [{**mala, "warmup": 10}], "chain_block": 50}, None, host)
+
+
 def _memory(monkeypatch, chains: int) -> None:
     """The device (and host) memory made room for ``chains`` chains of BASE's target, by the estimate."""
     per_chain = D.run_memory(1, 2, "float32")

@@ -81,6 +81,7 @@ class Mala:
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps (0: keep step_size fixed), got {self.warmup}")
         self._adaptation()  # checks target_accept, t0, gamma, kappa
+        self.chains_interact = self.warmup > 0  # plain MALA (no warm-up) moves each chain on its own
 
     def _adaptation(self) -> DualAveraging:
         return DualAveraging(self.target_accept, self.t0, self.gamma, self.kappa)
