@@ -274,7 +274,10 @@ def pin_to_one_core(core: int | None) -> int | None:
         return None
     core = min(os.sched_getaffinity(0)) if core is None else core
     for tid in os.listdir("/proc/self/task"):  # threads started before (Python's, torch's)
-        os.sched_setaffinity(int(tid), {core})
+        try:
+            os.sched_setaffinity(int(tid), {core})
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
     return core
 
 
@@ -350,7 +353,7 @@ def main() -> None:
     args = p.parse_args()
     steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
     device = resolve_device(args.device)
-    core = pin_to_one_core(args.core)  # before JAX starts its thread pool
+    core = pin_to_one_core(args.core) if device.type == "cpu" else None  # before JAX starts its thread pool
     torch.set_num_threads(1)
     peers = load_jax(device)
     if "compile" not in inspect.signature(run_chain).parameters:
@@ -361,7 +364,7 @@ def main() -> None:
         versions |= {"jax": peers[0].__version__, "blackjax": peers[1].__version__}
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     print(f"device {device_name(device)}" + (f", JAX on {peers[2].device_kind}" if peers else "")
-          + (f"; pinned to core {core}" if core is not None else "; not pinned (no sched_setaffinity)")
+          + (f"; pinned to core {core}" if core is not None else "; not pinned")
           + f", 1 torch intra-op thread; {steps} steps per run, {repeats} rounds; "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)

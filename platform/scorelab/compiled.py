@@ -82,12 +82,14 @@ def _compiled(sampler: Any, mode: str) -> Callable:
     step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
     who = type(sampler).__name__
 
+    limits = _limits()
+
     def run(state, oracle, generator):
         _compiling.append(who)
-        if mode == "cuda_graph":  # a new step: the last step's outputs are this one's inputs, read before overwritten
-            torch.compiler.cudagraph_mark_step_begin()
         try:
-            with torch._dynamo.config.patch(suppress_errors=True, **_limits()):
+            if mode == "cuda_graph":  # a new step: the last step's outputs are its inputs, read before overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            with torch._dynamo.config.patch(suppress_errors=True, **limits):
                 return step(state, oracle, generator)
         finally:
             _compiling.pop()
@@ -122,10 +124,11 @@ class _RecompileLimitNotice(logging.Filter):
     eagerly), said instead as scorelab's one line naming the sampler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("torch._dynamo hit config."):
-            return True
-        _notice("limit", f"took more than {RECOMPILE_LIMIT} compiled graphs (one per path its Python takes: "
-                         "refreshes, noise levels); its other paths run eagerly")
+        if not _compiling or not str(record.msg).startswith("torch._dynamo hit config."):
+            return True  # not a sampler step of ours: Dynamo's own warning stands
+        limit = f"{record.args[0]} ({record.args[1]})" if len(record.args or ()) >= 2 else "recompile limit"
+        _notice("limit", f"hit Dynamo's {limit}: one compiled graph per path its Python takes (refreshes, "
+                         "noise levels); its other paths run eagerly")
         return False
 
 

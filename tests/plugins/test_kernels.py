@@ -111,6 +111,16 @@ def test_broken_proposals_are_rejected_and_the_chain_keeps_its_point():
     assert torch.equal(out.x[1:], x[1:]) and torch.equal(out.log_prob[1:], torch.zeros(3))
 
 
+def test_the_finite_score_check_holds_compiled_too():
+    from scorelab_builtins.kernels.metropolis import _all_finite
+
+    v = torch.ones(4, 3, dtype=torch.float64)
+    v[1, 2], v[2, 0], v[3, 1] = math.nan, -math.inf, math.inf
+    expected = [True, False, False, False]
+    assert _all_finite(v).tolist() == expected
+    assert torch.compile(_all_finite)(v).tolist() == expected  # an algebraic shortcut would say all True
+
+
 def test_every_form_of_the_preconditioner_is_the_same_proposal():
     generator = torch.Generator().manual_seed(0)
     x, s, z = (torch.randn(5, 3, generator=generator, dtype=torch.float64) for _ in range(3))

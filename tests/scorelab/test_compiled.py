@@ -147,8 +147,8 @@ def test_a_step_past_its_graph_limit_runs_eagerly_with_one_notice(monkeypatch, c
     assert limited_counts == eager_counts
     torch.testing.assert_close(limited.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("scorelab:")]
-    assert lines == ["scorelab: _ManyPaths.step took more than 2 compiled graphs (one per path its Python takes: "
-                     "refreshes, noise levels); its other paths run eagerly"]
+    assert lines == ["scorelab: _ManyPaths.step hit Dynamo's recompile_limit (2): one compiled graph per path "
+                     "its Python takes (refreshes, noise levels); its other paths run eagerly"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
