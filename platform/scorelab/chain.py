@@ -165,9 +165,10 @@ def run_blocks(
     different draw from the same run unblocked. When all blocks are done, ``callback`` sees each checkpoint
     once, in cost order, its state a :class:`Chains` of every block's chains on the run's device, its cost,
     steps and counts the blocks' own (every block makes the same calls), its info their mean over chains
-    and its wall time the sum over blocks. A block that diverges ends the run: it is diverged at that
-    block's cost, later blocks are not run, and the checkpoints before it are still delivered, holding the
-    chains of the blocks that ran. With one block (``block >= len(x0)``) this is :func:`run_chain`."""
+    and its wall time the sum over blocks. A block that diverges caps the run: the blocks after it run only
+    to its cost, the run is diverged at the earliest cost any block diverged at (where it would have been
+    unblocked), and the checkpoints before that cost are delivered with all chains. With one block
+    (``block >= len(x0)``) this is :func:`run_chain`."""
     if block < 1:
         raise ValueError(f"block must be >= 1 chain, got {block}")
     device = generator.device
@@ -176,15 +177,16 @@ def run_blocks(
                          bound=bound, compile=compile)
     kept: list[list[Checkpoint]] = []  # per block, its checkpoints with the chains on the host
     results: list[ChainResult] = []
+    until = budget  # once a block diverges, the rest run only as far: one of them may diverge sooner
     for start in range(0, len(x0), block):
         seen: list[Checkpoint] = []
-        result = run_chain(make_sampler(), make_oracle(), x0[start:start + block].to(device), budget, generator,
+        result = run_chain(make_sampler(), make_oracle(), x0[start:start + block].to(device), until, generator,
                            checkpoints, lambda cp, seen=seen: seen.append(_on_host(cp)), bound=bound, compile=compile)
         kept.append(seen)
-        results.append(dataclasses.replace(result, state=Chains(result.state.x.cpu())))
+        results.append(dataclasses.replace(result, state=Chains(_host_copy(result.state.x))))
         if result.diverged_at is not None:
-            break
-    diverged_at = results[-1].diverged_at
+            until = min(until, result.diverged_at)
+    diverged_at = min((r.diverged_at for r in results if r.diverged_at is not None), default=None)
     if callback is not None:
         # zip stops at the shortest list: the checkpoints every block that ran reached (a diverged block's
         # stop before its divergence).
@@ -196,8 +198,13 @@ def run_blocks(
 
 
 def _on_host(cp: Checkpoint) -> Checkpoint:
-    """A block's checkpoint with its chains moved to the host (its sampler state dropped)."""
-    return dataclasses.replace(cp, state=Chains(cp.state.x.cpu()))
+    """A block's checkpoint with a copy of its chains on the host (its sampler state dropped)."""
+    return dataclasses.replace(cp, state=Chains(_host_copy(cp.state.x)))
+
+
+def _host_copy(x: torch.Tensor) -> torch.Tensor:
+    """x on the host, copied even when it is there already: a sampler may reuse its state's memory."""
+    return x.to("cpu", copy=True)
 
 
 def _joined(cps: Sequence[Checkpoint], device: torch.device) -> Checkpoint:
@@ -213,9 +220,10 @@ def _joined(cps: Sequence[Checkpoint], device: torch.device) -> Checkpoint:
 
 
 def _joined_result(results: Sequence[ChainResult], device: torch.device) -> ChainResult:
-    """One result of a run in blocks: where a diverged run stopped (its last block), else as :func:`_joined`."""
-    last = results[-1]
-    most = last if last.diverged_at is not None else max(results, key=lambda r: r.cost)
+    """One result of a run in blocks: where a diverged run stopped (its earliest diverging block), else as
+    :func:`_joined`."""
+    diverged = [r for r in results if r.diverged_at is not None]
+    most = min(diverged, key=lambda r: r.diverged_at) if diverged else max(results, key=lambda r: r.cost)
     x = torch.cat([r.state.x for r in results]).to(device)
     return ChainResult(Chains(x), most.steps, most.cost, most.counts, sum(r.wall_time for r in results),
-                       last.diverged_at)
+                       most.diverged_at)

@@ -318,6 +318,11 @@ def check_memory(needed: int, device: str, key: str, file: str | None, what: str
         raise ConfigError(f"{what} {reason}; lower '{key}'", file=file, key=key)
 
 
+#: Tensors of all chains' size a run in blocks still holds on the device: the reference sample, the two
+#: samples of the quality floor, and the chains joined at a checkpoint for the metrics.
+FULL_SIZE_COPIES = 4
+
+
 def _chain_block(spec: ComparisonSpec, target, file: str | None) -> int:
     """Chains per block: ``chain_block`` (at most ``chains``), or (auto) all of them when the memory
     estimate fits the device, else as many as fit; none fitting is the error naming ``chains``."""
@@ -325,14 +330,16 @@ def _chain_block(spec: ComparisonSpec, target, file: str | None) -> int:
 
     dim = math.prod(target.event_shape)
     what = f"{spec.chains} chains of dimension {dim} in {spec.dtype}"
+    full = FULL_SIZE_COPIES * spec.chains * dim * BYTES[spec.dtype]  # beside the blocks, when there are some
     if spec.chain_block != "auto":
         block = min(spec.chain_block, spec.chains)
-        check_memory(run_memory(block, dim, spec.dtype), spec.device, "chain_block", file,
-                     f"a block of {block} chains of dimension {dim} in {spec.dtype}")
+        beside = f" (beside {FULL_SIZE_COPIES} tensors of all {spec.chains} chains)" if block < spec.chains else ""
+        check_memory(run_memory(block, dim, spec.dtype) + (full if beside else 0), spec.device, "chain_block", file,
+                     f"a block of {block} chains of dimension {dim} in {spec.dtype}{beside}")
     elif memory_shortfall(run_memory(spec.chains, dim, spec.dtype), spec.device) is None:
         return spec.chains
-    else:
-        block = min(memory_of(spec.device) // run_memory(1, dim, spec.dtype), spec.chains)
+    else:  # what stays full size on the device (reference, floor samples, joined chains) is set aside first
+        block = min(max(memory_of(spec.device) - full, 0) // run_memory(1, dim, spec.dtype), spec.chains)
         if block == 0:
             check_memory(run_memory(spec.chains, dim, spec.dtype), spec.device, "chains", file, what)
     if block < spec.chains:  # run_blocks keeps the start and each checkpoint's chains on the host

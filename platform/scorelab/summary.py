@@ -84,7 +84,8 @@ def _legend(rows: list[Row], study: Study) -> str:
     resolution = "to the checkpoint"
     if study.resolution:
         resolution = (f"to {study.resolution:.0%} in cost (the segment before the crossing replayed on a fine grid, "
-                      f"or a ladder of budgets for samplers that plan by the budget)")
+                      f"or a ladder of budgets for samplers that plan by the budget; a run in blocks, which has no "
+                      f"one state to replay, to the checkpoint: each child's tag scorelab.resolution says which)")
     return (f"Evaluation seeds only ({'/'.join(map(str, seeds))} per sampler); each sampler at its best setting from "
             f"the tuning seeds. ok: seeds that finished without diverging; reached: seeds that reached quality. "
             f"Cost counts NFE (score evaluations), VJP and JVP (vector-Jacobian and Jacobian-vector products of the "

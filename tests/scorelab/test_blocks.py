@@ -10,6 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from scorelab import config as C
 from scorelab import device as D
 from scorelab.chain import run_blocks, run_chain
 from scorelab.compare import run_comparison
@@ -109,23 +110,35 @@ def test_blocks_are_one_run_of_all_chains_with_langevins_stationary_law():
         assert_moments(x, target.mean.reshape(-1).double(), target.covariance.double())
 
 
-def test_a_block_that_diverges_ends_the_run_with_the_checkpoints_before_it():
+def test_a_block_that_diverges_caps_the_run_at_the_checkpoints_before_it():
     # The second block starts at 1000, beyond the bound of 100: its first step (cost 2) is already out.
     x0 = _x0(300)
     x0[100:200] = 1000.0
     made = []
     result, seen = _blocks(x0, 100, bound=100.0, made=made)
-    assert result.diverged_at == 2 and len(made) == 2  # the third block never ran
+    assert result.diverged_at == 2 and len(made) == 3  # the third block ran, only as far as cost 2
     assert result.cost == 5  # where the diverged block stopped: its first checkpoint read the divergence
-    assert [cp.cost for cp in seen] == [1]  # only the start, before the divergence, holding the blocks that ran
-    assert torch.equal(seen[0].state.x, x0[:200])
+    assert [cp.cost for cp in seen] == [1]  # only the start, before the divergence, with all chains
+    assert torch.equal(seen[0].state.x, x0)
 
 
-def test_all_blocks_diverging_stop_at_the_first():
+def test_a_later_block_that_diverges_sooner_sets_the_cost_of_divergence():
+    """Diverged where the run unblocked would have been: the first block blows up slowly (h = 2.5 from
+    N(0, 1)), the second at once (from 1e5), and blocks run after a divergence only as far as it."""
+    x0 = _x0(200)
+    x0[100:] = 1e5
+    blocked, _ = _blocks(x0, 100, step=2.5, bound=1e6)
+    first, _ = _chain(x0[:100], step=2.5, bound=1e6)
+    unblocked, _ = _chain(x0, step=2.5, bound=1e6)
+    assert first.diverged_at > unblocked.diverged_at  # the first block alone diverges later
+    assert blocked.diverged_at == unblocked.diverged_at
+
+
+def test_all_blocks_diverging_report_the_earliest():
     made = []
     result, seen = _blocks(_x0(300), 100, step=50.0, bound=1e6, made=made)
-    chain, _ = _chain(_x0(300)[:100], step=50.0, bound=1e6)  # the first block on its own
-    assert result.diverged_at == chain.diverged_at and result.diverged_at is not None and len(made) == 1
+    first, _ = _chain(_x0(300)[:100], step=50.0, bound=1e6)  # the first block on its own
+    assert result.diverged_at is not None and result.diverged_at <= first.diverged_at and len(made) == 3
     assert all(cp.cost < result.diverged_at for cp in seen)
 
 
@@ -188,6 +201,14 @@ def test_a_sampler_whose_chains_interact_is_refused_in_blocks(host, sampler):
     parse_comparison({**BASE, "samplers": ["langevin", sampler]}, "blocks.yaml", host)  # all at once: fine
 
 
+@pytest.mark.parametrize("options", [{"step_rule": "snr"}, {"preconditioner": "rmsprop"}])
+def test_annealed_langevin_whose_levels_use_all_chains_is_refused_in_blocks(host, options):
+    annealed = {**BASE["samplers"][1], **options}
+    with pytest.raises(ConfigError, match="interact") as err:
+        parse_comparison({**BASE, "samplers": [annealed], "chain_block": 50}, "blocks.yaml", host)
+    assert err.value.key == "chain_block"
+
+
 def test_plain_mala_runs_in_blocks_and_adapting_mala_does_not(host):
     """MALA's chains interact only while its warm-up adapts the step on their mean acceptance."""
     mala = {"name": "mala", "step_size": 0.1}
@@ -205,10 +226,12 @@ def _memory(monkeypatch, chains: int) -> None:
 def test_chains_beyond_the_devices_memory_run_in_blocks_instead_of_refused(host, tracking_uri, monkeypatch):
     _memory(monkeypatch, 100)
     comp = parse_comparison({**BASE, "samplers": ["langevin"]}, "blocks.yaml", host)
-    assert comp.block == 100
+    # Room for 100 chains' runs, less the tensors of all 150 chains that stay on the device (reference, ...).
+    per_chain = D.run_memory(1, 2, "float32")
+    assert comp.block == (100 * per_chain - C.FULL_SIZE_COPIES * CHAINS * 2 * 4) // per_chain == 62
     result = run_comparison(comp, Tracker(tracking_uri))
     run = _children(tracking_uri, result)["langevin"]
-    assert run.info.status == "FINISHED" and run.data.params["chain_block"] == "100"
+    assert run.info.status == "FINISHED" and run.data.params["chain_block"] == "62"
 
     with pytest.raises(ConfigError) as err:  # an interacting sampler: the key to lower is chains
         parse_comparison({**BASE, "samplers": ["mala"]}, "blocks.yaml", host)

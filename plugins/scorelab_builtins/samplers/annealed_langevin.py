@@ -121,6 +121,8 @@ class AnnealedLangevin:
     requires = ("noise_conditional",)
 
     def __post_init__(self):
+        # The snr rule takes one h from norms averaged over the chains, rmsprop starts V at their mean s^2.
+        self.chains_interact = self.step_rule == "snr" or self.preconditioner == "rmsprop"
         if not 0 < self.sigma_min <= self.sigma_max:
             raise ValueError(f"need 0 < sigma_min <= sigma_max, got {self.sigma_min} and {self.sigma_max}")
         if self.levels < 1:
