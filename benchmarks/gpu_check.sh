@@ -3,7 +3,7 @@
 # on it (scorelab itself is read from this checkout, not installed): the CUDA-only tests of
 # tests/scorelab/test_compiled.py (eager and compiled chains agree; CUDA-graph outputs kept past a
 # step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included. No tracking, so no
-# MLflow is needed. BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/
+# MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first). BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/
 # (`pip download --no-deps -d .whl blackjax==1.7.1`) is installed first when there is one.
 #
 #     bash benchmarks/gpu_check.sh [RESULTS_DIR]     # default: $OUT, else benchmarks/results
@@ -17,6 +17,7 @@ export PYTHONPATH="platform:plugins:.:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 if compgen -G ".whl/blackjax-*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
+python3 -c "import pluggy, yaml, scipy, numpy, pytest, torch" || { echo "missing Python packages (above): carry them as wheels"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py -k cuda 2>&1 | tee "$out/gpu_tests.txt"
