@@ -80,9 +80,7 @@ def step_function(sampler: Any, mode: str, device: torch.device, budget: float =
 
 def _compiled(sampler: Any, mode: str) -> Callable:
     step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
-    who = type(sampler).__name__
-
-    limits = _limits()
+    who, limits = type(sampler).__name__, _limits()
 
     def run(state, oracle, generator):
         _compiling.append(who)
