@@ -32,7 +32,6 @@ def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-@torch.compiler.disable  # a draw Dynamo cannot trace: one graph break where it is called, no frame of its own
 def uniform_pairs(n: int, generator: torch.Generator) -> torch.Tensor:
     """(2, ceil(n / 2)) float64 uniforms in [0, 1) with 53 random bits, on the CPU: the (u, v) pairs
     :func:`box_muller` turns into ``n`` normals."""

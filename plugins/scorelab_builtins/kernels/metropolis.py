@@ -88,7 +88,6 @@ def _all_finite(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).abs().amax(1) < math.inf
 
 
-@torch.compiler.disable  # a draw Dynamo cannot trace: one graph break where it is called, no frame of its own
 def uniform_per_chain(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One uniform in [0, 1) per chain of ``x``, (n,), for the accept/reject decision."""
     return torch.rand(x.shape[:1], generator=generator, device=x.device, dtype=x.dtype)
