@@ -335,7 +335,7 @@ def fmt(s: dict[str, float] | None, digits: int) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
-RUN_TIME = "With the defaults: about 10.5 min on a 2-core CPU (measured 2026-11-30)."
+RUN_TIME = "With the defaults: about 10 min on a 2-core CPU (582 s, measured 2026-11-30)."
 
 
 def main() -> None:
