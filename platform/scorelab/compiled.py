@@ -80,14 +80,15 @@ def step_function(sampler: Any, mode: str, device: torch.device, budget: float =
 
 def _compiled(sampler: Any, mode: str) -> Callable:
     step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
-    who, limits = type(sampler).__name__, _limits()
+    who = type(sampler).__name__
+    settings = torch._dynamo.config.patch(suppress_errors=True, **_limits())  # made once: reentered every step
 
     def run(state, oracle, generator):
         _compiling.append(who)
         try:
             if mode == "cuda_graph":  # a new step: the last step's outputs are its inputs, read before overwritten
                 torch.compiler.cudagraph_mark_step_begin()
-            with torch._dynamo.config.patch(suppress_errors=True, **limits):
+            with settings:
                 return step(state, oracle, generator)
         finally:
             _compiling.pop()
