@@ -127,8 +127,10 @@ def run_chain(
         step_costs.append(oracle.cost)
         if on_step is not None:
             on_step(state)
-        # One reduction: NaN fails every comparison, so "not (max |x| <= limit)" catches NaN, inf and blow-up.
-        first_bad = torch.where((first_bad < 0) & ~(state.x.abs().amax() <= limit), steps, first_bad)
+        # One pass, no temporary: NaN fails every comparison, so "not (-limit <= min and max <= limit)"
+        # catches NaN, inf and blow-up.
+        low, high = torch.aminmax(state.x)
+        first_bad = torch.where((first_bad < 0) & ~((-limit <= low) & (high <= limit)), steps, first_bad)
         steps += 1
         due = bool(pending) and oracle.cost >= pending[0]
         while pending and oracle.cost >= pending[0]:

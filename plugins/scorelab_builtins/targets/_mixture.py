@@ -51,8 +51,9 @@ def component_log_probs(x, log_w, means, U, lam, sigma=0.0):
 def score(x, log_w, means, U, lam, sigma=0.0):
     lam = _noisy(lam, sigma)
     if means.shape[0] == 1:  # one component: no densities to weigh, and the step loop's hot path
-        diff = x - means[0]
-        return -diff / lam[0] if U is None else -(diff @ _precision(U, lam)[0])
+        if U is None:
+            return (means[0] - x) / lam[0]  # = -(x - mu) / lam exactly, one pass fewer than negating
+        return -((x - means[0]) @ _precision(U, lam)[0])
     joint, g = _terms(x, log_w, means, U, lam)
     return (_responsibilities(joint)[..., None] * g).sum(0)
 
