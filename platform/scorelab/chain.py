@@ -77,6 +77,13 @@ class _InfoMeans:
         return out
 
 
+def _out_of_bounds(x: torch.Tensor, limit: float) -> torch.Tensor:
+    """Whether any coordinate is NaN, infinite or beyond ``limit`` in magnitude, on the device: one pass
+    with no temporary, and NaN fails every comparison, so "not (-limit <= min and max <= limit)"."""
+    low, high = torch.aminmax(x)
+    return ~((-limit <= low) & (high <= limit))
+
+
 def run_chain(
     sampler: Any,
     oracle: ScoreOracle,
@@ -127,10 +134,7 @@ def run_chain(
         step_costs.append(oracle.cost)
         if on_step is not None:
             on_step(state)
-        # One pass, no temporary: NaN fails every comparison, so "not (-limit <= min and max <= limit)"
-        # catches NaN, inf and blow-up.
-        low, high = torch.aminmax(state.x)
-        first_bad = torch.where((first_bad < 0) & ~((-limit <= low) & (high <= limit)), steps, first_bad)
+        first_bad = torch.where((first_bad < 0) & _out_of_bounds(state.x, limit), steps, first_bad)
         steps += 1
         due = bool(pending) and oracle.cost >= pending[0]
         while pending and oracle.cost >= pending[0]:
