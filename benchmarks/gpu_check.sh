@@ -3,13 +3,13 @@
 # on it (scorelab itself is read from this checkout, not installed): the CUDA-only tests of
 # tests/scorelab/test_compiled.py (eager and compiled chains agree; CUDA-graph outputs kept past a
 # step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included. No tracking, so no
-# MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first). BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/
-# (`pip download --no-deps -d .whl blackjax==1.7.1`) is installed first when there is one.
+# MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first). BlackJAX's column
+# needs jax for the card and blackjax; a blackjax wheel in .whl/ (`pip download --no-deps -d .whl
+# blackjax==1.7.1`) is installed first when there is one.
 #
 #     bash benchmarks/gpu_check.sh [RESULTS_DIR]     # default: $OUT, else benchmarks/results
 #
-# With the defaults it takes about 6 minutes on an H100-class card (estimate: ~1 min of tests with
-# their compiles, ~1 min per peers row at 3 rounds); results land in RESULTS_DIR.
+# Its run time on a card is not measured yet: no card was lent when it was written.
 set -uo pipefail
 out=${1:-${OUT:-benchmarks/results}}
 mkdir -p "$out"

@@ -6,7 +6,7 @@ then resolved to the step (:mod:`scorelab.crossing`): by replaying the segment b
 samplers whose schedule depends on the budget, by a ladder of budgets. Samplers that step until the
 budget runs out also trace a few projections of some chains for the bulk effective sample size.
 
-Chains too many for the device together (``comp.block < comp.chains``) run in blocks
+Chains too many for the device together (``comp.blocked``) run in blocks
 (:func:`scorelab.chain.run_blocks`): such a run has no one state to replay or trace, so its crossing
 is resolved at checkpoints and it has no effective sample size.
 """
@@ -168,7 +168,7 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
     measure = _Measure(setup, record, metrics)
     ladder = traits("sampler", setting.make()).budget_bound  # its cost to quality is found by a budget ladder
-    blocked = comp.block < comp.chains  # no one run to snapshot or trace: see the module docstring
+    blocked = comp.blocked  # no one run to snapshot or trace: see the module docstring
     x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype, host=blocked)
     bound = BOUND_FACTOR * max(1.0, float(x0.abs().max()), float(setup.reference.abs().max()))
     generator = torch.Generator(setup.device).manual_seed(seed)
@@ -201,7 +201,7 @@ def _run(setup: Setup, setting: SamplerSetting, x0: torch.Tensor, budget: float,
     """One run of ``setting`` from ``x0``: all chains at once, or in blocks of ``comp.block`` when they do
     not fit the device together (``x0`` then on the host, and ``on_step`` unused: the caller passes none)."""
     comp = setup.comp
-    if comp.block < comp.chains:
+    if comp.blocked:
         return run_blocks(setting.make, lambda: ScoreOracle(setup.source, setup.weights), x0, comp.block, budget,
                           generator, checkpoints, callback, bound=bound, compile=comp.compile)
     return run_chain(setting.make(), ScoreOracle(setup.source, setup.weights), x0, budget, generator, checkpoints,
@@ -233,7 +233,7 @@ def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, 
         measure.merge(budget_ladder(run_at, comp.budget, measure.threshold, smallest=smallest,
                                     resolution=comp.cost_resolution))
         return f"budget ladder, {comp.cost_resolution:.0%}"
-    if comp.block < comp.chains:  # no snapshot was taken: the blocks' states were never one state
+    if comp.blocked:  # no snapshot was taken: the blocks' states were never one state
         return "checkpoint (run in blocks: no replay)"
     snapshot = measure.snapshot
     until = next(((c, v) for c, v in measure.exact if snapshot is not None and c > snapshot.cost), None)

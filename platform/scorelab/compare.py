@@ -82,7 +82,7 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         weights, weight_params = CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
     else:
         # Timed on one block of chains: the batch every step runs on (all of them, unless they run in blocks).
-        x = initial_chains(comp, target, comp.seeds[0], device, dtype, host=comp.block < comp.chains)
+        x = initial_chains(comp, target, comp.seeds[0], device, dtype, host=comp.blocked)
         measured = measure_cost_weights(source, x[:comp.block].to(device))
         weights, weight_params = measured.weights, measured.as_params()
     # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.

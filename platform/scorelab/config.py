@@ -103,6 +103,11 @@ class Comparison:
     target_name: str = ""  # the name the target's class is registered under
     block: int = 0  # chains per block, resolved from chain_block by parse_comparison: chains when they all fit
 
+    @property
+    def blocked(self) -> bool:
+        """Whether the chains run in blocks (:func:`scorelab.chain.run_blocks`)."""
+        return self.block < self.spec.chains
+
     def __getattr__(self, key):  # budget, chains, seeds, ... read through to the spec
         return spec_attribute(self, key)
 
