@@ -16,8 +16,9 @@ What compiling keeps, so that a compiled run means what an eager one does:
   captured graph runs, so every call is charged as in eager mode.
 - The random stream: a draw from a ``torch.Generator`` is not captured (Dynamo breaks the graph
   around it), so compiled and eager steps take the same numbers from the run's generator; fused
-  arithmetic rounds differently, so chains agree with eager ones to rounding, and a mode
-  reproduces itself bit for bit per seed.
+  arithmetic rounds differently (and on the CPU a float32 tanh is computed by :mod:`compiled_math`,
+  within 2 ULP), so chains agree with eager ones to rounding, and a mode reproduces itself bit for
+  bit per seed.
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
 - Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the
   step loop copies the states it keeps beyond a step (:func:`lasting`), at checkpoints and at the end.
@@ -41,6 +42,7 @@ from typing import Any
 
 import torch
 
+from . import compiled_math
 from .contracts import traits
 from .device import synchronize
 
@@ -143,7 +145,7 @@ def _backend(mode: str) -> Callable:
     def backend(graph: torch.fx.GraphModule, example_inputs: list) -> Callable:
         try:
             patches = {"triton.cudagraphs": mode == "cuda_graph"}
-            return inductor.compile_fx(graph, example_inputs, config_patches=patches)
+            return inductor.compile_fx(compiled_math.rewrite(graph), example_inputs, config_patches=patches)
         except (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame):
             raise  # Dynamo's own control flow (trace again, or leave the frame eager), not a failure
         except Exception as exc:  # any failure of the compiler: the graph's eager code is always right
