@@ -96,12 +96,15 @@ def run_chain(
     bound: float = math.inf,
     on_step: Callable[[Any], None] | None = None,
     compile: str = "none",
+    compile_horizon: float | None = None,
 ) -> ChainResult:
     """Run ``sampler`` from ``x0`` until the oracle's cost reaches ``budget`` (or the sampler sets
     ``state.finished``, or the chains diverge: see the module docstring for ``bound``). ``callback``
     runs after init and at each checkpoint; ``on_step(state)`` after every step, for work that stays
     on the device (tracing projections for the effective sample size). ``compile`` runs the step
-    eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream."""
+    eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream;
+    ``compile_horizon`` is the cost over which ``auto`` judges whether compiling pays (default: the
+    budget; a run in blocks counts the blocks still to come, which reuse what this one compiled)."""
     device = x0.device
     limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
@@ -110,7 +113,7 @@ def run_chain(
     step_costs: list[float] = []
     wall, t0 = 0.0, time.perf_counter()
     state = sampler.init(x0, oracle, budget)
-    step = step_function(sampler, compile, device, budget)
+    step = step_function(sampler, compile, device, budget if compile_horizon is None else compile_horizon)
     steps, diverged_at = 0, None
 
     def checkpoint() -> bool:
@@ -189,8 +192,10 @@ def run_blocks(
     until = budget  # once a block diverges, the rest run only as far: one of them may diverge sooner
     for start in range(0, len(x0), block):
         seen: list[Checkpoint] = []
+        blocks_left = math.ceil((len(x0) - start) / block)
         result = run_chain(make_sampler(), make_oracle(), x0[start:start + block].to(device), until, generator,
-                           checkpoints, lambda cp, seen=seen: seen.append(_on_host(cp)), bound=bound, compile=compile)
+                           checkpoints, lambda cp, seen=seen: seen.append(_on_host(cp)), bound=bound, compile=compile,
+                           compile_horizon=until * blocks_left)
         kept.append(seen)
         results.append(dataclasses.replace(result, state=Chains(_host_copy(result.state.x))))
         if result.diverged_at is not None:

@@ -11,6 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from scorelab import config as C
+from scorelab import chain
 from scorelab import device as D
 from scorelab.chain import run_blocks, run_chain
 from scorelab.compare import run_comparison
@@ -108,6 +109,22 @@ def test_blocks_are_one_run_of_all_chains_with_langevins_stationary_law():
     assert_moments(x, target.mean.reshape(-1).double(), S)
     with pytest.raises(AssertionError):  # the check tells ULA's bias apart from the target at this n
         assert_moments(x, target.mean.reshape(-1).double(), target.covariance.double())
+
+
+def test_auto_compile_judges_a_block_by_the_blocks_still_to_run(monkeypatch):
+    """``auto`` compiles when the rest of the run would take long enough eagerly; in blocks, the rest is
+    every block still to come (they reuse what the first compiled), each run to the blocks' budget."""
+    horizons = []
+
+    def step_function(sampler, mode, device, horizon):
+        horizons.append((mode, horizon))
+        return sampler.step
+
+    monkeypatch.setattr(chain, "step_function", step_function)
+    target = _target()
+    run_blocks(lambda: Langevin(H), lambda: ScoreOracle(ExactScore(target)), _x0(250), 100, BUDGET,
+               torch.Generator().manual_seed(1), compile="auto")
+    assert horizons == [("auto", 3 * BUDGET), ("auto", 2 * BUDGET), ("auto", BUDGET)]
 
 
 def test_a_block_that_diverges_caps_the_run_at_the_checkpoints_before_it():
