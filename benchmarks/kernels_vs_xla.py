@@ -2,7 +2,8 @@
 
 One core (the process is pinned, as in ``peers.py``), float32 unless named: the MLP score's
 256 x 256 layer on 1e4 chains (torch's matmul against XLA's dot), its tanh on the same 1e4 x 256
-activations (torch eager, torch compiled, XLA), and float64 standard normals for the MALA row's
+activations (torch eager, torch compiled, the tanh scorelab's compiled steps use on the CPU
+(``scorelab.compiled_math.tanh``) compiled, XLA), and float64 standard normals for the MALA row's
 1000 x 50 chains (torch's ``randn``, scorelab's ``box_muller`` eager and compiled, JAX's
 ``random.normal``). Each kernel is warmed up, then ``--rounds`` rounds run every contender once
 (order rotating); reported: the median time per call and its min-max over rounds, and per kernel
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import torch
 from peers import load_jax, pin_to_one_core
 
+from scorelab import compiled_math
 from scorelab_builtins.kernels import box_muller, uniform_pairs
 
 CALLS = 20  # calls per timed run
@@ -41,7 +43,7 @@ def kernels(jax, jdev) -> dict[str, dict[str, Callable[[], object]]]:
     a, w = torch.randn(10_000, 256, generator=g), torch.randn(256, 256, generator=g) / 16
     ja, jw = (jax.device_put(jnp.asarray(t.numpy()), jdev) for t in (a, w))
     dot, tanh = jax.jit(lambda a, w: a @ w), jax.jit(jnp.tanh)
-    compiled_tanh = torch.compile(torch.tanh)
+    compiled_tanh, scorelab_tanh = torch.compile(torch.tanh), torch.compile(compiled_math.tanh)
     compiled_box_muller = torch.compile(box_muller)
     shape = (1000, 50)
     jax.config.update("jax_enable_x64", True)
@@ -50,7 +52,7 @@ def kernels(jax, jdev) -> dict[str, dict[str, Callable[[], object]]]:
     return {
         "matmul 1e4x256 @ 256x256": {"torch": lambda: torch.mm(a, w), "xla": lambda: dot(ja, jw)},
         "tanh 1e4x256": {"torch eager": lambda: torch.tanh(a), "torch compiled": lambda: compiled_tanh(a),
-                         "xla": lambda: tanh(ja)},
+                         "scorelab compiled": lambda: scorelab_tanh(a), "xla": lambda: tanh(ja)},
         "float64 normals 1000x50": {"torch randn": lambda: torch.randn(shape, generator=g, dtype=torch.float64),
                                     "box_muller eager": lambda: box_muller(uniform_pairs(50_000, g), shape),
                                     "box_muller compiled": lambda: compiled_box_muller(uniform_pairs(50_000, g), shape),
