@@ -104,7 +104,7 @@ def run_chain(
     on the device (tracing projections for the effective sample size). ``compile`` runs the step
     eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream;
     ``compile_horizon`` is the cost over which ``auto`` judges whether compiling pays (default: the
-    budget; a run in blocks counts the blocks still to come, which reuse what this one compiled)."""
+    budget; a run in blocks counts the blocks of its size still to come, which reuse what it compiled)."""
     device = x0.device
     limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
@@ -192,10 +192,10 @@ def run_blocks(
     until = budget  # once a block diverges, the rest run only as far: one of them may diverge sooner
     for start in range(0, len(x0), block):
         seen: list[Checkpoint] = []
-        blocks_left = math.ceil((len(x0) - start) / block)
+        like_this = max(1, (len(x0) - start) // block)  # blocks of this size from here (a smaller last compiles anew)
         result = run_chain(make_sampler(), make_oracle(), x0[start:start + block].to(device), until, generator,
                            checkpoints, lambda cp, seen=seen: seen.append(_on_host(cp)), bound=bound, compile=compile,
-                           compile_horizon=until * blocks_left)
+                           compile_horizon=until * like_this)
         kept.append(seen)
         results.append(dataclasses.replace(result, state=Chains(_host_copy(result.state.x))))
         if result.diverged_at is not None:

@@ -67,16 +67,17 @@ def check_mode(mode: str, device: torch.device | str) -> str | None:
     return None
 
 
-def step_function(sampler: Any, mode: str, device: torch.device, budget: float = math.inf) -> Callable:
+def step_function(sampler: Any, mode: str, device: torch.device, horizon: float = math.inf) -> Callable:
     """``sampler.step`` run as ``mode`` says: a callable ``(state, oracle, generator) -> (state, info)``.
-    ``budget`` (cost units) lets ``auto`` judge whether compiling can pay for itself."""
+    ``horizon``, the cost (in cost units) the steps will be run to (a run's budget, or more where later
+    runs reuse what this one compiles), lets ``auto`` judge whether compiling can pay for itself."""
     problem = check_mode(mode, device)
     if problem:
         raise ValueError(f"compile: {problem}")
     if mode == "none" or not traits("sampler", sampler).compilable:
         return sampler.step
     if mode == "auto":
-        return _Auto(sampler, "cuda_graph" if device.type == "cuda" else "inductor", device, budget)
+        return _Auto(sampler, "cuda_graph" if device.type == "cuda" else "inductor", device, horizon)
     return _compiled(sampler, mode)
 
 
@@ -185,13 +186,13 @@ def settled_mode(sampler: Any, mode: str, x: torch.Tensor) -> str:
 class _Auto:
     """Eager or compiled, whichever runs this setting's steps faster, remembered per setting and shape.
 
-    The first steps run eagerly and are timed; when what is left of the budget would take less eager
+    The first steps run eagerly and are timed; when what is left of the horizon would take less eager
     time than compiling costs (``WORTH_COMPILING`` seconds), the run stays eager (not remembered: a
     longer run of the setting may pay). Otherwise the step is compiled (that step untimed), the next
     steps are timed compiled, and the faster path is kept and remembered."""
 
-    def __init__(self, sampler: Any, mode: str, device: torch.device, budget: float):
-        self.sampler, self.device, self.budget = sampler, device, budget
+    def __init__(self, sampler: Any, mode: str, device: torch.device, horizon: float):
+        self.sampler, self.device, self.horizon = sampler, device, horizon
         self.compiled = _compiled(sampler, mode)
         self.key: tuple | None = None
         self.times: dict[str, list[float]] = {"eager": [], "compiled": []}
@@ -233,7 +234,7 @@ class _Auto:
 
     def _compile_pays(self, cost: float) -> bool:
         per_step = (cost - self.start_cost) / TRIAL_STEPS
-        steps_left = (self.budget - cost) / per_step if per_step > 0 else math.inf
+        steps_left = (self.horizon - cost) / per_step if per_step > 0 else math.inf
         return statistics.median(self.times["eager"]) * steps_left > WORTH_COMPILING
 
     def _choose(self, path: str) -> Callable:

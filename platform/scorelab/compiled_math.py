@@ -14,6 +14,7 @@ key, and a custom table turns inductor's cache off).
 
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 
 import torch
@@ -52,24 +53,36 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x.abs() < SERIES_BELOW, s * series, torch.copysign((1.0 - e) / (1.0 + e), x))
 
 
-#: How a captured graph calls tanh: as torch's, the functional's, the Tensor's or the aten op, or by method name.
-_TANH = {("call_method", "tanh")} | {("call_function", f) for f in (
-    torch.tanh, torch.nn.functional.tanh, torch.Tensor.tanh, torch.ops.aten.tanh.default)}
+#: How a captured graph calls tanh: as torch's, the functional's or the Tensor's, or by method name.
+_TANH = {("call_method", "tanh")} | {("call_function", f)
+                                     for f in (torch.tanh, torch.nn.functional.tanh, torch.Tensor.tanh)}
 
 
 def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """``graph`` with each float32 CPU tanh replaced by :func:`tanh`'s operations (in place)."""
+    """A copy of ``graph`` with each tanh of a float32 CPU tensor replaced by :func:`tanh`'s operations
+    (``graph`` itself where it has none). ``graph`` is left as it is: it is what runs if compiling fails."""
+    if all(_float32_cpu_tanh_of(node) is None for node in graph.graph.nodes):
+        return graph
+    out = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))  # its modules and tensors shared, not copied
+    out.meta.update(graph.meta)
     spelled = torch.fx.symbolic_trace(tanh).graph
     (argument,) = (n for n in spelled.nodes if n.op == "placeholder")
-    changed = False
-    for node in list(graph.graph.nodes):
-        value = node.meta.get("example_value")
-        if ((node.op, node.target) in _TANH and len(node.args) == 1 and not node.kwargs
-                and isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.device.type == "cpu"):
-            with graph.graph.inserting_before(node):
-                node.replace_all_uses_with(graph.graph.graph_copy(spelled, {argument: node.args[0]}))
-            graph.graph.erase_node(node)
-            changed = True
-    if changed:
-        graph.recompile()
-    return graph
+    for node in list(out.graph.nodes):
+        x = _float32_cpu_tanh_of(node)
+        if x is not None:
+            with out.graph.inserting_before(node):
+                node.replace_all_uses_with(out.graph.graph_copy(spelled, {argument: x}))
+            out.graph.erase_node(node)
+    out.recompile()
+    return out
+
+
+def _float32_cpu_tanh_of(node: torch.fx.Node) -> torch.fx.Node | None:
+    """The argument of ``node`` if it is tanh(x) or tanh(input=x) of a float32 CPU tensor x, else None
+    (an ``out=`` tanh, or one of an integer tensor, is left to inductor)."""
+    if (node.op, node.target) not in _TANH or node.kwargs.keys() - {"input"}:
+        return None
+    args = [*node.args, *node.kwargs.values()]
+    value = args[0].meta.get("example_value") if len(args) == 1 and isinstance(args[0], torch.fx.Node) else None
+    on_cpu = isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.device.type == "cpu"
+    return args[0] if on_cpu else None

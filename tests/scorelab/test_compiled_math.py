@@ -11,7 +11,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-from torch._inductor.utils import run_and_get_code
 
 from scorelab import compiled, compiled_math
 from scorelab.chain import run_chain
@@ -71,14 +70,64 @@ def test_its_gradient_is_tanhs_and_finite_everywhere():
     torch.testing.assert_close(grad, 1 - torch.tanh(x.detach()) ** 2, rtol=4e-7, atol=1e-7)
 
 
-@pytest.mark.parametrize("spelling", [torch.tanh, torch.Tensor.tanh, torch.nn.functional.tanh, torch.nn.Tanh()])
-def test_compiled_steps_compute_float32_tanh_on_the_cpu_by_it(spelling):
-    def code(dtype):
-        f = torch.compile(lambda x: spelling(x) + 1, backend=compiled._backend("inductor"))
-        return run_and_get_code(f, torch.randn(64, dtype=dtype))[1][0]
+def test_the_scalar_path_too_is_within_two_ulp():
+    """Fewer elements than a vector: the kernel's scalar (or masked) code path."""
+    f = _compiled_tanh()
+    x = torch.linspace(0, ONE_FROM, 7 * 3000).reshape(-1, 7)
+    worst = max(_ulps(f(row), torch.tanh(row.double()).float()).max().item() for row in x)
+    assert worst <= 2
 
-    assert ".tanh()" not in code(torch.float32) and ".exp()" in code(torch.float32)
-    assert ".tanh()" in code(torch.float64)  # inductor's own (and CUDA's)
+
+def _rewritten(fn, x) -> torch.fx.GraphModule:
+    """The graph Dynamo captures of ``fn(x)``, after :func:`compiled_math.rewrite`."""
+    graphs = []
+
+    def keep(graph, example_inputs):
+        graphs.append(compiled_math.rewrite(graph))
+        return graph.forward
+
+    torch.compile(fn, backend=keep, dynamic=False)(x)
+    (graph,) = graphs
+    return graph
+
+
+def _tanh_nodes(graph: torch.fx.GraphModule) -> int:
+    return sum((n.op, n.target) in compiled_math._TANH for n in graph.graph.nodes)
+
+
+SPELLINGS = {"torch.tanh": torch.tanh, "Tensor.tanh": torch.Tensor.tanh, "method": lambda x: x.tanh(),
+             "functional": torch.nn.functional.tanh, "nn.Tanh": torch.nn.Tanh(),
+             "keyword": lambda x: torch.tanh(input=x)}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS.values(), ids=SPELLINGS.keys())
+def test_compiled_steps_compute_float32_tanh_on_the_cpu_by_it(spelling):
+    x = torch.randn(1000)
+    assert _tanh_nodes(_rewritten(lambda x: spelling(x) + 1, x)) == 0
+    fused = torch.compile(lambda x: spelling(x) + 1, backend=compiled._backend("inductor"), dynamic=False)
+    assert torch.equal(fused(x), torch.compile(lambda x: compiled_math.tanh(x) + 1, dynamic=False)(x))
+
+
+@pytest.mark.parametrize("x", [torch.randn(64, dtype=torch.float64), torch.arange(-3, 4), torch.tensor([True, False])],
+                         ids=["float64", "int64", "bool"])
+def test_tanh_of_other_dtypes_is_left_to_inductor(x):
+    assert _tanh_nodes(_rewritten(lambda x: torch.tanh(x) + 1, x)) == 1
+    fused = torch.compile(lambda x: torch.tanh(x) + 1, backend=compiled._backend("inductor"))
+    torch.testing.assert_close(fused(x), torch.tanh(x) + 1)
+
+
+def test_a_graph_the_compiler_fails_on_runs_as_captured(monkeypatch, capsys):
+    import torch._inductor.compile_fx as fx
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(fx, "compile_fx", broken)
+    monkeypatch.setattr(compiled, "_told", set())
+    x = torch.randn(1000)
+    fallen = torch.compile(lambda x: torch.tanh(x) * 3, backend=compiled._backend("inductor"), dynamic=False)(x)
+    assert torch.equal(fallen, torch.tanh(x) * 3)  # torch's tanh, not the rewrite run op by op
+    assert "could not be compiled" in capsys.readouterr().err
 
 
 @pytest.mark.slow
