@@ -95,16 +95,14 @@ def run_chain(
     *,
     bound: float = math.inf,
     on_step: Callable[[Any], None] | None = None,
-    compile: str = "none",
-    compile_horizon: float | None = None,
+    compile: str = "none", compile_horizon: float | None = None,
 ) -> ChainResult:
     """Run ``sampler`` from ``x0`` until the oracle's cost reaches ``budget`` (or the sampler sets
     ``state.finished``, or the chains diverge: see the module docstring for ``bound``). ``callback``
     runs after init and at each checkpoint; ``on_step(state)`` after every step, for work that stays
     on the device (tracing projections for the effective sample size). ``compile`` runs the step
-    eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream;
-    ``compile_horizon`` is the cost over which ``auto`` judges whether compiling pays (default: the
-    budget; a run in blocks counts the blocks of its size still to come, which reuse what it compiled)."""
+    eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream; ``auto``
+    judges whether compiling pays over ``compile_horizon`` (default ``budget``; more in blocks)."""
     device = x0.device
     limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
