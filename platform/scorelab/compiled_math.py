@@ -7,6 +7,10 @@ of the time on one core (``benchmarks/kernels_vs_xla.py``, figures in benchmarks
 2 ULP of the correctly rounded tanh for every float32 (``SCORELAB_EXHAUSTIVE=1 pytest
 tests/scorelab/test_compiled_math.py`` checks all of them on the machine it runs on).
 
+Only a tanh that is evaluated is rewritten: where a step differentiates through it (an oracle VJP or
+JVP: the value requires grad, or the graph makes forward-mode dual tensors), tanh's own derivative,
+(1 - y^2), is cheaper than the formula's, and inductor keeps it.
+
 The rewrite is made on the captured graph, not as an inductor decomposition, so that the op's new
 spelling is part of the graph every compile cache keys on (a decomposition is not in AOTAutograd's
 key, and a custom table turns inductor's cache off).
@@ -61,7 +65,9 @@ _TANH = {("call_method", "tanh")} | {("call_function", f)
 def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """A copy of ``graph`` with each tanh of a float32 CPU tensor replaced by :func:`tanh`'s operations
     (``graph`` itself where it has none). ``graph`` is left as it is: it is what runs if compiling fails."""
-    if all(_float32_cpu_tanh_of(node) is None for node in graph.graph.nodes):
+    nodes = graph.graph.nodes
+    if any(getattr(node.target, "__name__", None) == "_make_dual" for node in nodes) \
+            or all(_float32_cpu_tanh_of(node) is None for node in nodes):  # forward-mode AD, or nothing to do
         return graph
     out = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))  # its modules and tensors shared, not copied
     out.meta.update(graph.meta)
@@ -78,11 +84,12 @@ def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def _float32_cpu_tanh_of(node: torch.fx.Node) -> torch.fx.Node | None:
-    """The argument of ``node`` if it is tanh(x) or tanh(input=x) of a float32 CPU tensor x, else None
-    (an ``out=`` tanh, or one of an integer tensor, is left to inductor)."""
+    """The argument of ``node`` if it is tanh(x) or tanh(input=x) of a float32 CPU tensor x that no
+    gradient flows through, else None (an ``out=`` tanh, or one of an integer tensor, is left to inductor)."""
     if (node.op, node.target) not in _TANH or node.kwargs.keys() - {"input"}:
         return None
     args = [*node.args, *node.kwargs.values()]
     value = args[0].meta.get("example_value") if len(args) == 1 and isinstance(args[0], torch.fx.Node) else None
-    on_cpu = isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.device.type == "cpu"
-    return args[0] if on_cpu else None
+    plain = isinstance(value, torch.Tensor) and value.dtype == torch.float32 and value.device.type == "cpu" \
+        and not value.requires_grad
+    return args[0] if plain else None

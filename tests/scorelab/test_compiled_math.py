@@ -116,6 +116,18 @@ def test_tanh_of_other_dtypes_is_left_to_inductor(x):
     torch.testing.assert_close(fused(x), torch.tanh(x) + 1)
 
 
+def test_a_tanh_the_step_differentiates_is_left_to_inductor():
+    """Its derivative, (1 - y^2), is cheaper than the formula's: an oracle VJP (the value requires grad)
+    or JVP (dual tensors) keeps torch's tanh, and gives its derivative."""
+    x, v = torch.randn(100), torch.randn(100)
+    through = {"vjp": lambda x: torch.func.vjp(torch.tanh, x)[1](v)[0],
+               "jvp": lambda x: torch.func.jvp(torch.tanh, (x,), (v,))[1]}
+    for f in through.values():
+        assert _tanh_nodes(_rewritten(f, x)) == 1
+        fused = torch.compile(f, backend=compiled._backend("inductor"), dynamic=False)
+        torch.testing.assert_close(fused(x), v * (1 - torch.tanh(x) ** 2))
+
+
 def test_a_graph_the_compiler_fails_on_runs_as_captured(monkeypatch, capsys):
     import torch._inductor.compile_fx as fx
 
