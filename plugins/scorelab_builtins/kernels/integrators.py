@@ -25,8 +25,8 @@ def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """z ~ N(0, I) of x's shape, dtype and device, from ``generator``.
 
     On the CPU in float64 the numbers come from :func:`box_muller`: torch's own float64 normals are
-    drawn one element at a time there (about 17 ns each on one core, measured; float32 and CUDA
-    draws are vectorised and stay torch's)."""
+    drawn one element at a time there (17-24 ns each on one core, ``benchmarks/kernels_vs_xla.py``;
+    float32 and CUDA draws are vectorised and stay torch's)."""
     if x.dtype == torch.float64 and x.device.type == "cpu":
         return box_muller(uniform_pairs(x.numel(), generator), x.shape)
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
