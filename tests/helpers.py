@@ -1,6 +1,7 @@
 """What several test modules share, defined once: a counting score source, the exact law of a linear
 sampler on a Gaussian with the moment check against it, a plain Langevin sampler to break, and a
-short chain of every built-in sampler and option path.
+short chain of every built-in sampler and option path; the graph a compiled step's rewrite gives, and
+the distance in ULP it is judged by.
 
 Test modules import it as ``tests.helpers`` (pyproject.toml puts the repository root on pytest's
 ``pythonpath``); conftest.py holds the fixtures.
@@ -204,3 +205,29 @@ def short_chain(name: str, compile: str = "none", budget: float = 60) -> tuple[C
     x0 = torch.randn(32, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     result = run_chain(SAMPLERS[name](), oracle, x0, budget, torch.Generator().manual_seed(1), compile=compile)
     return result, oracle.counts
+
+
+# -- the compiled step's own kernels: what the rewrite makes of a graph, and how close its values are ---
+
+
+def rewritten_graph(fn, x: torch.Tensor) -> torch.fx.GraphModule:
+    """The graph Dynamo captures of ``fn(x)``, after :func:`scorelab.compiled_math.rewrite`."""
+    from scorelab import compiled_math
+
+    graphs = []
+
+    def keep(graph, example_inputs):
+        graphs.append(compiled_math.rewrite(graph))
+        return graph.forward
+
+    torch.compile(fn, backend=keep, dynamic=False)(x)
+    (graph,) = graphs
+    return graph
+
+
+def float32_ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How many float32 values lie between ``a`` and ``b`` (their distance in ULP; -0 and +0 are one value)."""
+    def ordinal(t):
+        i = t.float().view(torch.int32).long()
+        return torch.where(i < 0, -(i & 0x7FFFFFFF), i)
+    return (ordinal(a) - ordinal(b)).abs()

@@ -1,15 +1,17 @@
-"""How a compiled step computes an op whose CPU kernel is its slow part: :func:`rewrite` spells the
-op out, in the graph Dynamo captured, as elementwise work inductor fuses. Eager steps are untouched.
+"""How a compiled step computes the ops whose CPU kernels are its slow part: :func:`rewrite` changes
+them in the graph Dynamo captured. Eager steps are untouched.
 
-One op so far: float32 ``tanh`` on the CPU, the activation of the MLP score models. Inductor
-evaluates it by SLEEF's 1-ULP routine; a compiled step computes it as :func:`tanh` does, in 0.6-0.75
-of the time on one core (``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md), within
-2 ULP of the correctly rounded tanh for every float32 (``SCORELAB_EXHAUSTIVE=1 pytest
-tests/scorelab/test_compiled_math.py`` checks all of them on the machine it runs on).
+Two ops so far, both of the MLP score models, float32 on the CPU. A linear layer goes to oneDNN, with
+the tanh that follows it (:mod:`compiled_linear`). Any other tanh is spelled out as elementwise work
+inductor fuses: inductor evaluates tanh by SLEEF's 1-ULP routine; a compiled step computes it as
+:func:`tanh` does, in 0.6-0.75 of the time on one core (``benchmarks/kernels_vs_xla.py``, figures in
+benchmarks/README.md), within 2 ULP of the correctly rounded tanh for every float32
+(``SCORELAB_EXHAUSTIVE=1 pytest tests/scorelab/test_compiled_math.py`` checks all of them on the
+machine it runs on).
 
-Only a tanh that is evaluated is rewritten: where a step differentiates through it (an oracle VJP or
+Only what is evaluated is rewritten: where a step differentiates through a tanh (an oracle VJP or
 JVP: the value requires grad, or the graph makes forward-mode dual tensors), tanh's own derivative,
-(1 - y^2), is cheaper than the formula's, and inductor keeps it.
+(1 - y^2), is cheaper than the formula's, and inductor keeps it; oneDNN's layer has no derivative.
 
 The rewrite is made on the captured graph, not as an inductor decomposition, so that the op's new
 spelling is part of the graph every compile cache keys on (a decomposition is not in AOTAutograd's
@@ -22,6 +24,8 @@ import copy
 from fractions import Fraction
 
 import torch
+
+from . import compiled_linear
 
 #: Below this |x| tanh is summed from its Taylor series, above it taken from exp(-2|x|).
 SERIES_BELOW = 0.5
@@ -63,14 +67,19 @@ _TANH = {("call_method", "tanh")} | {("call_function", f)
 
 
 def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """A copy of ``graph`` with each tanh of a float32 CPU tensor replaced by :func:`tanh`'s operations
-    (``graph`` itself where it has none). ``graph`` is left as it is: it is what runs if compiling fails."""
+    """A copy of ``graph`` in which oneDNN computes the float32 CPU linear layers :mod:`compiled_linear`
+    takes (with the tanh that is a layer's only use), and each other tanh of a float32 CPU tensor is
+    :func:`tanh`'s operations (``graph`` itself where there is nothing to rewrite). ``graph`` is left as
+    it is: it is what runs if compiling fails."""
     nodes = graph.graph.nodes
     if any(getattr(node.target, "__name__", None) == "_make_dual" for node in nodes) \
-            or all(_float32_cpu_tanh_of(node) is None for node in nodes):  # forward-mode AD, or nothing to do
-        return graph
+            or all(_float32_cpu_tanh_of(n) is None and compiled_linear.operands(n) is None for n in nodes):
+        return graph  # forward-mode AD, or nothing to do
     out = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))  # its modules and tensors shared, not copied
     out.meta.update(graph.meta)
+    for node in list(out.graph.nodes):
+        if (layer := compiled_linear.operands(node)) is not None:
+            _to_onednn(out.graph, node, layer)
     spelled = torch.fx.symbolic_trace(tanh).graph
     (argument,) = (n for n in spelled.nodes if n.op == "placeholder")
     for node in list(out.graph.nodes):
@@ -81,6 +90,19 @@ def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
             out.graph.erase_node(node)
     out.recompile()
     return out
+
+
+def _to_onednn(graph: torch.fx.Graph, node: torch.fx.Node, layer: tuple) -> None:
+    """``node``, a linear layer, replaced by ``scorelab::linear``; with its only use if that is a tanh."""
+    (use,) = node.users if len(node.users) == 1 else (None,)
+    fused = use is not None and _float32_cpu_tanh_of(use) is node
+    with graph.inserting_before(node):
+        call = graph.call_function(torch.ops.scorelab.linear.default, (*layer, "tanh" if fused else "none"))
+    replaced = [use, node] if fused else [node]
+    call.meta.update(replaced[0].meta)
+    replaced[0].replace_all_uses_with(call)
+    for n in replaced:
+        graph.erase_node(n)
 
 
 def _float32_cpu_tanh_of(node: torch.fx.Node) -> torch.fx.Node | None:

@@ -18,6 +18,7 @@ from scorelab.oracle import ScoreOracle
 from scorelab.sources import ModelScore
 from scorelab_builtins.models import MLP
 from scorelab_builtins.samplers import Langevin
+from tests.helpers import float32_ulps, rewritten_graph
 
 #: tanh of float32 rounds to 1 from here on; every float32 below it is checked (or every 64th).
 ONE_FROM = 9.2
@@ -26,11 +27,6 @@ CHUNK = 1 << 22
 
 def _compiled_tanh():
     return torch.compile(compiled_math.tanh, backend=compiled._backend("inductor"), dynamic=False)
-
-
-def _ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance in float32 steps between non-negative floats."""
-    return (a.view(torch.int32).long() - b.view(torch.int32).long()).abs()
 
 
 def test_the_series_is_tanhs_taylor_series():
@@ -49,7 +45,7 @@ def test_compiled_tanh_is_within_two_ulp_of_the_rounded_tanh_and_odd():
     for lo in range(0, top, CHUNK * stride):
         x = torch.arange(lo, lo + CHUNK * stride, stride, dtype=torch.int32).clamp_(max=top).view(torch.float32)
         y = f(x)
-        worst = max(worst, _ulps(y, torch.tanh(x.double()).float()).max().item())
+        worst = max(worst, float32_ulps(y, torch.tanh(x.double()).float()).max().item())
         assert torch.equal(f(-x), -y)
     assert worst <= 2
     assert torch.equal(f(torch.tensor([ONE_FROM, 20.0, 3e38])), torch.ones(3))
@@ -74,21 +70,8 @@ def test_the_scalar_path_too_is_within_two_ulp():
     """Fewer elements than a vector: the kernel's scalar (or masked) code path."""
     f = _compiled_tanh()
     x = torch.linspace(0, ONE_FROM, 7 * 3000).reshape(-1, 7)
-    worst = max(_ulps(f(row), torch.tanh(row.double()).float()).max().item() for row in x)
+    worst = max(float32_ulps(f(row), torch.tanh(row.double()).float()).max().item() for row in x)
     assert worst <= 2
-
-
-def _rewritten(fn, x) -> torch.fx.GraphModule:
-    """The graph Dynamo captures of ``fn(x)``, after :func:`compiled_math.rewrite`."""
-    graphs = []
-
-    def keep(graph, example_inputs):
-        graphs.append(compiled_math.rewrite(graph))
-        return graph.forward
-
-    torch.compile(fn, backend=keep, dynamic=False)(x)
-    (graph,) = graphs
-    return graph
 
 
 def _tanh_nodes(graph: torch.fx.GraphModule) -> int:
@@ -103,7 +86,7 @@ SPELLINGS = {"torch.tanh": torch.tanh, "Tensor.tanh": torch.Tensor.tanh, "method
 @pytest.mark.parametrize("spelling", SPELLINGS.values(), ids=SPELLINGS.keys())
 def test_compiled_steps_compute_float32_tanh_on_the_cpu_by_it(spelling):
     x = torch.randn(1000)
-    assert _tanh_nodes(_rewritten(lambda x: spelling(x) + 1, x)) == 0
+    assert _tanh_nodes(rewritten_graph(lambda x: spelling(x) + 1, x)) == 0
     fused = torch.compile(lambda x: spelling(x) + 1, backend=compiled._backend("inductor"), dynamic=False)
     assert torch.equal(fused(x), torch.compile(lambda x: compiled_math.tanh(x) + 1, dynamic=False)(x))
 
@@ -111,7 +94,7 @@ def test_compiled_steps_compute_float32_tanh_on_the_cpu_by_it(spelling):
 @pytest.mark.parametrize("x", [torch.randn(64, dtype=torch.float64), torch.arange(-3, 4), torch.tensor([True, False])],
                          ids=["float64", "int64", "bool"])
 def test_tanh_of_other_dtypes_is_left_to_inductor(x):
-    assert _tanh_nodes(_rewritten(lambda x: torch.tanh(x) + 1, x)) == 1
+    assert _tanh_nodes(rewritten_graph(lambda x: torch.tanh(x) + 1, x)) == 1
     fused = torch.compile(lambda x: torch.tanh(x) + 1, backend=compiled._backend("inductor"))
     torch.testing.assert_close(fused(x), torch.tanh(x) + 1)
 
@@ -123,7 +106,7 @@ def test_a_tanh_the_step_differentiates_is_left_to_inductor():
     through = {"vjp": lambda x: torch.func.vjp(torch.tanh, x)[1](v)[0],
                "jvp": lambda x: torch.func.jvp(torch.tanh, (x,), (v,))[1]}
     for f in through.values():
-        assert _tanh_nodes(_rewritten(f, x)) == 1
+        assert _tanh_nodes(rewritten_graph(f, x)) == 1
         fused = torch.compile(f, backend=compiled._backend("inductor"), dynamic=False)
         torch.testing.assert_close(fused(x), v * (1 - torch.tanh(x) ** 2))
 

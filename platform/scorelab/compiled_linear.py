@@ -1,0 +1,55 @@
+"""A compiled step's float32 linear layers on the CPU, by oneDNN: the matmul, its bias and a tanh that
+follows it in one call.
+
+torch's float32 CPU matmul is MKL's. On the CPU scorelab's figures come from (an AMD EPYC with
+AVX-512, one core) oneDNN's takes about half to two thirds of MKL's time for a layer at least
+:data:`MIN_WIDTH` outputs wide, and longer than MKL's for narrower ones, which stay with MKL
+(``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md). A tanh that is the layer's only
+use is applied by oneDNN as it writes the output (within 1 ULP of the rounded tanh, sampled by
+tests/scorelab/test_compiled_linear.py), which saves a pass over the activations.
+
+Inductor lowers oneDNN's linear only for weights frozen into the graph as constants, and a sampler
+step's network weights are inputs of its graph, so the call is a custom op, ``scorelab::linear``,
+that inductor leaves as a call. It has no derivative: a layer a step differentiates through is left
+to inductor, as :mod:`compiled_math` leaves such a tanh.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+#: Narrower layers (a score network's d = 2 head) are faster by MKL on the measured CPU.
+MIN_WIDTH = 8
+
+#: oneDNN's linear is in torch's x86-64 builds; it was measured faster on an x86-64 CPU only.
+AVAILABLE = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64") \
+    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+#: What oneDNN may apply to the layer's output: nothing, or tanh.
+ACTIVATIONS = ("none", "tanh")
+
+
+@torch.library.custom_op("scorelab::linear", mutates_args=())
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
+    """activation(x @ weight.T + bias) for a 2-D x, as ``torch.nn.functional.linear`` takes them."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias, activation, [], "")
+
+
+@linear.register_fake
+def _(x, weight, bias, activation):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+def operands(node: torch.fx.Node) -> tuple | None:
+    """(x, weight, bias) if ``node`` is a linear layer a compiled step gives to oneDNN, else None: the
+    layer of a 2-D float32 CPU tensor, at least :data:`MIN_WIDTH` wide, that no gradient flows through."""
+    if not AVAILABLE or (node.op, node.target) != ("call_function", torch._C._nn.linear) \
+            or node.kwargs.keys() - {"bias"} or not 2 <= len(node.args) + len(node.kwargs) <= 3:
+        return None
+    x, weight, *bias = [*node.args, *node.kwargs.values()]
+    out = node.meta.get("example_value")
+    plain = isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device.type == "cpu" \
+        and out.dim() == 2 and out.shape[1] >= MIN_WIDTH and not out.requires_grad
+    return (x, weight, bias[0] if bias else None) if plain else None

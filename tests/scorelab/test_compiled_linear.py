@@ -1,0 +1,99 @@
+"""A compiled step's float32 CPU linear layers by oneDNN (``scorelab.compiled_linear``): which layers
+the rewrite gives it, that their values are the layers', and that the tanh it fuses is within 1 ULP of
+the correctly rounded one.
+
+``SCORELAB_EXHAUSTIVE=1`` checks that tanh at every float32 instead of every 64th."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scorelab import compiled, compiled_linear
+from scorelab.oracle import ScoreOracle
+from scorelab.sources import ModelScore
+from scorelab_builtins.models import MLP
+from tests.helpers import float32_ulps, rewritten_graph
+
+pytestmark = pytest.mark.skipif(not compiled_linear.AVAILABLE, reason="oneDNN's linear is used on x86-64 only")
+
+#: tanh of float32 rounds to 1 from here on.
+ONE_FROM = 9.2
+CHUNK = 1 << 22
+
+
+def _layers(graph: torch.fx.GraphModule) -> list[str]:
+    """Each linear layer of ``graph`` in order: the activation oneDNN applies, or "torch" for torch's own."""
+    return [n.args[3] if n.target is torch.ops.scorelab.linear.default else "torch" for n in graph.graph.nodes
+            if n.target in (torch.ops.scorelab.linear.default, torch._C._nn.linear)]
+
+
+def test_the_fused_tanh_is_within_one_ulp_of_the_rounded_tanh():
+    """Through an identity layer (x * 1 plus zeros is x exactly), at every float32 below ONE_FROM of
+    either sign, or every 64th."""
+    stride = 1 if os.environ.get("SCORELAB_EXHAUSTIVE") else 64
+    top = torch.tensor(ONE_FROM).view(torch.int32).item()
+    eye, zero = torch.eye(16), torch.zeros(16)
+    worst = 0
+    for lo in range(0, top, CHUNK * stride):
+        x = torch.arange(lo, lo + CHUNK * stride, stride, dtype=torch.int32).clamp_(max=top).view(torch.float32)
+        x = torch.cat([x, -x]).reshape(-1, 16)
+        worst = max(worst, float32_ulps(compiled_linear.linear(x, eye, zero, "tanh"), torch.tanh(x.double())).max().item())
+    assert worst <= 1
+    assert torch.equal(compiled_linear.linear(torch.full((1, 16), 20.0), eye, zero, "tanh"), torch.ones(1, 16))
+
+
+@pytest.mark.parametrize(("dim", "activation", "layers"), [
+    (2, "tanh", ["tanh", "tanh", "torch"]),  # the d = 2 head is narrower than MIN_WIDTH
+    (16, "tanh", ["tanh", "tanh", "none"]),
+    (16, "silu", ["none", "none", "none"]),  # oneDNN is given tanh only; inductor fuses the rest
+])
+def test_an_mlp_score_goes_to_onednn_layer_by_layer(dim, activation, layers):
+    net = MLP(hidden=32, layers=2, activation=activation).build((dim,))  # parameters that require grad
+    with torch.no_grad():  # as an oracle evaluates a score
+        graph = rewritten_graph(net, torch.randn(100, dim))
+    assert _layers(graph) == layers
+
+
+def test_onednn_layers_give_the_layers_values():
+    """An MLP, compiled, against eager torch to float32 rounding; and a layer of a non-contiguous input
+    within the worst-case rounding of its sum, K eps |x| |w| (tanh' <= 1), of the float64 value."""
+    g = torch.Generator().manual_seed(0)
+    net = MLP(hidden=64, layers=2, activation="tanh").build((16,)).requires_grad_(False)
+    x = torch.randn(500, 16, generator=g)
+    fused = torch.compile(net, backend=compiled._backend("inductor"), dynamic=False)
+    torch.testing.assert_close(fused(x), net(x), rtol=1e-5, atol=1e-5)
+
+    w, b = torch.randn(32, 500, generator=g), torch.randn(32, generator=g)
+    def layer(x):
+        return torch.tanh(F.linear(x.T, w, b))
+
+    assert _layers(rewritten_graph(layer, x)) == ["tanh"]
+    layer = torch.compile(layer, backend=compiled._backend("inductor"), dynamic=False)
+    exact = torch.tanh(F.linear(x.T.double(), w.double(), b.double()))
+    bound = (500 + 1) * 2**-24 * (x.T.abs() @ w.abs().T + b.abs()).double() + 2**-23
+    assert ((layer(x) - exact).abs() <= bound).all()
+
+
+def test_layers_a_step_differentiates_or_of_other_kinds_are_left_to_torch():
+    w, b = torch.randn(32, 8), torch.randn(32)
+    x = torch.randn(100, 8)
+    kinds = {"vjp": (lambda x: torch.func.vjp(lambda y: F.linear(y, w, b), x)[1](torch.ones(100, 32))[0], x),
+             "jvp": (lambda x: torch.func.jvp(lambda y: F.linear(y, w, b), (x,), (x,))[1], x),
+             "float64": (lambda x: F.linear(x, w.double(), b.double()), x.double()),
+             "3-D": (lambda x: F.linear(x, w, b), x.reshape(10, 10, 8))}
+    for name, (f, x) in kinds.items():
+        assert "none" not in _layers(rewritten_graph(f, x)), name
+
+
+@pytest.mark.slow
+def test_an_oracle_vjp_through_a_network_keeps_to_eager():
+    """A score's VJP (what curvature samplers ask) compiles with torch's layers, to rounding."""
+    net = MLP(hidden=32, layers=2, activation="tanh").build((16,)).requires_grad_(False)
+    oracle = ScoreOracle(ModelScore(net))
+    x, v = torch.randn(64, 16), torch.randn(64, 16)
+    fused = torch.compile(lambda x, v: oracle.vjp(x, v), backend=compiled._backend("inductor"), dynamic=False)
+    torch.testing.assert_close(fused(x, v), oracle.vjp(x, v), rtol=1e-5, atol=1e-5)
