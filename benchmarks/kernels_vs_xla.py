@@ -43,7 +43,8 @@ def seconds_per_call(f: Callable[[], object]) -> float:
 def kernels(jax, jdev) -> dict[str, dict[str, Callable[[], object]]]:
     jnp = jax.numpy
     g = torch.Generator().manual_seed(0)
-    a, w, b = torch.randn(10_000, 256, generator=g), torch.randn(256, 256, generator=g) / 16, torch.randn(256, generator=g)
+    a, w = torch.randn(10_000, 256, generator=g), torch.randn(256, 256, generator=g) / 16
+    b = torch.randn(256, generator=g)
     head_w, head_b = torch.randn(2, 256, generator=g) / 16, torch.randn(2, generator=g)
     ja, jw, jb, jhw, jhb = (jax.device_put(jnp.asarray(t.numpy()), jdev) for t in (a, w.T, b, head_w.T, head_b))
     dot, tanh = jax.jit(lambda a, w: a @ w), jax.jit(jnp.tanh)

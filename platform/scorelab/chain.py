@@ -50,7 +50,10 @@ class ChainResult:
 
 
 class _InfoMeans:
-    """Running sums of Info fields on the device; averaged on the host at checkpoints."""
+    """Running sums of Info fields on the device, element by element: one in-place add per tensor field
+    and step, the mean over chains taken at checkpoints, where they are read back to the host. (A mean
+    per field and step took three eager ops each, about a tenth of a compiled MALA step, d = 50,
+    1000 chains, on one CPU core.)"""
 
     def __init__(self):
         self.sums: dict[str, Any] = {}
@@ -65,14 +68,23 @@ class _InfoMeans:
             if dataclasses.is_dataclass(info) else info._asdict().items()
         for k, v in items:
             if isinstance(v, torch.Tensor):
-                v = v.detach().float().mean()
-            elif not isinstance(v, int | float):
-                continue
-            self.sums[k] = self.sums.get(k, 0.0) + v
+                self._add_tensor(k, v.detach())
+            elif isinstance(v, int | float):
+                self.sums[k] = self.sums.get(k, 0.0) + v
         self.n += 1
 
+    def _add_tensor(self, k: str, v: torch.Tensor) -> None:
+        total = self.sums.get(k)
+        if total is None:
+            self.sums[k] = v.to(torch.float64 if v.dtype == torch.float64 else torch.float32, copy=True)
+        elif total.shape == v.shape:
+            total.add_(v)
+        else:  # a field whose shape changed: its sums over chains go on as one number, the same mean
+            self.sums[k] = total.mean() + v.float().mean()
+
     def pop(self) -> dict[str, float]:
-        out = {k: float(v) / self.n for k, v in self.sums.items()} if self.n else {}
+        out = {k: float(v.mean() if isinstance(v, torch.Tensor) else v) / self.n for k, v in self.sums.items()} \
+            if self.n else {}
         self.sums, self.n = {}, 0
         return out
 

@@ -1,0 +1,57 @@
+"""The step loop's report of a sampler's Info: each field's mean over chains and over the steps since
+the last checkpoint, whatever the field's type."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from scorelab.chain import run_chain
+from scorelab.oracle import ScoreOracle
+from scorelab.sources import ExactScore
+from scorelab_builtins.targets import Gaussian
+from tests.helpers import Ula, variant
+
+CHAINS = 4
+
+
+@dataclass
+class Diagnostics:
+    per_chain: torch.Tensor  # float64, one per chain
+    accepted: torch.Tensor  # bool, one per chain
+    level: torch.Tensor  # one number, as a tensor
+    step_size: float
+    reshaped: torch.Tensor  # one number at every third step, one per chain at the others
+
+
+def diagnostics(t: int) -> Diagnostics:
+    i = torch.arange(CHAINS)
+    return Diagnostics(per_chain=t * (i + 1.0).double(), accepted=(i + t) % 3 == 0, level=torch.tensor(t ** 2),
+                       step_size=0.5 * t,
+                       reshaped=torch.tensor(10.0 * (t + 1)) if t % 3 == 0 else (t + 1) * (i + 1.0))
+
+
+def expected(steps: range) -> dict[str, float]:
+    """Each field's mean over chains, then over ``steps``, worked out in Python."""
+    def over_chains(v):
+        return v.double().mean().item() if isinstance(v, torch.Tensor) else v
+    fields = [vars(diagnostics(t)) for t in steps]
+    return {k: statistics.fmean(over_chains(f[k]) for f in fields) for k in fields[0]}
+
+
+def test_checkpoints_report_each_info_fields_mean_over_chains_and_steps():
+    def step(self, state, oracle, generator):
+        new, _ = Ula.step(self, state, oracle, generator)
+        self.t = getattr(self, "t", -1) + 1
+        return new, diagnostics(self.t)
+
+    seen = []
+    oracle = ScoreOracle(ExactScore(Gaussian(dim=2)))
+    run_chain(variant("Diagnosed", step=step)(), oracle, torch.zeros(CHAINS, 2), 7, torch.Generator().manual_seed(0),
+              checkpoints=[4], callback=lambda cp: seen.append(cp.info))
+    assert seen[0] == {}  # after init: no step yet
+    for info, steps in zip(seen[1:], (range(0, 3), range(3, 6)), strict=True):
+        assert info == pytest.approx(expected(steps), rel=1e-6)
