@@ -77,10 +77,12 @@ class _InfoMeans:
         total = self.sums.get(k)
         if total is None:
             self.sums[k] = v.to(torch.float64 if v.dtype == torch.float64 else torch.float32, copy=True)
-        elif total.shape == v.shape:
+        elif isinstance(total, torch.Tensor) and total.shape == v.shape:
             total.add_(v)
-        else:  # a field whose shape changed: its sums over chains go on as one number, the same mean
-            self.sums[k] = total.mean() + v.float().mean()
+        else:  # a field whose shape or type changed: it goes on as one number, the sum of its means
+            total = torch.as_tensor(total, dtype=torch.float64 if v.dtype == torch.float64 else torch.float32,
+                                    device=v.device)
+            self.sums[k] = total.mean() + v.to(total.dtype).mean()
 
     def pop(self) -> dict[str, float]:
         out = {k: float(v.mean() if isinstance(v, torch.Tensor) else v) / self.n for k, v in self.sums.items()} \

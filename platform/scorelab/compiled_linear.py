@@ -2,8 +2,8 @@
 follows it in one call.
 
 torch's float32 CPU matmul is MKL's. On the CPU scorelab's figures come from (an AMD EPYC with
-AVX-512, one core) oneDNN's takes about half to two thirds of MKL's time for a layer at least
-:data:`MIN_WIDTH` outputs wide, and longer than MKL's for narrower ones, which stay with MKL
+AVX-512, one core) oneDNN's takes 0.5-0.85 of MKL's time for a layer at least :data:`MIN_WIDTH`
+outputs wide, and longer than MKL's for narrower ones, which stay with MKL
 (``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md). A tanh that is the layer's only
 use is applied by oneDNN as it writes the output (within 1 ULP of the rounded tanh, sampled by
 tests/scorelab/test_compiled_linear.py), which saves a pass over the activations.
@@ -34,6 +34,7 @@ ACTIVATIONS = ("none", "tanh")
 @torch.library.custom_op("scorelab::linear", mutates_args=())
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
     """activation(x @ weight.T + bias) for a 2-D x, as ``torch.nn.functional.linear`` takes them."""
+    bias = None if bias is None else bias.contiguous()
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias, activation, [], "")
 
 
@@ -44,12 +45,17 @@ def _(x, weight, bias, activation):
 
 def operands(node: torch.fx.Node) -> tuple | None:
     """(x, weight, bias) if ``node`` is a linear layer a compiled step gives to oneDNN, else None: the
-    layer of a 2-D float32 CPU tensor, at least :data:`MIN_WIDTH` wide, that no gradient flows through."""
-    if not AVAILABLE or (node.op, node.target) != ("call_function", torch._C._nn.linear) \
+    layer of a 2-D float32 CPU tensor by a 2-D weight at least :data:`MIN_WIDTH` rows wide and no bias
+    or one of that length, that no gradient flows through (and oneDNN not switched off in torch)."""
+    if not (AVAILABLE and torch.backends.mkldnn.enabled) \
+            or (node.op, node.target) != ("call_function", torch._C._nn.linear) \
             or node.kwargs.keys() - {"bias"} or not 2 <= len(node.args) + len(node.kwargs) <= 3:
         return None
     x, weight, *bias = [*node.args, *node.kwargs.values()]
-    out = node.meta.get("example_value")
+    bias = bias[0] if bias else None
+    out, w = (n.meta.get("example_value") if isinstance(n, torch.fx.Node) else None for n in (node, weight))
+    b = bias.meta.get("example_value") if isinstance(bias, torch.fx.Node) else bias
     plain = isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device.type == "cpu" \
-        and out.dim() == 2 and out.shape[1] >= MIN_WIDTH and not out.requires_grad
-    return (x, weight, bias[0] if bias else None) if plain else None
+        and out.dim() == 2 and not out.requires_grad and isinstance(w, torch.Tensor) and w.dim() == 2 \
+        and w.shape[0] >= MIN_WIDTH and (b is None or isinstance(b, torch.Tensor) and b.shape == w.shape[:1])
+    return (x, weight, bias) if plain else None

@@ -25,13 +25,15 @@ class Diagnostics:
     level: torch.Tensor  # one number, as a tensor
     step_size: float
     reshaped: torch.Tensor  # one number at every third step, one per chain at the others
+    mixed: float | torch.Tensor  # a Python number at even steps, a tensor per chain at odd ones
 
 
 def diagnostics(t: int) -> Diagnostics:
     i = torch.arange(CHAINS)
     return Diagnostics(per_chain=t * (i + 1.0).double(), accepted=(i + t) % 3 == 0, level=torch.tensor(t ** 2),
                        step_size=0.5 * t,
-                       reshaped=torch.tensor(10.0 * (t + 1)) if t % 3 == 0 else (t + 1) * (i + 1.0))
+                       reshaped=torch.tensor(10.0 * (t + 1)) if t % 3 == 0 else (t + 1) * (i + 1.0),
+                       mixed=0.25 * t if t % 2 == 0 else t + i.double())
 
 
 def expected(steps: range) -> dict[str, float]:
