@@ -5,8 +5,9 @@ torch's float32 CPU matmul is MKL's. On the CPU scorelab's figures come from (an
 AVX-512, one core) oneDNN's takes 0.5-0.85 of MKL's time for a layer at least :data:`MIN_WIDTH`
 outputs wide, and longer than MKL's for narrower ones, which stay with MKL
 (``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md). A tanh that is the layer's only
-use is applied by oneDNN as it writes the output (within 1 ULP of the rounded tanh, sampled by
-tests/scorelab/test_compiled_linear.py), which saves a pass over the activations.
+use is applied by oneDNN as it writes the output, which saves a pass over the activations: within 1 ULP
+of the rounded tanh for every float32 (``SCORELAB_EXHAUSTIVE=1 pytest
+tests/scorelab/test_compiled_linear.py`` checks all of them on the machine it runs on).
 
 Inductor lowers oneDNN's linear only for weights frozen into the graph as constants, and a sampler
 step's network weights are inputs of its graph, so the call is a custom op, ``scorelab::linear``,
@@ -27,13 +28,10 @@ MIN_WIDTH = 8
 AVAILABLE = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64") \
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
-#: What oneDNN may apply to the layer's output: nothing, or tanh.
-ACTIVATIONS = ("none", "tanh")
-
-
 @torch.library.custom_op("scorelab::linear", mutates_args=())
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
-    """activation(x @ weight.T + bias) for a 2-D x, as ``torch.nn.functional.linear`` takes them."""
+    """activation(x @ weight.T + bias) for a 2-D x, as ``torch.nn.functional.linear`` takes them, the
+    activation "none" or "tanh"."""
     bias = None if bias is None else bias.contiguous()
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), bias, activation, [], "")
 
@@ -57,5 +55,5 @@ def operands(node: torch.fx.Node) -> tuple | None:
     b = bias.meta.get("example_value") if isinstance(bias, torch.fx.Node) else bias
     plain = isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device.type == "cpu" \
         and out.dim() == 2 and not out.requires_grad and isinstance(w, torch.Tensor) and w.dim() == 2 \
-        and w.shape[0] >= MIN_WIDTH and (b is None or isinstance(b, torch.Tensor) and b.shape == w.shape[:1])
+        and w.shape[0] >= MIN_WIDTH and (bias is None or isinstance(b, torch.Tensor) and b.shape == w.shape[:1])
     return (x, weight, bias) if plain else None
