@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import warnings
 
 import pytest
 import torch
@@ -71,7 +70,7 @@ def _compiled(f, dynamic=False):
     fused = torch.compile(f, backend=compiled._backend("inductor"), dynamic=dynamic)
 
     def checked(*args):
-        with warnings.catch_warnings(record=True), contextlib.redirect_stderr(io.StringIO()) as err:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
             out = fused(*args)
         assert "could not be compiled" not in err.getvalue(), err.getvalue()
         return out
@@ -102,10 +101,10 @@ def test_onednn_layers_give_the_layers_values():
 
     assert _layers(rewritten_graph(layer, x)) == ["tanh"]
     assert _within_rounding(_compiled(layer)(x), x.T, w, b)
-    w, b = w[:, :16] * (500 / 16) ** 0.5, b
-    varied = _compiled(lambda x: torch.tanh(F.linear(x, w, b)), dynamic=None)
+    w16 = torch.randn(32, 16, generator=g) / 4
+    varied = _compiled(lambda x: torch.tanh(F.linear(x, w16, b)), dynamic=None)
     for n in (500, 300, 200):  # the second batch size recompiles with a symbolic one, the third reuses it
-        assert _within_rounding(varied(x[:n]), x[:n], w, b)
+        assert _within_rounding(varied(x[:n]), x[:n], w16, b)
 
 
 BIASES = {"keyword": lambda b: {"bias": b}, "none": lambda b: {"bias": None},
