@@ -74,15 +74,13 @@ class _InfoMeans:
         self.n += 1
 
     def _add_tensor(self, k: str, v: torch.Tensor) -> None:
-        total = self.sums.get(k)
+        total, dtype = self.sums.get(k), torch.float64 if v.dtype == torch.float64 else torch.float32
         if total is None:
-            self.sums[k] = v.to(torch.float64 if v.dtype == torch.float64 else torch.float32, copy=True)
+            self.sums[k] = v.to(dtype, copy=True)
         elif isinstance(total, torch.Tensor) and total.shape == v.shape:
             total.add_(v)
         else:  # a field whose shape or type changed: it goes on as one number, the sum of its means
-            total = torch.as_tensor(total, dtype=torch.float64 if v.dtype == torch.float64 else torch.float32,
-                                    device=v.device)
-            self.sums[k] = total.mean() + v.to(total.dtype).mean()
+            self.sums[k] = torch.as_tensor(total, dtype=dtype, device=v.device).mean() + v.to(dtype).mean()
 
     def pop(self) -> dict[str, float]:
         out = {k: float(v.mean() if isinstance(v, torch.Tensor) else v) / self.n for k, v in self.sums.items()} \

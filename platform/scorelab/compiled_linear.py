@@ -2,12 +2,13 @@
 follows it in one call.
 
 torch's float32 CPU matmul is MKL's. On the CPU scorelab's figures come from (an AMD EPYC with
-AVX-512, one core) oneDNN's takes 0.5-0.85 of MKL's time for a layer at least :data:`MIN_WIDTH`
-outputs wide, and longer than MKL's for narrower ones, which stay with MKL
-(``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md). A tanh that is the layer's only
-use is applied by oneDNN as it writes the output, which saves a pass over the activations: within 1 ULP
-of the rounded tanh for every float32 (``SCORELAB_EXHAUSTIVE=1 pytest
-tests/scorelab/test_compiled_linear.py`` checks all of them on the machine it runs on).
+AVX-512, one core) oneDNN's takes 0.64-0.83 of MKL's time for the MLP's 256 x 256 layer, and 2.8-3.2
+times MKL's for the d = 2 head (``benchmarks/kernels_vs_xla.py``, two runs, figures in
+benchmarks/README.md): layers narrower than :data:`MIN_WIDTH` stay with MKL. A tanh that is the
+layer's only use is applied by oneDNN as it writes the output, which saves a pass over the
+activations: within 1 ULP of the rounded tanh for every float32 below 9.2 of either sign, where tanh
+rounds to 1 (``SCORELAB_EXHAUSTIVE=1 pytest tests/scorelab/test_compiled_linear.py`` checks all of
+them on the machine it runs on).
 
 Inductor lowers oneDNN's linear only for weights frozen into the graph as constants, and a sampler
 step's network weights are inputs of its graph, so the call is a custom op, ``scorelab::linear``,
@@ -21,12 +22,14 @@ import platform
 
 import torch
 
-#: Narrower layers (a score network's d = 2 head) are faster by MKL on the measured CPU.
+#: Narrower layers are faster by MKL on the measured CPU (a throwaway sweep: 2 and 4 outputs slower
+#: by oneDNN, 8 to 32 faster).
 MIN_WIDTH = 8
 
 #: oneDNN's linear is in torch's x86-64 builds; it was measured faster on an x86-64 CPU only.
 AVAILABLE = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64") \
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
 
 @torch.library.custom_op("scorelab::linear", mutates_args=())
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str) -> torch.Tensor:
