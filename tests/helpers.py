@@ -223,11 +223,3 @@ def rewritten_graph(fn, x: torch.Tensor) -> torch.fx.GraphModule:
     torch.compile(fn, backend=keep, dynamic=False)(x)
     (graph,) = graphs
     return graph
-
-
-def float32_ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """How many float32 values lie between ``a`` and ``b`` (their distance in ULP; -0 and +0 are one value)."""
-    def ordinal(t):
-        i = t.float().view(torch.int32).long()
-        return torch.where(i < 0, -(i & 0x7FFFFFFF), i)
-    return (ordinal(a) - ordinal(b)).abs()

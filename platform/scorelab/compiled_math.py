@@ -1,17 +1,18 @@
 """How a compiled step computes the ops whose CPU kernels are its slow part: :func:`rewrite` changes
 them in the graph Dynamo captured. Eager steps are untouched.
 
-Two ops so far, both of the MLP score models, float32 on the CPU. A linear layer goes to oneDNN, with
-the tanh that follows it (:mod:`compiled_linear`). Any other tanh is spelled out as elementwise work
-inductor fuses: inductor evaluates tanh by SLEEF's 1-ULP routine; a compiled step computes it as
-:func:`tanh` does, in 0.6-0.75 of the time on one core (``benchmarks/kernels_vs_xla.py``, figures in
-benchmarks/README.md), within 2 ULP of the correctly rounded tanh for every float32
-(``SCORELAB_EXHAUSTIVE=1 pytest tests/scorelab/test_compiled_math.py`` checks all of them on the
-machine it runs on).
+Two ops so far, both of the MLP score models, float32 on the CPU. Linear layers go to oneDNN or are
+summed out (:mod:`compiled_linear`). tanh is spelled out as elementwise work inductor fuses with the
+work beside it: inductor evaluates tanh by SLEEF's 1-ULP routine; a compiled step computes it as
+:func:`tanh` does, a rational function, in about a quarter of the time on one core, near XLA's
+(``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md), within 6 ULP of the correctly
+rounded tanh for every float32, as XLA's is within 5 (``SCORELAB_EXHAUSTIVE=1 pytest
+tests/scorelab/test_compiled_math.py`` checks all of them on the machine it runs on;
+``kernels_vs_xla.py --tanh-ulps 1`` counts both).
 
 Only what is evaluated is rewritten: where a step differentiates through a tanh (an oracle VJP or
 JVP: the value requires grad, or the graph makes forward-mode dual tensors), tanh's own derivative,
-(1 - y^2), is cheaper than the formula's, and inductor keeps it; oneDNN's layer has no derivative.
+(1 - y^2), is cheaper than the rational function's, and inductor keeps it; so are the layers.
 
 The rewrite is made on the captured graph, not as an inductor decomposition, so that the op's new
 spelling is part of the graph every compile cache keys on (a decomposition is not in AOTAutograd's
@@ -21,44 +22,41 @@ key, and a custom table turns inductor's cache off).
 from __future__ import annotations
 
 import copy
-from fractions import Fraction
 
 import torch
 
 from . import compiled_linear
 
-#: Below this |x| tanh is summed from its Taylor series, above it taken from exp(-2|x|).
-SERIES_BELOW = 0.5
+#: float32 tanh rounds to +-1 from |x| = 9.01 on: :func:`tanh` takes x clamped to this.
+CLAMP = 9.0
 
-
-def _taylor_coefficients(n: int) -> list[float]:
-    """a_0..a_(n-1) of tanh x = sum_k a_k x^(2k+1), exactly: tanh' = 1 - tanh^2 gives
-    (2k + 1) a_k = -sum_(i+j=k-1) a_i a_j for k >= 1, a_0 = 1 (1, -1/3, 2/15, -17/315, ...)."""
-    a = [Fraction(1)]
-    for k in range(1, n):
-        a.append(-sum(a[i] * a[k - 1 - i] for i in range(k)) / (2 * k + 1))
-    return [float(c) for c in a]
-
-
-#: Nine terms: the first left out is below 2^-26 of tanh at SERIES_BELOW.
-_SERIES = _taylor_coefficients(9)
+#: tanh x = x P(x^2) / Q(x^2) on [-CLAMP, CLAMP], P(0) = Q(0) = 1, coefficients of 1, x^2, x^4, ...:
+#: the minimax fit of relative error 1.33e-9, by ``minimax_tanh`` in tests/scorelab/test_compiled_math.py.
+_P = (1.0, 0.13682462989302382, 0.0038714958947259704, 2.8069897953466536e-05, 3.0729227803273405e-08,
+      -1.2305063457294588e-11)
+_Q = (1.0, 0.4701579549462562, 0.027257496956111793, 0.0003944164045462817, 1.2916498235698891e-06)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh from one exp and a polynomial, as elementwise work inductor fuses into one loop.
+    """tanh as a rational function, elementwise work inductor fuses into one loop: x P(x^2) / Q(x^2)
+    on x clamped to +-CLAMP, two polynomials by Horner and one division. Odd; tanh(-0) = -0,
+    tanh'(0) = 1; from CLAMP on, tanh(CLAMP)'s value (1 to within 1 ULP); +-inf give +-1, NaN NaN."""
+    x = x.clamp(-CLAMP, CLAMP)
+    t = x * x
+    p, q = _P[-1], _Q[-1]
+    for c in reversed(_P[:-1]):
+        p = p * t + c
+    for c in reversed(_Q[:-1]):
+        q = q * t + c
+    return x * p / q
 
-    For |x| >= 1/2, tanh|x| = (1 - e) / (1 + e) with e = exp(-2|x|) <= 1/e: no overflow and no
-    cancellation (exp - 1 is how inductor's CPU code computes expm1, which loses small x), the sign
-    x's. Below, x (a_0 + a_1 x^2 + ...) by Horner, on x clamped to the series' range so that the branch
-    not taken stays finite (and its gradient, which ``where`` multiplies by 0, too). tanh(-0) = -0,
-    tanh'(0) = 1; +-inf give +-1, NaN NaN."""
-    s = x.clamp(-SERIES_BELOW, SERIES_BELOW)
-    t = s * s
-    series = _SERIES[-1]
-    for c in reversed(_SERIES[:-1]):
-        series = series * t + c
-    e = torch.exp(-2.0 * x.abs())
-    return torch.where(x.abs() < SERIES_BELOW, s * series, torch.copysign((1.0 - e) / (1.0 + e), x))
+
+def float32_ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How many float32 values lie between ``a`` and ``b`` (their distance in ULP; -0 and +0 are one value)."""
+    def ordinal(t):
+        i = t.float().view(torch.int32).long()
+        return torch.where(i < 0, -(i & 0x7FFFFFFF), i)
+    return (ordinal(a) - ordinal(b)).abs()
 
 
 #: How a captured graph calls tanh: as torch's, the functional's or the Tensor's, or by method name.
@@ -67,19 +65,17 @@ _TANH = {("call_method", "tanh")} | {("call_function", f)
 
 
 def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """A copy of ``graph`` in which oneDNN computes the float32 CPU linear layers :mod:`compiled_linear`
-    takes (with the tanh that is a layer's only use), and each other tanh of a float32 CPU tensor is
-    :func:`tanh`'s operations (``graph`` itself where there is nothing to rewrite). ``graph`` is left as
-    it is: it is what runs if compiling fails."""
-    nodes = graph.graph.nodes
-    if any(getattr(node.target, "__name__", None) == "_make_dual" for node in nodes) \
-            or all(_float32_cpu_tanh_of(n) is None and compiled_linear.operands(n) is None for n in nodes):
-        return graph  # forward-mode AD, or nothing to do
+    """A copy of ``graph`` in which the float32 CPU linear layers :mod:`compiled_linear` takes are
+    computed its way, and each tanh of a float32 CPU tensor is :func:`tanh`'s operations (``graph``
+    itself where there is nothing to rewrite). ``graph`` is left as it is: it is what runs if
+    compiling fails."""
+    if any(getattr(node.target, "__name__", None) == "_make_dual" for node in graph.graph.nodes):
+        return graph  # forward-mode AD
     out = torch.fx.GraphModule(graph, copy.deepcopy(graph.graph))  # its modules and tensors shared, not copied
     out.meta.update(graph.meta)
+    changed = False
     for node in list(out.graph.nodes):
-        if (layer := compiled_linear.operands(node)) is not None:
-            _to_onednn(out.graph, node, layer)
+        changed |= compiled_linear.replace(out.graph, node)
     spelled = torch.fx.symbolic_trace(tanh).graph
     (argument,) = (n for n in spelled.nodes if n.op == "placeholder")
     for node in list(out.graph.nodes):
@@ -88,21 +84,11 @@ def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
             with out.graph.inserting_before(node):
                 node.replace_all_uses_with(out.graph.graph_copy(spelled, {argument: x}))
             out.graph.erase_node(node)
+            changed = True
+    if not changed:
+        return graph
     out.recompile()
     return out
-
-
-def _to_onednn(graph: torch.fx.Graph, node: torch.fx.Node, layer: tuple) -> None:
-    """``node``, a linear layer, replaced by ``scorelab::linear``; with its only use if that is a tanh."""
-    (use,) = node.users if len(node.users) == 1 else (None,)
-    fused = use is not None and _float32_cpu_tanh_of(use) is node
-    with graph.inserting_before(node):
-        call = graph.call_function(torch.ops.scorelab.linear.default, (*layer, "tanh" if fused else "none"))
-    replaced = [use, node] if fused else [node]
-    call.meta.update(replaced[0].meta)
-    replaced[0].replace_all_uses_with(call)
-    for n in replaced:
-        graph.erase_node(n)
 
 
 def _float32_cpu_tanh_of(node: torch.fx.Node) -> torch.fx.Node | None:

@@ -1,16 +1,18 @@
-"""A compiled step's own float32 tanh on the CPU (``scorelab.compiled_math``): within 2 ULP of the
-correctly rounded tanh, tanh's values at the special inputs, and what compiled steps actually run.
+"""A compiled step's own float32 tanh on the CPU (``scorelab.compiled_math``): its coefficients are the
+minimax fit, it is within 6 ULP of the correctly rounded tanh, tanh's values at the special inputs,
+and what compiled steps actually run.
 
-``SCORELAB_EXHAUSTIVE=1`` checks every float32 instead of every 64th (34 s in all on the 2-core CPU)."""
+``SCORELAB_EXHAUSTIVE=1`` checks every float32 instead of every 64th (45 s on the 2-core CPU)."""
 
 from __future__ import annotations
 
 import math
 import os
-from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
+from scipy.optimize import linprog
 
 from scorelab import compiled, compiled_math
 from scorelab.chain import run_chain
@@ -18,60 +20,94 @@ from scorelab.oracle import ScoreOracle
 from scorelab.sources import ModelScore
 from scorelab_builtins.models import MLP
 from scorelab_builtins.samplers import Langevin
-from tests.helpers import float32_ulps, rewritten_graph
+from tests.helpers import rewritten_graph
 
 #: tanh of float32 rounds to 1 from here on; every float32 below it is checked (or every 64th).
 ONE_FROM = 9.2
 CHUNK = 1 << 22
+#: The most ULP the compiled tanh is off, at every float32 (6 at 39 of them; 5 on every 64th).
+WORST_ULPS = 6
+
+
+def minimax_tanh(p_terms: int = 5, q_terms: int = 4, points: int = 4000, rounds: int = 10):
+    """P and Q, coefficients of 1, t, t^2, ... in t = x^2 with P(0) = Q(0) = 1, that minimise the largest
+    relative error of x P / Q against tanh x on [0, CLAMP] (sampled at ``points``), and that error.
+
+    By differential correction: each round solves the linear program for the change (dP, dQ) that
+    minimises d subject to |P + dP - f (Q + dQ)| <= d f Q on the points, f = tanh(x) / x; the
+    variables are scaled by the current error so that the solver's tolerances do not hide it."""
+    clamp = compiled_math.CLAMP
+    x = np.linspace(0, clamp, points)[1:]
+    f = np.tanh(x) / x
+    powers = ((x / clamp) ** 2)[:, None] ** np.arange(1, max(p_terms, q_terms) + 1)  # t, scaled to [0, 1]
+    sp, sq = powers[:, :p_terms], powers[:, :q_terms]
+    p, q = np.zeros(p_terms), np.zeros(q_terms)
+    best = (math.inf, p, q)
+    for _ in range(rounds):
+        big_p, big_q = 1 + sp @ p, 1 + sq @ q
+        err = np.abs((big_p / big_q - f) / f).max()
+        best = min(best, (err, p, q), key=lambda b: b[0])
+        row = np.hstack([sp / f[:, None], -sq]) / err
+        gap = (big_p / f - big_q) / err
+        bounds = np.hstack([row, -big_q[:, None]]), np.hstack([-row, -big_q[:, None]])
+        step = linprog(np.r_[np.zeros(p_terms + q_terms), 1.0], A_ub=np.vstack(bounds), b_ub=np.r_[-gap, gap],
+                       bounds=[(None, None)] * (p_terms + q_terms) + [(0, None)], method="highs").x
+        p, q = p + step[:p_terms], q + step[p_terms:-1]
+    err, p, q = best
+    return [1.0, *p * clamp ** (-2.0 * np.arange(1, p_terms + 1))], \
+        [1.0, *q * clamp ** (-2.0 * np.arange(1, q_terms + 1))], err
 
 
 def _compiled_tanh():
     return torch.compile(compiled_math.tanh, backend=compiled._backend("inductor"), dynamic=False)
 
 
-def test_the_series_is_tanhs_taylor_series():
-    assert compiled_math._taylor_coefficients(5) == [float(Fraction(*f)) for f in
-                                                     ((1, 1), (-1, 3), (2, 15), (-17, 315), (62, 2835))]
-    x = compiled_math.SERIES_BELOW
-    a = compiled_math._taylor_coefficients(20)
-    assert abs(sum(c * x ** (2 * k + 1) for k, c in enumerate(a)) - math.tanh(x)) < 1e-15
-    assert abs(a[len(compiled_math._SERIES)]) * x ** (2 * len(compiled_math._SERIES) + 1) < 2**-26 * math.tanh(x)
+def test_its_coefficients_are_the_minimax_fit():
+    p, q, err = minimax_tanh()
+    assert err < 1.4e-9
+    np.testing.assert_allclose(compiled_math._P, p, rtol=1e-6)
+    np.testing.assert_allclose(compiled_math._Q, q, rtol=1e-6)
+    x = np.linspace(1e-6, compiled_math.CLAMP, 1_000_001)  # between the points fitted on, too
+    fitted = x * np.polyval(compiled_math._P[::-1], x * x) / np.polyval(compiled_math._Q[::-1], x * x)
+    assert np.abs(fitted / np.tanh(x) - 1).max() < 1.4e-9
 
 
-def test_compiled_tanh_is_within_two_ulp_of_the_rounded_tanh_and_odd():
+def test_compiled_tanh_is_within_six_ulp_of_the_rounded_tanh_and_odd():
     f, stride = _compiled_tanh(), 1 if os.environ.get("SCORELAB_EXHAUSTIVE") else 64
     top = torch.tensor(ONE_FROM).view(torch.int32).item()
     worst = 0
     for lo in range(0, top, CHUNK * stride):
         x = torch.arange(lo, lo + CHUNK * stride, stride, dtype=torch.int32).clamp_(max=top).view(torch.float32)
         y = f(x)
-        worst = max(worst, float32_ulps(y, torch.tanh(x.double()).float()).max().item())
+        worst = max(worst, compiled_math.float32_ulps(y, torch.tanh(x.double()).float()).max().item())
         assert torch.equal(f(-x), -y)
-    assert worst <= 2
-    assert torch.equal(f(torch.tensor([ONE_FROM, 20.0, 3e38])), torch.ones(3))
+    assert worst <= WORST_ULPS
+    beyond = f(torch.tensor([compiled_math.CLAMP, ONE_FROM, 20.0, 3e38]))  # x clamped: tanh(CLAMP)'s value
+    assert (beyond == beyond[0]).all() and compiled_math.float32_ulps(beyond[0], torch.tensor(1.0)) <= 1
 
 
 def test_compiled_tanh_at_the_special_inputs():
     x = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-45, -1e-38])
     y = _compiled_tanh()(x)
-    assert y[:4].tolist() == [0.0, -0.0, 1.0, -1.0] and torch.signbit(y[1]) and not torch.signbit(y[0])
+    assert y[:2].tolist() == [0.0, -0.0] and torch.signbit(y[1]) and not torch.signbit(y[0])
+    assert compiled_math.float32_ulps(y[2:4], torch.tensor([1.0, -1.0])).max() <= 1  # tanh(+-CLAMP)'s
     assert math.isnan(y[4]) and y[5:].tolist() == x[5:].tolist()  # tanh x = x to float32 below 2^-12
 
 
 def test_its_gradient_is_tanhs_and_finite_everywhere():
-    x = torch.tensor([0.0, 1e-30, 0.3, compiled_math.SERIES_BELOW, 0.7, 4.0, 1e4, 1e30, math.inf]).repeat(2)
+    x = torch.tensor([0.0, 1e-30, 0.3, 0.7, 4.0, 8.9, 1e4, 1e30, math.inf]).repeat(2)
     x[len(x) // 2:] *= -1
     x.requires_grad_(True)
     (grad,) = torch.autograd.grad(_compiled_tanh()(x).sum(), x)
-    torch.testing.assert_close(grad, 1 - torch.tanh(x.detach()) ** 2, rtol=4e-7, atol=1e-7)
+    torch.testing.assert_close(grad, 1 - torch.tanh(x.detach()) ** 2, rtol=2e-6, atol=1e-7)
 
 
-def test_the_scalar_path_too_is_within_two_ulp():
+def test_the_scalar_path_too_is_within_the_bound():
     """Fewer elements than a vector: the kernel's scalar (or masked) code path."""
     f = _compiled_tanh()
     x = torch.linspace(0, ONE_FROM, 7 * 3000).reshape(-1, 7)
-    worst = max(float32_ulps(f(row), torch.tanh(row.double()).float()).max().item() for row in x)
-    assert worst <= 2
+    worst = max(compiled_math.float32_ulps(f(row), torch.tanh(row.double()).float()).max().item() for row in x)
+    assert worst <= WORST_ULPS
 
 
 def _tanh_nodes(graph: torch.fx.GraphModule) -> int:
