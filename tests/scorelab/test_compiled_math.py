@@ -2,7 +2,7 @@
 minimax fit, it is within 6 ULP of the correctly rounded tanh, tanh's values at the special inputs,
 and what compiled steps actually run.
 
-``SCORELAB_EXHAUSTIVE=1`` checks every float32 instead of every 64th (45 s on the 2-core CPU)."""
+``SCORELAB_EXHAUSTIVE=1`` checks every float32 instead of every 64th (62 s on the 2-core CPU)."""
 
 from __future__ import annotations
 
