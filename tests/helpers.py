@@ -1,7 +1,6 @@
 """What several test modules share, defined once: a counting score source, the exact law of a linear
 sampler on a Gaussian with the moment check against it, a plain Langevin sampler to break, and a
-short chain of every built-in sampler and option path; the graph a compiled step's rewrite gives, and
-the distance in ULP it is judged by.
+short chain of every built-in sampler and option path; the graph a compiled step's rewrite gives.
 
 Test modules import it as ``tests.helpers`` (pyproject.toml puts the repository root on pytest's
 ``pythonpath``); conftest.py holds the fixtures.
@@ -210,8 +209,9 @@ def short_chain(name: str, compile: str = "none", budget: float = 60) -> tuple[C
 # -- the compiled step's own kernels: what the rewrite makes of a graph, and how close its values are ---
 
 
-def rewritten_graph(fn, x: torch.Tensor) -> torch.fx.GraphModule:
-    """The graph Dynamo captures of ``fn(x)``, after :func:`scorelab.compiled_math.rewrite`."""
+def rewritten_graph(fn, x: torch.Tensor, dynamic: bool = False) -> torch.fx.GraphModule:
+    """The graph Dynamo captures of ``fn(x)`` (with a symbolic batch size if ``dynamic``), after
+    :func:`scorelab.compiled_math.rewrite`."""
     from scorelab import compiled_math
 
     graphs = []
@@ -220,6 +220,6 @@ def rewritten_graph(fn, x: torch.Tensor) -> torch.fx.GraphModule:
         graphs.append(compiled_math.rewrite(graph))
         return graph.forward
 
-    torch.compile(fn, backend=keep, dynamic=False)(x)
+    torch.compile(fn, backend=keep, dynamic=dynamic)(x)
     (graph,) = graphs
     return graph

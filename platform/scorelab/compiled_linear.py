@@ -4,7 +4,7 @@ inputs or outputs as sums inductor fuses with the work beside them.
 torch's float32 CPU matmul is MKL's. On the CPU scorelab's figures come from (an AMD EPYC with
 AVX-512, one core) oneDNN's takes 0.64-0.83 of MKL's time for the MLP's 256 x 256 layer, and 2.1-3.2
 times MKL's for the d = 2 head (``benchmarks/kernels_vs_xla.py``, three runs, figures in
-benchmarks/README.md): layers narrower than :data:`MIN_WIDTH` are not given to it.
+benchmarks/README.md): layers with fewer than :data:`MIN_OUTPUTS` outputs are not given to it.
 
 A layer with at most :data:`SUMMED_UP_TO` inputs (an MLP's first layer on 2-D data) or outputs (its
 head on 2-D data) is written out as products and sums, which inductor computes in the loop that
@@ -15,8 +15,9 @@ XLA 1.24), the 256 -> 2 head after a tanh 1.34 ms (5.19, XLA 1.92).
 
 Inductor lowers oneDNN's linear only for weights frozen into the graph as constants, and a sampler
 step's network weights are inputs of its graph, so the call is a custom op, ``scorelab::linear``,
-that inductor leaves as a call. It has no derivative: a layer a step differentiates through is left
-to torch, whichever form would suit it.
+that inductor leaves as a call. It has no derivative, and a layer a step differentiates through is
+left to torch in either case. The layers are summed out on any CPU; all the figures are from the one
+named above.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 #: oneDNN takes layers from this many outputs: narrower ones are faster by MKL on the measured CPU
 #: (a throwaway sweep: 2 and 4 outputs slower by oneDNN, 8 to 32 faster).
-MIN_WIDTH = 8
+MIN_OUTPUTS = 8
 
 #: Layers with at most this many inputs or outputs are summed out. A throwaway sweep of a layer onto 256
 #: outputs with its tanh, 1e4 chains: 1 and 2 inputs summed 1.2-1.4 ms against oneDNN's 2.1-2.3, 4 and 8
@@ -63,7 +64,7 @@ def replace(graph: torch.fx.Graph, node: torch.fx.Node) -> bool:
     with graph.inserting_before(node):
         if min(inputs, outputs) <= SUMMED_UP_TO:
             y = _summed(graph, x, weight, bias, inputs, outputs)
-        elif AVAILABLE and torch.backends.mkldnn.enabled and outputs >= MIN_WIDTH:
+        elif AVAILABLE and torch.backends.mkldnn.enabled and outputs >= MIN_OUTPUTS:
             y = graph.call_function(torch.ops.scorelab.linear.default, (x, weight, bias), name="onednn_linear")
         else:
             return False
@@ -92,16 +93,18 @@ def _summed(graph: torch.fx.Graph, x, weight, bias, inputs: int, outputs: int) -
 
 def _operands(node: torch.fx.Node) -> tuple | None:
     """(x, weight, bias) if ``node`` is ``torch._C._nn.linear`` (F.linear, nn.Linear as Dynamo inlines
-    it) of a 2-D float32 CPU tensor by a 2-D weight with no bias or a 1-D one of its width, that no
-    gradient flows through; else None."""
+    it) of a 2-D float32 CPU tensor by a 2-D weight of at least one input and output, with no bias or a
+    1-D one of its width, that no gradient flows through; else None."""
     if (node.op, node.target) != ("call_function", torch._C._nn.linear) \
             or node.kwargs.keys() - {"bias"} or not 2 <= len(node.args) + len(node.kwargs) <= 3:
         return None
     x, weight, *bias = [*node.args, *node.kwargs.values()]
     bias = bias[0] if bias else None
-    out, w = (n.meta.get("example_value") if isinstance(n, torch.fx.Node) else None for n in (node, weight))
-    b = bias.meta.get("example_value") if isinstance(bias, torch.fx.Node) else bias
+    if not all(isinstance(n, torch.fx.Node) for n in (x, weight, bias) if n is not None):
+        return None
+    out, w = node.meta.get("example_value"), weight.meta.get("example_value")
+    b = None if bias is None else bias.meta.get("example_value")
     plain = isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device.type == "cpu" \
         and out.dim() == 2 and not out.requires_grad and isinstance(w, torch.Tensor) and w.dim() == 2 \
-        and (bias is None or isinstance(b, torch.Tensor) and b.shape == w.shape[:1])
+        and min(w.shape) >= 1 and (bias is None or isinstance(b, torch.Tensor) and b.shape == w.shape[:1])
     return (x, weight, bias) if plain else None

@@ -6,13 +6,14 @@ summed out (:mod:`compiled_linear`). tanh is spelled out as elementwise work ind
 work beside it: inductor evaluates tanh by SLEEF's 1-ULP routine; a compiled step computes it as
 :func:`tanh` does, a rational function, in about a quarter of the time on one core, near XLA's
 (``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md), within 6 ULP of the correctly
-rounded tanh for every float32, as XLA's is within 5 (``SCORELAB_EXHAUSTIVE=1 pytest
-tests/scorelab/test_compiled_math.py`` checks all of them on the machine it runs on;
+rounded tanh for every float32 and never past +-1, as XLA's is within 5 (``SCORELAB_EXHAUSTIVE=1
+pytest tests/scorelab/test_compiled_math.py`` checks all of them on the machine it runs on;
 ``kernels_vs_xla.py --tanh-ulps 1`` counts both).
 
 Only what is evaluated is rewritten: where a step differentiates through a tanh (an oracle VJP or
 JVP: the value requires grad, or the graph makes forward-mode dual tensors), tanh's own derivative,
-(1 - y^2), is cheaper than the rational function's, and inductor keeps it; so are the layers.
+(1 - y^2), is cheaper than the rational function's, and inductor keeps it; a layer differentiated
+through stays torch's too.
 
 The rewrite is made on the captured graph, not as an inductor decomposition, so that the op's new
 spelling is part of the graph every compile cache keys on (a decomposition is not in AOTAutograd's
@@ -27,8 +28,14 @@ import torch
 
 from . import compiled_linear
 
-#: float32 tanh rounds to +-1 from |x| = 9.01 on: :func:`tanh` takes x clamped to this.
+#: The polynomials are evaluated on x clamped to +-CLAMP.
 CLAMP = 9.0
+
+#: From here on float32 tanh rounds to 1 (tanh of the float32 below it rounds to 1 - 2^-24).
+ONE_FROM = 9.010914
+
+#: The most ULP :func:`tanh` is off the correctly rounded tanh, at every float32 (tests check it).
+WORST_ULPS = 6
 
 #: tanh x = x P(x^2) / Q(x^2) on [-CLAMP, CLAMP], P(0) = Q(0) = 1, coefficients of 1, x^2, x^4, ...:
 #: the minimax fit of relative error 1.33e-9, by ``minimax_tanh`` in tests/scorelab/test_compiled_math.py.
@@ -38,17 +45,18 @@ _Q = (1.0, 0.4701579549462562, 0.027257496956111793, 0.0003944164045462817, 1.29
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh as a rational function, elementwise work inductor fuses into one loop: x P(x^2) / Q(x^2)
-    on x clamped to +-CLAMP, two polynomials by Horner and one division. Odd; tanh(-0) = -0,
-    tanh'(0) = 1; from CLAMP on, tanh(CLAMP)'s value (1 to within 1 ULP); +-inf give +-1, NaN NaN."""
-    x = x.clamp(-CLAMP, CLAMP)
-    t = x * x
+    """tanh as a rational function, elementwise work inductor fuses into one loop: x P(x^2) / Q(x^2) by
+    Horner and one division, clamped to [-1, 1] (rounding would otherwise take it 1-2 ULP past 1 from
+    x = 7.96 on), and +-1 from :data:`ONE_FROM` on, as float32 tanh is. Odd; tanh(-0) = -0,
+    tanh'(0) = 1; +-inf give +-1, NaN NaN. Not monotone to the last ULP: it can step back by a few."""
+    c = x.clamp(-CLAMP, CLAMP)  # no overflow in the branch not taken, nor NaN in its gradient
+    t = c * c
     p, q = _P[-1], _Q[-1]
-    for c in reversed(_P[:-1]):
-        p = p * t + c
-    for c in reversed(_Q[:-1]):
-        q = q * t + c
-    return x * p / q
+    for k in reversed(_P[:-1]):
+        p = p * t + k
+    for k in reversed(_Q[:-1]):
+        q = q * t + k
+    return torch.where(x.abs() >= ONE_FROM, x.sign(), (c * p / q).clamp(-1.0, 1.0))
 
 
 def float32_ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -82,7 +90,9 @@ def rewrite(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
         x = _float32_cpu_tanh_of(node)
         if x is not None:
             with out.graph.inserting_before(node):
-                node.replace_all_uses_with(out.graph.graph_copy(spelled, {argument: x}))
+                y = out.graph.graph_copy(spelled, {argument: x})
+            y.meta.update(node.meta)  # a tanh of it is rewritten too
+            node.replace_all_uses_with(y)
             out.graph.erase_node(node)
             changed = True
     if not changed:

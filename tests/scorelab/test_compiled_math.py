@@ -1,6 +1,6 @@
 """A compiled step's own float32 tanh on the CPU (``scorelab.compiled_math``): its coefficients are the
-minimax fit, it is within 6 ULP of the correctly rounded tanh, tanh's values at the special inputs,
-and what compiled steps actually run.
+minimax fit, it is within 6 ULP of the correctly rounded tanh and never past +-1, tanh's values at the
+special inputs, and what compiled steps actually run.
 
 ``SCORELAB_EXHAUSTIVE=1`` checks every float32 instead of every 64th (62 s on the 2-core CPU)."""
 
@@ -22,11 +22,9 @@ from scorelab_builtins.models import MLP
 from scorelab_builtins.samplers import Langevin
 from tests.helpers import rewritten_graph
 
-#: tanh of float32 rounds to 1 from here on; every float32 below it is checked (or every 64th).
-ONE_FROM = 9.2
+#: Every float32 from 0 to this is checked (or every 64th): a little past ONE_FROM.
+CHECKED_BELOW = 9.2
 CHUNK = 1 << 22
-#: The most ULP the compiled tanh is off, at every float32 (6 at 39 of them; 5 on every 64th).
-WORST_ULPS = 6
 
 
 def minimax_tanh(p_terms: int = 5, q_terms: int = 4, points: int = 4000, rounds: int = 10):
@@ -63,34 +61,35 @@ def _compiled_tanh():
 
 
 def test_its_coefficients_are_the_minimax_fit():
-    p, q, err = minimax_tanh()
+    """As close to tanh as the fit gets (its coefficients themselves are ill-conditioned: a solver of
+    another version may land on others of the same error)."""
+    err = minimax_tanh()[2]
     assert err < 1.4e-9
-    np.testing.assert_allclose(compiled_math._P, p, rtol=1e-6)
-    np.testing.assert_allclose(compiled_math._Q, q, rtol=1e-6)
     x = np.linspace(1e-6, compiled_math.CLAMP, 1_000_001)  # between the points fitted on, too
-    fitted = x * np.polyval(compiled_math._P[::-1], x * x) / np.polyval(compiled_math._Q[::-1], x * x)
-    assert np.abs(fitted / np.tanh(x) - 1).max() < 1.4e-9
+    stored = x * np.polyval(compiled_math._P[::-1], x * x) / np.polyval(compiled_math._Q[::-1], x * x)
+    assert np.abs(stored / np.tanh(x) - 1).max() <= err * 1.001
 
 
-def test_compiled_tanh_is_within_six_ulp_of_the_rounded_tanh_and_odd():
+def test_compiled_tanh_is_within_its_bound_never_past_one_and_odd():
     f, stride = _compiled_tanh(), 1 if os.environ.get("SCORELAB_EXHAUSTIVE") else 64
-    top = torch.tensor(ONE_FROM).view(torch.int32).item()
+    top = torch.tensor(CHECKED_BELOW).view(torch.int32).item()
     worst = 0
     for lo in range(0, top, CHUNK * stride):
         x = torch.arange(lo, lo + CHUNK * stride, stride, dtype=torch.int32).clamp_(max=top).view(torch.float32)
         y = f(x)
         worst = max(worst, compiled_math.float32_ulps(y, torch.tanh(x.double()).float()).max().item())
-        assert torch.equal(f(-x), -y)
-    assert worst <= WORST_ULPS
-    beyond = f(torch.tensor([compiled_math.CLAMP, ONE_FROM, 20.0, 3e38]))  # x clamped: tanh(CLAMP)'s value
-    assert (beyond == beyond[0]).all() and compiled_math.float32_ulps(beyond[0], torch.tensor(1.0)) <= 1
+        assert (y <= 1).all() and torch.equal(f(-x), -y)
+    assert worst <= compiled_math.WORST_ULPS
+    one_from = torch.tensor(compiled_math.ONE_FROM)
+    edge = torch.stack([one_from.nextafter(torch.tensor(0.0)), one_from])  # where float32 tanh reaches 1
+    assert torch.tanh(edge.double()).float().tolist() == [1 - 2**-24, 1.0]
+    assert torch.equal(f(torch.tensor([compiled_math.ONE_FROM, 20.0, 3e38])), torch.ones(3))
 
 
 def test_compiled_tanh_at_the_special_inputs():
     x = torch.tensor([0.0, -0.0, math.inf, -math.inf, math.nan, 1e-45, -1e-38])
     y = _compiled_tanh()(x)
-    assert y[:2].tolist() == [0.0, -0.0] and torch.signbit(y[1]) and not torch.signbit(y[0])
-    assert compiled_math.float32_ulps(y[2:4], torch.tensor([1.0, -1.0])).max() <= 1  # tanh(+-CLAMP)'s
+    assert y[:4].tolist() == [0.0, -0.0, 1.0, -1.0] and torch.signbit(y[1]) and not torch.signbit(y[0])
     assert math.isnan(y[4]) and y[5:].tolist() == x[5:].tolist()  # tanh x = x to float32 below 2^-12
 
 
@@ -105,9 +104,10 @@ def test_its_gradient_is_tanhs_and_finite_everywhere():
 def test_the_scalar_path_too_is_within_the_bound():
     """Fewer elements than a vector: the kernel's scalar (or masked) code path."""
     f = _compiled_tanh()
-    x = torch.linspace(0, ONE_FROM, 7 * 3000).reshape(-1, 7)
-    worst = max(compiled_math.float32_ulps(f(row), torch.tanh(row.double()).float()).max().item() for row in x)
-    assert worst <= WORST_ULPS
+    x = torch.linspace(0, CHECKED_BELOW, 7 * 3000).reshape(-1, 7)
+    y = torch.stack([f(row) for row in x])
+    assert compiled_math.float32_ulps(y, torch.tanh(x.double()).float()).max() <= compiled_math.WORST_ULPS
+    assert (y <= 1).all()
 
 
 def _tanh_nodes(graph: torch.fx.GraphModule) -> int:
@@ -127,6 +127,11 @@ def test_compiled_steps_compute_float32_tanh_on_the_cpu_by_it(spelling):
     assert torch.equal(fused(x), torch.compile(lambda x: compiled_math.tanh(x) + 1, dynamic=False)(x))
 
 
+def test_a_tanh_of_a_tanh_is_rewritten_too():
+    x = torch.randn(1000)
+    assert _tanh_nodes(rewritten_graph(lambda x: torch.tanh(torch.tanh(x)), x)) == 0
+
+
 @pytest.mark.parametrize("x", [torch.randn(64, dtype=torch.float64), torch.arange(-3, 4), torch.tensor([True, False])],
                          ids=["float64", "int64", "bool"])
 def test_tanh_of_other_dtypes_is_left_to_inductor(x):
@@ -136,7 +141,7 @@ def test_tanh_of_other_dtypes_is_left_to_inductor(x):
 
 
 def test_a_tanh_the_step_differentiates_is_left_to_inductor():
-    """Its derivative, (1 - y^2), is cheaper than the formula's: an oracle VJP (the value requires grad)
+    """Its derivative, (1 - y^2), is cheaper than the rational function's: an oracle VJP (the value requires grad)
     or JVP (dual tensors) keeps torch's tanh, and gives its derivative."""
     x, v = torch.randn(100), torch.randn(100)
     through = {"vjp": lambda x: torch.func.vjp(torch.tanh, x)[1](v)[0],
