@@ -28,11 +28,9 @@ import torch
 
 from . import compiled_linear
 
-#: The polynomials are evaluated on x clamped to +-CLAMP.
+#: The rational function is fitted on [-CLAMP, CLAMP]; tanh(CLAMP) rounds to 1 - 2^-24 in float32, and
+#: from 9.0109 on to 1.
 CLAMP = 9.0
-
-#: From here on float32 tanh rounds to 1 (tanh of the float32 below it rounds to 1 - 2^-24).
-ONE_FROM = 9.010914
 
 #: The most ULP :func:`tanh` is off the correctly rounded tanh, at every float32 (tests check it).
 WORST_ULPS = 6
@@ -45,18 +43,21 @@ _Q = (1.0, 0.4701579549462562, 0.027257496956111793, 0.0003944164045462817, 1.29
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh as a rational function, elementwise work inductor fuses into one loop: x P(x^2) / Q(x^2) by
-    Horner and one division, clamped to [-1, 1] (rounding would otherwise take it 1-2 ULP past 1 from
-    x = 7.96 on), and +-1 from :data:`ONE_FROM` on, as float32 tanh is. Odd; tanh(-0) = -0,
-    tanh'(0) = 1; +-inf give +-1, NaN NaN. Not monotone to the last ULP: it can step back by a few."""
-    c = x.clamp(-CLAMP, CLAMP)  # no overflow in the branch not taken, nor NaN in its gradient
-    t = c * c
+    """tanh as a rational function, elementwise work inductor fuses into one loop: x P(t) / Q(t) with
+    t = x^2 capped at CLAMP^2, by Horner and one division, clamped to [-1, 1]. Past CLAMP that is
+    x tanh(CLAMP) / CLAMP, which passes 1 at once, so the clamp makes it exactly +-1 (1 ULP off the
+    rounded tanh up to 9.0109); below, rounding takes x P / Q 1-2 ULP past 1 from x = 7.96 on, which
+    the clamp takes back. Odd; tanh(-0) = -0, tanh'(0) = 1 and the gradient tanh's at every finite x;
+    +-inf give +-1, NaN NaN. Not monotone to the last ULP: it can step back by a few. The guards
+    cost: this form takes 1.26 ms on 1e4 x 256 on one core, clamping x as well as the result 1.5, no
+    clamp at all 1.1 (throwaway timings)."""
+    t = (x * x).clamp(max=CLAMP * CLAMP)
     p, q = _P[-1], _Q[-1]
     for k in reversed(_P[:-1]):
         p = p * t + k
     for k in reversed(_Q[:-1]):
         q = q * t + k
-    return torch.where(x.abs() >= ONE_FROM, x.sign(), (c * p / q).clamp(-1.0, 1.0))
+    return (x * p / q).clamp(-1.0, 1.0)
 
 
 def float32_ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
