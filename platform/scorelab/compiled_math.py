@@ -4,7 +4,7 @@ them in the graph Dynamo captured. Eager steps are untouched.
 Two ops so far, both of the MLP score models, float32 on the CPU. Linear layers go to oneDNN or are
 summed out (:mod:`compiled_linear`). tanh is spelled out as elementwise work inductor fuses with the
 work beside it: inductor evaluates tanh by SLEEF's 1-ULP routine; a compiled step computes it as
-:func:`tanh` does, a rational function, in about a quarter of the time on one core, near XLA's
+:func:`tanh` does, a rational function, in a third of the time on one core, 1.3 times XLA's
 (``benchmarks/kernels_vs_xla.py``, figures in benchmarks/README.md), within 6 ULP of the correctly
 rounded tanh for every float32 and never past +-1, as XLA's is within 5 (``SCORELAB_EXHAUSTIVE=1
 pytest tests/scorelab/test_compiled_math.py`` checks all of them on the machine it runs on;
