@@ -18,6 +18,7 @@ from tests.helpers import rewritten_graph
 
 onednn = pytest.mark.skipif(not compiled_linear.AVAILABLE, reason="oneDNN's linear is used on x86-64 only")
 
+
 @pytest.fixture(autouse=True)
 def _fresh_dynamo():
     """Each test compiles the same few functions anew: past Dynamo's recompile limit they would run
