@@ -63,7 +63,7 @@ def kernels(jax, jdev) -> dict[str, dict[str, Callable[[], object]]]:
     torch_input, scorelab_input = both(lambda x: torch.tanh(torch.nn.functional.linear(x, in_w, b)))
     torch_head, scorelab_head = both(lambda a: torch.nn.functional.linear(a, head_w, head_b))
     torch_tanh_head, scorelab_tanh_head = both(lambda a: torch.nn.functional.linear(torch.tanh(a), head_w, head_b))
-    compiled_tanh, scorelab_tanh = torch.compile(torch.tanh), torch.compile(compiled_math.tanh)
+    compiled_tanh, scorelab_tanh = both(torch.tanh)
     compiled_box_muller = torch.compile(box_muller)
     shape = (1000, 50)
     jax.config.update("jax_enable_x64", True)
@@ -99,7 +99,8 @@ def kernels(jax, jdev) -> dict[str, dict[str, Callable[[], object]]]:
 def tanh_ulps(jax, stride: int) -> None:
     """How far the compiled steps' tanh and XLA's are from the correctly rounded tanh, in ULP, at every
     ``stride``-th float32 from 0 up to 9.2 (where tanh rounds to 1; both are odd)."""
-    scorelab_tanh, xla_tanh = torch.compile(compiled_math.tanh, dynamic=False), jax.jit(jax.numpy.tanh)
+    scorelab_tanh = torch.compile(torch.tanh, backend=compiled._backend("inductor"), dynamic=False)
+    xla_tanh = jax.jit(jax.numpy.tanh)
     top, chunk = torch.tensor(9.2).view(torch.int32).item(), 1 << 22
     counts = {"scorelab compiled": torch.zeros(17, dtype=torch.long), "xla": torch.zeros(17, dtype=torch.long)}
     for lo in range(0, top, chunk * stride):
