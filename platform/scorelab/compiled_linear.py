@@ -3,15 +3,15 @@ inputs or outputs as sums inductor fuses with the work beside them.
 
 torch's float32 CPU matmul is MKL's. On the CPU scorelab's figures come from (an AMD EPYC with
 AVX-512, one core) oneDNN's takes 0.64-0.83 of MKL's time for the MLP's 256 x 256 layer, and 1.6-3.2
-times MKL's for the d = 2 head (``benchmarks/kernels_vs_xla.py``, four runs, figures in
+times MKL's for the d = 2 head (``benchmarks/kernels_vs_xla.py``, five runs, figures in
 benchmarks/README.md): layers with fewer than :data:`MIN_OUTPUTS` outputs are not given to it.
 
 A layer with at most :data:`SUMMED_UP_TO` inputs (an MLP's first layer on 2-D data) or outputs (its
 head on 2-D data) is written out as products and sums, which inductor computes in the loop that
 computes the activation beside it: the first layer's tanh as its output is written, the head's input
 as it is read, so the hidden activations are not written and read once more. From the same
-benchmark: the 2 -> 256 layer with its tanh on 1e4 chains 1.58 ms (inductor on torch's ops 5.97,
-XLA 1.41), the 256 -> 2 head after a tanh 1.49 ms (4.79, XLA 1.38).
+benchmark: the 2 -> 256 layer with its tanh on 1e4 chains 1.27 ms (inductor on torch's ops 5.97,
+XLA 1.45), the 256 -> 2 head after a tanh 1.15 ms (4.84, XLA 1.39).
 
 Inductor lowers oneDNN's linear only for weights frozen into the graph as constants, and a sampler
 step's network weights are inputs of its graph, so the call is a custom op, ``scorelab::linear``,

@@ -1,6 +1,6 @@
 """A compiled step's own float32 tanh on the CPU (``scorelab.compiled_math``): its coefficients are the
-minimax fit, it is within 6 ULP of the correctly rounded tanh and never past +-1, tanh's values at the
-special inputs, and what compiled steps actually run.
+minimax fit, it is within its bound (``WORST_ULPS``) of the correctly rounded tanh and never past +-1,
+tanh's values at the special inputs, and what compiled steps actually run.
 
 ``SCORELAB_EXHAUSTIVE=1`` checks every float32 instead of every 64th (62 s on the 2-core CPU)."""
 
