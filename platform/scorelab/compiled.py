@@ -145,9 +145,11 @@ def _backend(mode: str) -> Callable:
 
     def backend(graph: torch.fx.GraphModule, example_inputs: list) -> Callable:
         try:
-            # FMAs in inductor's CPU code (its default keeps multiply and add apart): most of the compiled
-            # tanh's loop is Horner steps (1.27 -> 1.02 ms on 1e4 x 256, benchmarks/README.md)
-            patches = {"triton.cudagraphs": mode == "cuda_graph", "cpp.enable_floating_point_contract_flag": "fast"}
+            patches = {"triton.cudagraphs": mode == "cuda_graph"}
+            if hasattr(torch._inductor.config.cpp, "enable_floating_point_contract_flag"):  # not in older torch
+                # FMAs in inductor's CPU code (its default keeps multiply and add apart): most of the
+                # compiled tanh's loop is Horner steps (1.27 -> 1.01 ms on 1e4 x 256, benchmarks/README.md)
+                patches["cpp.enable_floating_point_contract_flag"] = "fast"
             return inductor.compile_fx(compiled_math.rewrite(graph), example_inputs, config_patches=patches)
         except (torch._dynamo.exc.RestartAnalysis, torch._dynamo.exc.SkipFrame):
             raise  # Dynamo's own control flow (trace again, or leave the frame eager), not a failure
