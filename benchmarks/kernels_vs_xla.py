@@ -123,15 +123,18 @@ def main() -> None:
                    help="instead of timing, count the tanh errors in ULP at every STRIDE-th float32 "
                         "(1: all of them, about 2 min)")
     args = p.parse_args()
+    if args.tanh_ulps < 0:
+        p.error(f"--tanh-ulps: a stride of 1 or more (every STRIDE-th float32), or 0 to time; got {args.tanh_ulps}")
     core = pin_to_one_core(None)
     torch.set_num_threads(1)
     peers = load_jax(torch.device("cpu"))
     if peers is None:
         raise SystemExit('this benchmark needs JAX: pip install -e ".[bench]"')
     jax, _, jdev = peers
+    print(f"pinned to core {core}; torch {torch.__version__}, jax {jax.__version__}"
+          + ("" if args.tanh_ulps else f"; {args.rounds} rounds"))
     if args.tanh_ulps:
         return tanh_ulps(jax, args.tanh_ulps)
-    print(f"pinned to core {core}; torch {torch.__version__}, jax {jax.__version__}; {args.rounds} rounds")
     for name, contenders in kernels(jax, jdev).items():
         for f in contenders.values():  # warm-up: compile, fill caches
             seconds_per_call(f)

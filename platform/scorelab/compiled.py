@@ -17,8 +17,8 @@ What compiling keeps, so that a compiled run means what an eager one does:
 - The random stream: a draw from a ``torch.Generator`` is not captured (Dynamo breaks the graph
   around it), so compiled and eager steps take the same numbers from the run's generator; fused
   arithmetic rounds differently (and on the CPU float32 linear layers are oneDNN's or summed out and
-  a float32 tanh is computed within 5 ULP, :mod:`compiled_math`), so chains agree with eager ones to
-  rounding, and a mode reproduces itself bit for bit per seed.
+  a float32 tanh is computed within 5 ULP, 6 without FMAs, :mod:`compiled_math`), so chains agree
+  with eager ones to rounding, and a mode reproduces itself bit for bit per seed.
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
 - Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the
   step loop copies the states it keeps beyond a step (:func:`lasting`), at checkpoints and at the end.
