@@ -17,6 +17,7 @@ _PUBLIC = {
     "API_VERSION": "scorelab.hookspecs",
     "PluginHost": "scorelab.plugins",
     "TargetBase": "scorelab.targets",
+    "DrawsFirst": "scorelab.contracts",
     "ConfigError": "scorelab.errors",
     "ScorelabError": "scorelab.errors",
     "PluginError": "scorelab.errors",

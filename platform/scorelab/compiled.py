@@ -15,10 +15,13 @@ What compiling keeps, so that a compiled run means what an eager one does:
 - Counts and cost: the oracle's tallies are Python side effects, which Dynamo replays after each
   captured graph runs, so every call is charged as in eager mode.
 - The random stream: a draw from a ``torch.Generator`` is not captured (Dynamo breaks the graph
-  around it), so compiled and eager steps take the same numbers from the run's generator; fused
-  arithmetic rounds differently (and on the CPU float32 linear layers are oneDNN's or summed out and
-  a float32 tanh is computed within 5 ULP, 6 without FMAs, :mod:`compiled_math`), so chains agree
-  with eager ones to rounding, and a mode reproduces itself bit for bit per seed.
+  around it), so compiled and eager steps take the same numbers from the run's generator. A sampler
+  that draws first (:class:`~scorelab.contracts.DrawsFirst`) has its ``draw`` run eagerly and its
+  ``advance`` captured as one graph; any other step is captured as a graph per stretch between its
+  draws, each called separately. Fused arithmetic rounds differently (and on the CPU float32 linear
+  layers are oneDNN's or summed out and a float32 tanh is computed within 5 ULP, 6 without FMAs,
+  :mod:`compiled_math`), so chains agree with eager ones to rounding, and a mode reproduces itself
+  bit for bit per seed.
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
 - Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the
   step loop copies the states it keeps beyond a step (:func:`lasting`), at checkpoints and at the end.
@@ -43,7 +46,7 @@ from typing import Any
 import torch
 
 from . import compiled_math
-from .contracts import traits
+from .contracts import draws_first, traits
 from .device import synchronize
 
 MODES = ("auto", "none", "inductor", "cuda_graph")
@@ -82,17 +85,20 @@ def step_function(sampler: Any, mode: str, device: torch.device, horizon: float 
 
 
 def _compiled(sampler: Any, mode: str) -> Callable:
-    step = torch.compile(sampler.step, backend=_backend(mode), dynamic=None)
+    """``sampler.step`` compiled; for a sampler that draws first, ``draw`` eager and ``advance`` compiled."""
+    split = draws_first(sampler)
+    step = torch.compile(sampler.advance if split else sampler.step, backend=_backend(mode), dynamic=None)
     who = type(sampler).__name__
     settings = torch._dynamo.config.patch(suppress_errors=True, **_limits())  # made once: reentered every step
 
     def run(state, oracle, generator):
         _compiling.append(who)
         try:
+            randomness = sampler.draw(state, generator) if split else generator
             if mode == "cuda_graph":  # a new step: the last step's outputs are its inputs, read before overwritten
                 torch.compiler.cudagraph_mark_step_begin()
             with settings:
-                return step(state, oracle, generator)
+                return step(state, oracle, randomness)
         finally:
             _compiling.pop()
 

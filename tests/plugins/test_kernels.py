@@ -27,6 +27,8 @@ from scorelab_builtins.kernels import (
     log_proposal,
     metropolis_hastings,
     next_step,
+    normal_draws,
+    normal_from,
     normal_like,
     power_curvature,
     power_start,
@@ -262,6 +264,9 @@ def test_noise_is_torchs_own_except_in_float64_on_the_cpu():
                        torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(normal_like(x64, torch.Generator().manual_seed(0)),
                        box_muller(uniform_pairs(12, torch.Generator().manual_seed(0)), (4, 3)))
+    for x in (x32, x64):  # in two parts, as a sampler that draws first takes them: the same numbers
+        assert torch.equal(normal_from(normal_draws(x, torch.Generator().manual_seed(0)), x),
+                           normal_like(x, torch.Generator().manual_seed(0)))
 
 
 def test_the_kernels_docstring_examples_run():

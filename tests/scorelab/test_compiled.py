@@ -48,6 +48,31 @@ def test_divergence_is_detected_at_the_same_step():
     assert results[1].diverged_at == results[0].diverged_at
 
 
+class _DrawingAsItGoes:
+    """MALA's step as one method, as a sampler that does not split it into draw and advance has it."""
+
+    def __init__(self, mala):
+        self.mala, self.init = mala, mala.init
+
+    def step(self, state, oracle, generator):
+        return self.mala.step(state, oracle, generator)
+
+
+@pytest.mark.slow
+def test_a_step_that_draws_first_is_captured_without_a_break():
+    target = Gaussian(dim=3, condition_number=10.0)
+    x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    breaks = {}
+    for sampler in (Mala(step_size=0.05, warmup=0), _DrawingAsItGoes(Mala(step_size=0.05, warmup=0))):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        run_chain(sampler, ScoreOracle(ExactScore(target)), x0, 10, torch.Generator().manual_seed(1), compile="inductor")
+        breaks[type(sampler).__name__] = sum(torch._dynamo.utils.counters["graph_break"].values())
+    torch._dynamo.reset()
+    assert breaks["Mala"] == 0  # advance, whole; draw runs eagerly before it
+    assert breaks["_DrawingAsItGoes"] >= 2  # at each draw (the proposal's uniform pairs, the acceptance's uniforms)
+
+
 def test_auto_stays_eager_when_compiling_cannot_pay(monkeypatch):
     monkeypatch.setattr(compiled, "_auto_choices", {})
     eager, eager_counts = short_chain("langevin", "none")

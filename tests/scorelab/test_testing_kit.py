@@ -53,6 +53,20 @@ def test_the_reference_sampler_passes_quickly():
     assert "honest cost (calls counted = calls made)" in report.passed
 
 
+def _advance(self, state, oracle, z):
+    h = self.step_size
+    x = state.x + h * state.score + math.sqrt(2 * h) * z
+    return State(x, oracle.score(x)), Info(h)
+
+
+def test_a_sampler_that_draws_first_is_also_run_as_a_compiled_run_takes_it():
+    split = variant("Split", draw=lambda self, s, g: self.noise(s, g), advance=_advance)
+    report = check_sampler(split, gaussian=False)
+    assert report.ok, str(report)
+    assert "step is draw, then advance (as a compiled run takes it)" in report.passed
+    assert "step is draw, then advance (as a compiled run takes it)" not in check_sampler(Ula, gaussian=False).passed
+
+
 BROKEN = {
     "missing step": (NoStep, "contract", "has no method 'step'"),
     "wrong return type": (
@@ -100,6 +114,13 @@ BROKEN = {
     "a step that costs nothing": (
         variant("Free", step=lambda self, s, o, g: (State(s.x + 0.01 * s.score, s.score), Info(0.01))),
         "honest cost (calls counted = calls made)", "5 steps cost nothing"),
+    "advance after draw is not its step": (
+        variant("Unsplit", draw=lambda self, s, g: self.noise(s, g),
+                advance=lambda self, s, o, z: (State(s.x + 0.1 * z, o.score(s.x + 0.1 * z)), Info(0.01))),
+        "step is draw, then advance (as a compiled run takes it)", "gave different chains from the same seed"),
+    "draw without advance": (
+        variant("HalfSplit", draw=lambda self, s, g: self.noise(s, g)),
+        "contract", "defines 'draw' but not 'advance'"),
     "changes x0 in place": (
         variant("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
         "init and step (state, info, finite chains)", "changed the x0 tensor it was given, in place"),

@@ -4,7 +4,7 @@ A sampler is a short composition, "proposal = integrate(x, s, h, precondition); 
 
 - ``integrators``: ``euler_maruyama`` (optionally preconditioned: a diagonal or a metric),
   ``local_linearisation`` (Ozaki), ``euler_heun``; ``normal_like`` draws the noise (``box_muller``
-  of ``uniform_pairs`` for float64 on the CPU).
+  of ``uniform_pairs`` for float64 on the CPU), or ``normal_draws`` and ``normal_from`` in two parts.
 - ``metropolis``: ``metropolis_hastings``, the exact correction of any Gaussian Langevin proposal;
   ``uniform_per_chain`` its uniforms.
 - ``preconditioners``: metrics M (``EigenMetric``, ``DiagonalMetric``, ``CholeskyMetric``) and
@@ -41,6 +41,8 @@ from .integrators import (
     euler_heun,
     euler_maruyama,
     local_linearisation,
+    normal_draws,
+    normal_from,
     normal_like,
     precondition,
     uniform_pairs,
@@ -89,6 +91,8 @@ __all__ = [
     "uniform_per_chain",
     "next_step",
     "normal_like",
+    "normal_draws",
+    "normal_from",
     "box_muller",
     "uniform_pairs",
     "nystrom_metric",

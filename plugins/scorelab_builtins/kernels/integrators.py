@@ -8,7 +8,8 @@
   pair an error control compares.
 
 Every function is pure and draws nothing: the noise comes in (``normal_like`` draws it from the run's
-generator), so a sampler decides the order of its random draws. Each case keeps one arithmetic
+generator; a step that draws first takes ``normal_draws`` and turns them into normals with
+``normal_from``), so a sampler decides the order of its random draws. Each case keeps one arithmetic
 form (operation order, sqrt or power, fused or not): the forms round differently, and the built-in
 samplers are pinned bitwise to the form each had before the kernels were shared.
 """
@@ -22,14 +23,29 @@ import torch
 
 
 def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """z ~ N(0, I) of x's shape, dtype and device, from ``generator``.
+    """z ~ N(0, I) of x's shape, dtype and device, from ``generator``: ``normal_from(normal_draws(x,
+    generator), x)``.
 
     On the CPU in float64 the numbers come from :func:`box_muller`: torch's own float64 normals are
     drawn one element at a time there (17-24 ns each on one core, ``benchmarks/kernels_vs_xla.py``;
     float32 and CUDA draws are vectorised and stay torch's)."""
+    return normal_from(normal_draws(x, generator), x)
+
+
+def normal_draws(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """What :func:`normal_like` takes from ``generator``: uniform pairs on the CPU in float64, the normals
+    themselves otherwise. A sampler that draws first (``scorelab.DrawsFirst``) draws these, and its
+    ``advance`` turns them into normals with :func:`normal_from`, inside its compiled graph."""
     if x.dtype == torch.float64 and x.device.type == "cpu":
-        return box_muller(uniform_pairs(x.numel(), generator), x.shape)
+        return uniform_pairs(x.numel(), generator)
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def normal_from(draws: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Standard normals of x's shape from :func:`normal_draws`' numbers (drawn for x)."""
+    if x.dtype == torch.float64 and x.device.type == "cpu":
+        return box_muller(draws, x.shape)
+    return draws
 
 
 def uniform_pairs(n: int, generator: torch.Generator) -> torch.Tensor:

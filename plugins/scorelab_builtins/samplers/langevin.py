@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..kernels import euler_maruyama, normal_like
+from scorelab.contracts import DrawsFirst
+
+from ..kernels import euler_maruyama, normal_draws, normal_from
 
 
 @dataclass
@@ -28,7 +30,7 @@ class LangevinInfo:
 
 
 @dataclass
-class Langevin:
+class Langevin(DrawsFirst):
     step_size: float = 0.01  # the step h of x <- x + h s(x) + sqrt(2h) z, > 0; diverges on N(0, v) for h >= 2v
 
     def __post_init__(self):
@@ -38,7 +40,10 @@ class Langevin:
     def init(self, x0: torch.Tensor, oracle, budget: float) -> LangevinState:
         return LangevinState(x0, oracle.score(x0))
 
-    def step(self, state: LangevinState, oracle, generator: torch.Generator):
+    def draw(self, state: LangevinState, generator: torch.Generator) -> torch.Tensor:
+        return normal_draws(state.x, generator)
+
+    def advance(self, state: LangevinState, oracle, draws: torch.Tensor):
         h = self.step_size
-        x = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator), fused=True)
+        x = euler_maruyama(state.x, state.score, h, normal_from(draws, state.x), fused=True)
         return LangevinState(x, oracle.score(x)), LangevinInfo(h)

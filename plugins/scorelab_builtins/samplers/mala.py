@@ -36,13 +36,16 @@ from dataclasses import dataclass
 
 import torch
 
+from scorelab.contracts import DrawsFirst
+
 from ..kernels import (
     DualAveraging,
     DualAveragingState,
     MetropolisInfo,
     euler_maruyama,
     metropolis_hastings,
-    normal_like,
+    normal_draws,
+    normal_from,
     uniform_per_chain,
 )
 from ..kernels.dual_averaging import GAMMA, KAPPA, T0
@@ -63,7 +66,7 @@ class MalaInfo(MetropolisInfo):
 
 
 @dataclass
-class Mala:
+class Mala(DrawsFirst):
     step_size: float = 0.1  # h_0, the initial step (mu = log(10 h_0)); kept fixed when warmup = 0
     target_accept: float = 0.574  # mean acceptance over chains that dual averaging aims for, in (0, 1)
     warmup: int = 200  # steps of dual-averaging adaptation, then h = hbar frozen; 0 keeps step_size fixed (plain MALA)
@@ -91,9 +94,12 @@ class Mala:
         log_h = torch.full((), math.log(self.step_size), dtype=x0.dtype, device=x0.device)
         return MalaState(x0, log_p, s, self._adaptation().init(log_h, mu=math.log(10 * self.step_size)), 0)
 
-    def step(self, state: MalaState, oracle, generator: torch.Generator):
+    def draw(self, state: MalaState, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return normal_draws(state.x, generator), uniform_per_chain(state.x, generator)
+
+    def advance(self, state: MalaState, oracle, draws: tuple[torch.Tensor, torch.Tensor]):
         h = state.adaptation.log_step.exp()
-        z, u = normal_like(state.x, generator), uniform_per_chain(state.x, generator)  # the draws together
+        z, u = normal_from(draws[0], state.x), draws[1]
         y = euler_maruyama(state.x, state.score, h, z)
         log_p_y, s_y = oracle.log_prob_and_score(y)
         moved = metropolis_hastings(state.x, y, state.log_prob, log_p_y, state.score, s_y, h, None, u=u)
