@@ -1,14 +1,17 @@
-"""The step loop's report of a sampler's Info: each field's mean over chains and over the steps since
-the last checkpoint, whatever the field's type."""
+"""The step loop's report of a sampler's Info (each field's mean over chains and over the steps since
+the last checkpoint, whatever the field's type) and of divergence (the cost of the first step whose
+chains left the bound)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
 import pytest
 import torch
 
+from scorelab import chain
 from scorelab.chain import run_chain
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
@@ -57,3 +60,28 @@ def test_checkpoints_report_each_info_fields_mean_over_chains_and_steps():
     assert seen[0] == {}  # after init: no step yet
     for info, steps in zip(seen[1:], (range(0, 3), range(3, 6)), strict=True):
         assert info == pytest.approx(expected(steps), rel=1e-6)
+
+
+def _breaking_at(k: int, value: float):
+    """Ula that sets one coordinate of one chain to ``value`` after its ``k``-th step (from 0) and on."""
+    def step(self, state, oracle, generator):
+        new, info = Ula.step(self, state, oracle, generator)
+        self.t = getattr(self, "t", -1) + 1
+        if self.t >= k:
+            new.x[1, 0] = value
+        return new, info
+    return variant("Breaking", step=step)()
+
+
+@pytest.mark.parametrize("chunk", [3, 256], ids=["folded every 3 steps", "one fold"])
+@pytest.mark.parametrize(("k", "value"), [(7, math.nan), (4, -math.inf), (10, 1e7), (2, 1e6)])
+def test_divergence_is_the_cost_of_the_first_step_out_of_bounds(monkeypatch, chunk, k, value):
+    monkeypatch.setattr(chain._Divergence, "CHUNK", chunk)
+    oracle = ScoreOracle(ExactScore(Gaussian(dim=2)))
+    result = run_chain(_breaking_at(k, value), oracle, torch.zeros(CHAINS, 2), 40, torch.Generator().manual_seed(0),
+                       checkpoints=[6, 20], bound=1e6)
+    if value == 1e6:  # at the bound, not past it
+        assert result.diverged_at is None and result.cost == 40
+    else:
+        assert result.diverged_at == k + 2  # init and each step cost one score evaluation
+        assert result.cost == (6 if k + 2 <= 6 else 20)  # the run stops at the checkpoint that reads it
