@@ -38,7 +38,17 @@ from typing import Literal
 
 import torch
 
-from ..kernels import batch_shape, euler_maruyama, normal_like, power_curvature, power_start, secant_curvature
+from scorelab.contracts import DrawsFirst
+
+from ..kernels import (
+    batch_shape,
+    euler_maruyama,
+    normal_draws,
+    normal_from,
+    power_curvature,
+    power_start,
+    secant_curvature,
+)
 
 
 @dataclass
@@ -57,7 +67,7 @@ class CurvatureStepInfo:
 
 
 @dataclass
-class CurvatureStepLangevin:
+class CurvatureStepLangevin(DrawsFirst):
     method: Literal["secant", "power"] = "secant"  # L from the last move, |ds|/|dx| (free), or power iterations on J
     step_scale: float = 0.5  # h = step_scale / L before clipping, > 0; < 2 is stable when L is right
     min_step: float = 1e-6  # least h, > 0; also the first secant step (no move yet)
@@ -89,9 +99,12 @@ class CurvatureStepLangevin:
         s, lam, v = power_curvature(oracle, x0, power_start(x0), self.power_iterations)
         return CurvatureStepState(x0, s, lam, v, 0)
 
-    def step(self, state: CurvatureStepState, oracle, generator: torch.Generator):
+    def draw(self, state: CurvatureStepState, generator: torch.Generator) -> torch.Tensor:
+        return normal_draws(state.x, generator)
+
+    def advance(self, state: CurvatureStepState, oracle, draws: torch.Tensor):
         h = (self.step_scale / state.curvature).clamp(self.min_step, self.max_step)
-        x = euler_maruyama(state.x, state.score, h, normal_like(state.x, generator))
+        x = euler_maruyama(state.x, state.score, h, normal_from(draws, state.x))
         k, v, curvature = state.k + 1, state.vector, state.curvature
         if self.method == "secant":
             s = oracle.score(x)

@@ -77,7 +77,9 @@ from typing import Literal
 
 import torch
 
-from ..kernels import ensemble_metric, euler_maruyama, normal_like
+from scorelab.contracts import DrawsFirst
+
+from ..kernels import ensemble_metric, euler_maruyama, normal_draws, normal_from
 from ..kernels.ensemble import check_ensemble_fields, check_ensemble_size
 
 
@@ -94,7 +96,7 @@ class EnsembleLangevinInfo:
 
 
 @dataclass
-class EnsembleLangevin:
+class EnsembleLangevin(DrawsFirst):
     step_size: float = 0.1  # h, in the ensemble's whitened frame: stable for h < 1/2 once C is the spread
     covariance: Literal["dense", "diagonal"] = "dense"  # C in full (affine invariant) or its diagonal only
     jitter: float = 1e-6  # added to C times I, in units of x^2; keep it well under the target's smallest variance
@@ -124,11 +126,14 @@ class EnsembleLangevin:
         check_ensemble_size(len(x0), x0[0].numel(), self.covariance, self.jitter)
         return EnsembleLangevinState(x0, oracle.score(x0))
 
-    def step(self, state: EnsembleLangevinState, oracle, generator: torch.Generator):
+    def draw(self, state: EnsembleLangevinState, generator: torch.Generator) -> torch.Tensor:
+        return normal_draws(state.x.flatten(1), generator)
+
+    def advance(self, state: EnsembleLangevinState, oracle, draws: torch.Tensor):
         h, x = self.step_size, state.x.flatten(1)
         n, d = x.shape
         centred, metric = ensemble_metric(x, self.covariance, self.jitter)
-        y = euler_maruyama(x, state.score.flatten(1), h, normal_like(x, generator), metric)
+        y = euler_maruyama(x, state.score.flatten(1), h, normal_from(draws, x), metric)
         if self.correction:  # the divergence of C with respect to x_i
             y = y + (h * ((d + 1) if self.covariance == "dense" else 2) / n) * centred
         y = y.reshape(state.x.shape)

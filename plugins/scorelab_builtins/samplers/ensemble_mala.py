@@ -53,6 +53,8 @@ from typing import Literal
 
 import torch
 
+from scorelab.contracts import DrawsFirst
+
 from ..kernels import (
     DiagonalMetric,
     DualAveraging,
@@ -62,7 +64,9 @@ from ..kernels import (
     ensemble_mass_matrix,
     euler_maruyama,
     metropolis_hastings,
-    normal_like,
+    normal_draws,
+    normal_from,
+    uniform_per_chain,
 )
 from ..kernels.dual_averaging import GAMMA, KAPPA, T0
 from ..kernels.ensemble import check_ensemble_fields, check_ensemble_size
@@ -86,7 +90,7 @@ class EnsembleMalaInfo(MetropolisInfo):
 
 
 @dataclass
-class EnsembleMala:
+class EnsembleMala(DrawsFirst):
     step_size: float = 0.5  # the initial step in M's units (1 = the ensemble's spread); adapted during warm-up
     target_accept: float = 0.574  # mean acceptance over chains that dual averaging aims for, in (0, 1)
     warmup: int = 200  # steps adapting M and h, then both frozen; 0: M from the initial chains, h = step_size fixed
@@ -127,11 +131,15 @@ class EnsembleMala:
         metric = ensemble_mass_matrix(x0.flatten(1), self.covariance, self.jitter)
         return EnsembleMalaState(x0, log_p, s, metric, self._adaptation().init(log_h, mu=log_h + math.log(10)), 0)
 
-    def step(self, state: EnsembleMalaState, oracle, generator: torch.Generator):
+    def draw(self, state: EnsembleMalaState, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = state.x.flatten(1)
+        return normal_draws(x, generator), uniform_per_chain(x, generator)
+
+    def advance(self, state: EnsembleMalaState, oracle, draws: tuple[torch.Tensor, torch.Tensor]):
         x, s, h, metric = state.x.flatten(1), state.score.flatten(1), state.adaptation.log_step.exp(), state.metric
-        y = euler_maruyama(x, s, h, normal_like(x, generator), metric)
+        y = euler_maruyama(x, s, h, normal_from(draws[0], x), metric)
         log_p_y, s_y = oracle.log_prob_and_score(y.reshape(state.x.shape))
-        moved = metropolis_hastings(x, y, state.log_prob, log_p_y, s, s_y.flatten(1), h, generator, metric)
+        moved = metropolis_hastings(x, y, state.log_prob, log_p_y, s, s_y.flatten(1), h, None, metric, u=draws[1])
         k, adapt = state.k + 1, self._adaptation()
         adaptation, adapting = adapt.warmup(state.adaptation, moved.acceptance.mean(), k, self.warmup)
         if adapting and k % self.adapt_every == 0 and k + self.adapt_every <= self.warmup:
