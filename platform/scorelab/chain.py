@@ -108,10 +108,10 @@ class _Divergence:
         self.first = torch.full((), -1, dtype=torch.long, device=x.device)
 
     def add(self, x: torch.Tensor) -> None:
-        if self.n == len(self.lows) or x.dtype != self.lows.dtype:  # full, or a sampler changed the dtype
-            self._fold()
+        if self.n == len(self.lows) or (x.dtype, x.device) != (self.lows.dtype, self.lows.device):
+            self._fold()  # full, or the chains' dtype or device changed
             self.lows, self.highs = x.new_empty(self.CHUNK), x.new_empty(self.CHUNK)
-        torch.aminmax(x, out=(self.lows[self.n], self.highs[self.n]))
+        torch.aminmax(x.detach(), out=(self.lows[self.n], self.highs[self.n]))
         self.n += 1
 
     def first_step(self) -> int:

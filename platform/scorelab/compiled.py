@@ -88,7 +88,7 @@ def _compiled(sampler: Any, mode: str) -> Callable:
     """``sampler.step`` compiled; for a sampler that draws first, ``draw`` eager and ``advance`` compiled."""
     split = draws_first(sampler)
     step = torch.compile(sampler.advance if split else sampler.step, backend=_backend(mode), dynamic=None)
-    who = type(sampler).__name__
+    who = f"{type(sampler).__name__}.{'advance' if split else 'step'}"
     settings = torch._dynamo.config.patch(suppress_errors=True, **_limits())  # made once: reentered every step
 
     def run(state, oracle, generator):
@@ -114,17 +114,17 @@ def _limits() -> dict[str, int]:
     return {per: RECOMPILE_LIMIT, total: max(getattr(config, total), 4 * RECOMPILE_LIMIT)}
 
 
-#: The sampler whose step is being run compiled (for the notices).
+#: The sampler method being run compiled, "Class.step" or "Class.advance" (for the notices).
 _compiling: list[str] = []
 _told: set[tuple[str, str]] = set()
 
 
 def _notice(what: str, text: str) -> None:
     """One line on stderr, once per sampler and kind of event in the process."""
-    who = _compiling[-1] if _compiling else "a sampler"
+    who = _compiling[-1] if _compiling else "a sampler's step"
     if (who, what) not in _told:
         _told.add((who, what))
-        print(f"scorelab: {who}.step {text}", file=sys.stderr)
+        print(f"scorelab: {who} {text}", file=sys.stderr)
 
 
 class _RecompileLimitNotice(logging.Filter):

@@ -55,23 +55,21 @@ class Sampler(Protocol):
 class DrawsFirst:
     """Base of a sampler whose step draws all its random numbers first: it defines ``draw(state,
     generator)``, the step's random numbers (a tensor or a tuple of them), and ``advance(state, oracle,
-    draws)``, the rest of the step, which draws nothing; ``step`` is one then the other. A compiled step
-    (:mod:`scorelab.compiled`) runs ``draw`` eagerly and captures ``advance`` as one graph: a draw from
-    a ``torch.Generator`` cannot be captured, so a step that draws as it goes is captured as one graph
-    per stretch between draws, each called separately. The conformance kit checks that ``step`` and
-    ``advance`` after ``draw`` give the same chains."""
+    draws)``, the rest of the step, which draws nothing; its ``step`` is one then the other, and is not
+    overridden. A compiled step (:mod:`scorelab.compiled`) runs ``draw`` eagerly and captures
+    ``advance`` as one graph: a draw from a ``torch.Generator`` cannot be captured, so a step that
+    draws as it goes is captured as one graph per stretch between draws, each called separately."""
 
     def step(self, state: Any, oracle: Any, generator: torch.Generator) -> tuple[Any, Any]:
         return self.advance(state, oracle, self.draw(state, generator))
 
 
-#: The two halves of a step that draws first (:class:`DrawsFirst`).
-SPLIT_STEP = ("draw", "advance")
-
-
 def draws_first(sampler: Any) -> bool:
-    """Whether ``sampler`` (a class or an instance) splits its step into ``draw`` and ``advance``."""
-    return all(callable(getattr(sampler, m, None)) for m in SPLIT_STEP)
+    """Whether ``sampler`` (a class or an instance) is a :class:`DrawsFirst` whose step is its ``draw``
+    then its ``advance``."""
+    cls = sampler if isinstance(sampler, type) else type(sampler)
+    return issubclass(cls, DrawsFirst) and cls.step is DrawsFirst.step \
+        and all(callable(getattr(cls, m, None)) for m in ("draw", "advance"))
 
 
 @runtime_checkable
@@ -135,12 +133,13 @@ def contract_problems(kind: str, cls: Any) -> list[str]:
     for method in REQUIRED_METHODS[kind]:
         if not callable(getattr(cls, method, None)) or not _defines(cls, method):
             problems.append(f"has no method '{method}'")
-    if kind == "sampler":
-        halves = [m for m in SPLIT_STEP if callable(getattr(cls, m, None))]
-        if len(halves) == 1:
-            other = next(m for m in SPLIT_STEP if m not in halves)
-            problems.append(f"defines '{halves[0]}' but not '{other}': a step that draws first defines both, "
-                            "draw(state, generator) and advance(state, oracle, draws) (scorelab.DrawsFirst)")
+    if kind == "sampler" and issubclass(cls, DrawsFirst):
+        problems += [f"is a DrawsFirst without a method '{m}' (draw(state, generator) takes the step's random "
+                     "numbers, advance(state, oracle, draws) does the rest)"
+                     for m in ("draw", "advance") if not callable(getattr(cls, m, None))]
+        if cls.step is not DrawsFirst.step:
+            problems.append("is a DrawsFirst that overrides step: its step is draw, then advance (a compiled run "
+                            "calls those two); put the work in advance")
     return problems + trait_problems(kind, cls)
 
 

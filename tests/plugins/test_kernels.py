@@ -260,13 +260,11 @@ def test_float64_noise_on_the_cpu_is_standard_normal_and_independent():
 
 def test_noise_is_torchs_own_except_in_float64_on_the_cpu():
     x32, x64 = torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.float64)
-    assert torch.equal(normal_like(x32, torch.Generator().manual_seed(0)),
-                       torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
-    assert torch.equal(normal_like(x64, torch.Generator().manual_seed(0)),
-                       box_muller(uniform_pairs(12, torch.Generator().manual_seed(0)), (4, 3)))
-    for x in (x32, x64):  # in two parts, as a sampler that draws first takes them: the same numbers
-        assert torch.equal(normal_from(normal_draws(x, torch.Generator().manual_seed(0)), x),
-                           normal_like(x, torch.Generator().manual_seed(0)))
+    expected = [(x32, torch.randn(4, 3, generator=torch.Generator().manual_seed(0))),
+                (x64, box_muller(uniform_pairs(12, torch.Generator().manual_seed(0)), (4, 3)))]
+    for x, z in expected:  # whole, and in two parts as a sampler that draws first takes them
+        assert torch.equal(normal_like(x, torch.Generator().manual_seed(0)), z)
+        assert torch.equal(normal_from(normal_draws(x, torch.Generator().manual_seed(0)), x), z)
 
 
 def test_the_kernels_docstring_examples_run():

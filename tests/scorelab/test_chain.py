@@ -74,7 +74,8 @@ def _breaking_at(k: int, value: float):
 
 
 @pytest.mark.parametrize("chunk", [3, 256], ids=["folded every 3 steps", "one fold"])
-@pytest.mark.parametrize(("k", "value"), [(7, math.nan), (4, -math.inf), (10, 1e7), (2, 1e6)])
+@pytest.mark.parametrize(("k", "value"), [(7, math.nan), (4, -math.inf), (10, 1e7), (5, 1e7), (8, math.nan),
+                                          (2, 1e6)])
 def test_divergence_is_the_cost_of_the_first_step_out_of_bounds(monkeypatch, chunk, k, value):
     monkeypatch.setattr(chain._Divergence, "CHUNK", chunk)
     oracle = ScoreOracle(ExactScore(Gaussian(dim=2)))

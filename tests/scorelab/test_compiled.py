@@ -21,8 +21,10 @@ from scorelab_builtins.targets import Gaussian
 from tests.helpers import short_chain
 
 # One of each kind of step: fused ULA, Metropolis with a step adapted on device scalars, a curvature
-# refresh every few steps (a Python branch), per-chain error control with Brownian memory.
-KINDS = ["langevin", "mala[warmup]", "hessian_diag[hutchinson,vjp]", "annealed[adaptive]"]
+# refresh every few steps (a Python branch), per-chain error control with Brownian memory; split into
+# draw and advance (DrawsFirst) or not, with a secant step size and with an ensemble's metric.
+KINDS = ["langevin", "mala[warmup]", "hessian_diag[hutchinson,vjp]", "annealed[adaptive]", "curvature_step[secant]",
+         "ensemble_mala"]
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import torch
 
 import scorelab_builtins
 from scorelab.cli.check_plugin import check_entry
+from scorelab.contracts import DrawsFirst, draws_first
 from scorelab.plugins import PluginHost
 from scorelab.testing import check_metric, check_model, check_objective, check_sampler, check_target
 from tests.helpers import Info, NoStep, State, Ula, variant
@@ -59,12 +60,16 @@ def _advance(self, state, oracle, z):
     return State(x, oracle.score(x)), Info(h)
 
 
-def test_a_sampler_that_draws_first_is_also_run_as_a_compiled_run_takes_it():
-    split = variant("Split", draw=lambda self, s, g: self.noise(s, g), advance=_advance)
+def _split(name: str, bases: tuple[type, ...], **methods) -> type:
+    """A dataclass named ``name`` of ``bases`` (DrawsFirst and Ula, in either order) with ``methods``."""
+    return dataclass(type(name, bases, methods))
+
+
+def test_a_sampler_that_draws_first_passes_the_kit():
+    split = _split("Split", (DrawsFirst, Ula), draw=lambda self, s, g: self.noise(s, g), advance=_advance)
+    assert draws_first(split)
     report = check_sampler(split, gaussian=False)
     assert report.ok, str(report)
-    assert "step is draw, then advance (as a compiled run takes it)" in report.passed
-    assert "step is draw, then advance (as a compiled run takes it)" not in check_sampler(Ula, gaussian=False).passed
 
 
 BROKEN = {
@@ -114,13 +119,12 @@ BROKEN = {
     "a step that costs nothing": (
         variant("Free", step=lambda self, s, o, g: (State(s.x + 0.01 * s.score, s.score), Info(0.01))),
         "honest cost (calls counted = calls made)", "5 steps cost nothing"),
-    "advance after draw is not its step": (
-        variant("Unsplit", draw=lambda self, s, g: self.noise(s, g),
-                advance=lambda self, s, o, z: (State(s.x + 0.1 * z, o.score(s.x + 0.1 * z)), Info(0.01))),
-        "step is draw, then advance (as a compiled run takes it)", "gave different chains from the same seed"),
-    "draw without advance": (
-        variant("HalfSplit", draw=lambda self, s, g: self.noise(s, g)),
-        "contract", "defines 'draw' but not 'advance'"),
+    "draws first without advance": (
+        _split("HalfSplit", (DrawsFirst, Ula), draw=lambda self, s, g: self.noise(s, g)),
+        "contract", "is a DrawsFirst without a method 'advance'"),
+    "draws first and overrides step": (
+        _split("Overriding", (Ula, DrawsFirst), draw=lambda self, s, g: self.noise(s, g), advance=_advance),
+        "contract", "is a DrawsFirst that overrides step"),
     "changes x0 in place": (
         variant("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
         "init and step (state, info, finite chains)", "changed the x0 tensor it was given, in place"),

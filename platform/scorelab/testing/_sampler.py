@@ -22,9 +22,6 @@ follows the hyperparameters is honoured:
   on the host); the no-sync check then reports what it found as skipped, with the reason.
 - ``requires``: capabilities beyond the kit's Gaussian score source skip the runs, with the reason.
 
-A sampler that draws first (``scorelab.DrawsFirst``: ``draw`` and ``advance``) is also run as a compiled
-run takes it, ``advance`` after ``draw``, and must move the chains exactly as its ``step`` does.
-
 The 100-D check pools its coordinates into bands of increasing variance: each band's average
 variance ratio has a standard error of sqrt(2 / (chains - 1) / coordinates), so with 200 chains
 and two bands of 50 the band tolerance is 5 standard errors (0.07) plus the allowance: a variance
@@ -82,17 +79,12 @@ def _start(chains: int, shape: tuple[int, ...], device, dtype, seed: int = 1234)
 
 
 def _run(make: Callable[[], Any], x0: torch.Tensor, seed: int, *, steps: int = SHORT_STEPS,
-         budget: float = SHORT_BUDGET, target: DiagonalGaussian | None = None, watch: bool = False,
-         halves: bool = False) -> _Run:
-    """``steps`` steps from ``x0``; with ``halves``, each step as ``advance`` after ``draw`` (as a compiled
-    run takes a sampler that draws first)."""
+         budget: float = SHORT_BUDGET, target: DiagonalGaussian | None = None, watch: bool = False) -> _Run:
     device, dtype = x0.device, x0.dtype
     target = target or _short_gaussian(tuple(x0.shape[1:]), device, dtype)
     source = CountingSource(target)
     oracle = CountingOracle(source)
     sampler = make()
-    step = (lambda state, oracle, generator: sampler.advance(state, oracle, sampler.draw(state, generator))) \
-        if halves else sampler.step
     before = _fields(sampler)
     x_in = x0.clone()
     generator = torch.Generator(device).manual_seed(seed)
@@ -106,9 +98,9 @@ def _run(make: Callable[[], Any], x0: torch.Tensor, seed: int, *, steps: int = S
         sync_watch = HostSyncWatch(device)
         if watch:
             with sync_watch:
-                out = call(f"step {k}", step, state, oracle, generator)
+                out = call(f"step {k}", sampler.step, state, oracle, generator)
         else:
-            out = call(f"step {k}", step, state, oracle, generator)
+            out = call(f"step {k}", sampler.step, state, oracle, generator)
         syncs += [e for e in sync_watch.events if e not in syncs]
         state, info = _unpack(out, k)
         _check_state(state, x0, f"step {k}")
@@ -242,7 +234,6 @@ def _check_short_runs(report: Report, make, declared: SamplerTraits, devices) ->
     _check_syncs(report, declared, base, cpu)
     _check_batching(report, declared, make)
     _check_randomness(report, declared, make)
-    _check_halves(report, make)
     with report.check("float32 chains stay float32"):
         _run(make, _start(8, (3,), cpu, torch.float32), seed=0)
     _check_devices(report, declared, make, devices)
@@ -407,19 +398,6 @@ def _check_randomness(report: Report, declared: SamplerTraits, make) -> None:
             raise Fail("different generator seeds gave identical chains: the generator passed to step is not used. "
                        "Draw noise with generator=generator; a sampler that uses no randomness declares "
                        "deterministic = True")
-
-
-def _check_halves(report: Report, make) -> None:
-    """A sampler that draws first: its ``step`` and ``advance`` after ``draw`` move the chains alike."""
-    if not draws_first(make()):
-        return
-    with report.check("step is draw, then advance (as a compiled run takes it)"):
-        x0 = _start(8, (3,), torch.device("cpu"), torch.float64)
-        whole, halves = _run(make, x0, seed=5), _run(make, x0, seed=5, halves=True)
-        if len(whole.xs) != len(halves.xs) or not all(same(a, b) for a, b in zip(whole.xs, halves.xs, strict=True)):
-            raise Fail("step(state, oracle, generator) and advance(state, oracle, draw(state, generator)) gave "
-                       "different chains from the same seed; a compiled run takes the second: draw takes every "
-                       "random number of the step from the generator, advance draws none and does the rest")
 
 
 def _check_gaussian(make, dim: int, chains: int, budget: float, rel_tol: float | None) -> None:
