@@ -7,6 +7,7 @@ Contenders on each row, all running the same update on the same chains:
 - ``scorelab eager``: ``scorelab.chain.run_chain`` with the built-in sampler and a ``ScoreOracle``;
 - ``scorelab compiled``: the same with ``run_chain(..., compile="inductor")``, where this scorelab's
   ``run_chain`` has the keyword (else the column is left out and the run says so);
+- ``scorelab cuda_graph``, on a GPU only: the same with ``compile="cuda_graph"``;
 - ``blackjax``: jit + ``lax.scan`` of BlackJAX's step. For ULA that is BlackJAX's Euler integrator
   (``blackjax.mcmc.diffusions.overdamped_langevin``, the one its MALA composes) applied to all chains
   at once, the score given in place of the log density's gradient; for MALA ``blackjax.mala`` with a
@@ -60,6 +61,7 @@ from scorelab_builtins.samplers import Langevin, Mala
 from scorelab_builtins.targets import Gaussian
 
 BLACKJAX = "blackjax"
+COMPILED = ("scorelab compiled", "scorelab cuda_graph")  # optional: left out of a run if they fail
 HIDDEN = 256
 
 
@@ -188,6 +190,8 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
     out = [Contender("bare torch", bare, finish), Contender("scorelab eager", scorelab(), finish)]
     if "compile" in inspect.signature(run_chain).parameters:
         out.append(Contender("scorelab compiled", scorelab(compile="inductor"), finish))
+        if device.type == "cuda":  # inductor's graphs replayed as CUDA graphs: fewer launches a step
+            out.append(Contender("scorelab cuda_graph", scorelab(compile="cuda_graph"), finish))
     return out
 
 
@@ -304,10 +308,10 @@ def warm_up(contenders: list[Contender], device: torch.device) -> list[Contender
     kept = []
     for c in contenders:
         try:
-            for _ in range(2 if c.name == "scorelab compiled" else 1):
+            for _ in range(2 if c.name in COMPILED else 1):
                 seconds(c, device)
         except Exception as e:  # noqa: BLE001 - an optional contender must not end the run
-            if c.name not in ("scorelab compiled", BLACKJAX):
+            if c.name not in (*COMPILED, BLACKJAX):
                 raise
             print(f"  {c.name} left out: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             continue
@@ -335,7 +339,7 @@ def fmt(s: dict[str, float] | None, digits: int) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
-RUN_TIME = "With the defaults: about 10 min on a 2-core CPU (582 s, measured 2026-11-30)."
+RUN_TIME = "With the defaults: about 8 min on a 2-core CPU (488 and 495 s, measured 2026-11-30)."
 
 
 def main() -> None:
@@ -379,10 +383,10 @@ def main() -> None:
             contenders.append(jax_contender(row, problem, steps, *peers))
         contenders = warm_up(contenders, device)
         summary = summarise(measure(contenders, steps, repeats, device))
-        print(f"  {'contender':<18} {'steps/s median (min-max)':>30} {'x blackjax median (min-max)':>30}")
+        print(f"  {'contender':<20} {'steps/s median (min-max)':>30} {'x blackjax median (min-max)':>30}")
         with args.out.open("a") as f:
             for name, s in summary.items():
-                print(f"  {name:<18} {fmt(s['steps_per_s'], 0):>30} {fmt(s['ratio_to_blackjax'], 2):>30}")
+                print(f"  {name:<20} {fmt(s['steps_per_s'], 0):>30} {fmt(s['ratio_to_blackjax'], 2):>30}")
                 f.write(json.dumps({"row": key, "contender": name, "chains": chains, "dim": row.dim,
                                     "dtype": row.dtype, "steps": steps, "repeats": repeats,
                                     **{f"steps_per_s_{k}": v for k, v in s["steps_per_s"].items()},
