@@ -19,14 +19,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from .compiled import lasting, step_function
+from . import compiled
+from .compiled import compiled_now, lasting, multi_step_function, step_function
 from .contracts import finished
 from .device import synchronize
-from .oracle import Counts, ScoreOracle
+from .oracle import Counts, CostWeights, ScoreOracle, price
 
 
 @dataclass
@@ -62,16 +63,29 @@ class _InfoMeans:
     def add(self, info: Any) -> None:
         if info is None:
             return
-        # Fields read as they are: dataclasses.asdict deep-copies every tensor (measured at about a
-        # fifth of a compiled MALA step, d = 50, 1000 chains, on one CPU core).
-        items = ((f.name, getattr(info, f.name)) for f in dataclasses.fields(info)) \
-            if dataclasses.is_dataclass(info) else info._asdict().items()
-        for k, v in items:
-            if isinstance(v, torch.Tensor):
-                self._add_tensor(k, v.detach())
-            elif isinstance(v, int | float):
-                self.sums[k] = self.sums.get(k, 0.0) + v
+        for k, v in _fields(info):
+            self._add_value(k, v)
         self.n += 1
+
+    def add_steps(self, infos: Sequence[Any]) -> None:
+        """Several steps' Info at once: a tensor field whose shape holds over them is summed over the
+        steps in one operation, then added."""
+        if not infos or infos[0] is None:
+            return
+        for column in zip(*(_fields(info) for info in infos), strict=True):
+            k, values = column[0][0], [v for _, v in column]
+            if all(isinstance(v, torch.Tensor) and v.shape == values[0].shape for v in values):
+                self._add_tensor(k, torch.stack(values).detach().sum(0))
+            else:
+                for v in values:
+                    self._add_value(k, v)
+        self.n += len(infos)
+
+    def _add_value(self, k: str, v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            self._add_tensor(k, v.detach())
+        elif isinstance(v, int | float):
+            self.sums[k] = self.sums.get(k, 0.0) + v
 
     def _add_tensor(self, k: str, v: torch.Tensor) -> None:
         total, dtype = self.sums.get(k), torch.float64 if v.dtype == torch.float64 else torch.float32
@@ -87,6 +101,14 @@ class _InfoMeans:
             if self.n else {}
         self.sums, self.n = {}, 0
         return out
+
+
+def _fields(info: Any) -> list[tuple[str, Any]]:
+    """An Info's (name, value) pairs, the values as they are: dataclasses.asdict deep-copies every tensor
+    (measured at about a fifth of a compiled MALA step, d = 50, 1000 chains, on one CPU core)."""
+    if dataclasses.is_dataclass(info):
+        return [(f.name, getattr(info, f.name)) for f in dataclasses.fields(info)]
+    return list(info._asdict().items())
 
 
 class _Divergence:
@@ -108,11 +130,23 @@ class _Divergence:
         self.first = torch.full((), -1, dtype=torch.long, device=x.device)
 
     def add(self, x: torch.Tensor) -> None:
-        if self.n == len(self.lows) or (x.dtype, x.device) != (self.lows.dtype, self.lows.device):
-            self._fold()  # full, or the chains' dtype or device changed
-            self.lows, self.highs = x.new_empty(self.CHUNK), x.new_empty(self.CHUNK)
+        self._make_room(1, x)
         torch.aminmax(x.detach(), out=(self.lows[self.n], self.highs[self.n]))
         self.n += 1
+
+    def add_steps(self, lows: torch.Tensor, highs: torch.Tensor) -> None:
+        """Several steps at once, each step's smallest and largest coordinate (``lows``, ``highs``)."""
+        k = len(lows)
+        self._make_room(k, lows)
+        self.lows[self.n : self.n + k].copy_(lows)
+        self.highs[self.n : self.n + k].copy_(highs)
+        self.n += k
+
+    def _make_room(self, k: int, like: torch.Tensor) -> None:
+        """Space for ``k`` more steps in buffers of ``like``'s dtype and device."""
+        if self.n + k > len(self.lows) or (like.dtype, like.device) != (self.lows.dtype, self.lows.device):
+            self._fold()  # full, or the chains' dtype or device changed
+            self.lows, self.highs = like.new_empty(max(self.CHUNK, k)), like.new_empty(max(self.CHUNK, k))
 
     def first_step(self) -> int:
         """The index of the first step out of bounds (-1: none yet); reads the device."""
@@ -128,6 +162,16 @@ class _Divergence:
         self.before, self.n = self.before + self.n, 0
 
 
+class Trace(Protocol):
+    """What the step loop records of every step's chains (:class:`scorelab.ess.Tracer`)."""
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """A step's record of its chains: tensor work on the device, traced into compiled steps."""
+
+    def keep(self, records: torch.Tensor) -> None:
+        """Store consecutive steps' records, stacked along a first dimension."""
+
+
 def run_chain(
     sampler: Any,
     oracle: ScoreOracle,
@@ -138,15 +182,21 @@ def run_chain(
     callback: Callable[[Checkpoint], None] | None = None,
     *,
     bound: float = math.inf,
-    on_step: Callable[[Any], None] | None = None,
+    trace: Trace | None = None,
     compile: str = "none", compile_horizon: float | None = None,
 ) -> ChainResult:
     """Run ``sampler`` from ``x0`` until the oracle's cost reaches ``budget`` (or the sampler sets
     ``state.finished``, or the chains diverge: see the module docstring for ``bound``). ``callback``
-    runs after init and at each checkpoint; ``on_step(state)`` after every step, for work that stays
-    on the device (tracing projections for the effective sample size). ``compile`` runs the step
-    eagerly or compiled (:mod:`scorelab.compiled`), with the same counts and random stream; ``auto``
-    judges whether compiling pays over ``compile_horizon`` (default ``budget``; more in blocks)."""
+    runs after init and at each checkpoint; ``trace`` records every step's chains on the device (for
+    the effective sample size). ``compile`` runs the step eagerly or compiled (:mod:`scorelab.compiled`),
+    with the same counts and random stream; ``auto`` judges whether compiling pays over
+    ``compile_horizon`` (default ``budget``; more in blocks).
+
+    Compiled, a sampler that draws first takes ``compiled.STEPS_PER_CALL`` steps a call where they reach
+    no checkpoint or the budget before the last of them, as predicted from the calls of the step
+    before. The calls they made are checked against the prediction: a sampler whose calls changed (a
+    refresh among the steps) takes single steps for the rest of the run, and those steps' costs are
+    known in sum only (each is put at its share of it, and a checkpoint among them is taken after them)."""
     device = x0.device
     limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
@@ -156,6 +206,9 @@ def run_chain(
     wall, t0 = 0.0, time.perf_counter()
     state = sampler.init(x0, oracle, budget)
     step = step_function(sampler, compile, device, budget if compile_horizon is None else compile_horizon)
+    k = compiled.STEPS_PER_CALL
+    many = multi_step_function(sampler, compile, device, k, None if trace is None else trace.project)
+    per_step: Counts | None = None  # the calls of the last single step
     steps, diverged_at = 0, None
 
     def checkpoint() -> bool:
@@ -174,13 +227,29 @@ def run_chain(
 
     checkpoint()
     while oracle.cost < budget and not finished(state):
-        state, info = step(state, oracle, generator)
-        infos.add(info)
-        step_costs.append(oracle.cost)
-        if on_step is not None:
-            on_step(state)
-        divergence.add(state.x)
-        steps += 1
+        before = oracle.counts
+        ahead = _costs_ahead(before, per_step, k, oracle.weights, min(pending[:1] + [budget])) \
+            if many is not None and per_step is not None and compiled_now(step) and not hasattr(state, "finished") \
+            else None
+        if ahead is not None:
+            state, step_infos, lows, highs, records = many(state, oracle, generator)
+            if oracle.counts != _plus(before, per_step, k):  # calls changed among the steps: known in sum alone
+                many, start = None, price(before, oracle.weights)
+                ahead = [start + (oracle.cost - start) * (i + 1) / k for i in range(k)]
+            infos.add_steps(step_infos)
+            step_costs += ahead
+            divergence.add_steps(lows, highs)
+            steps += k
+        else:
+            state, info = step(state, oracle, generator)
+            per_step = _minus(oracle.counts, before)
+            infos.add(info)
+            step_costs.append(oracle.cost)
+            divergence.add(state.x)
+            records = None if trace is None else trace.project(state.x)[None]
+            steps += 1
+        if records is not None:
+            trace.keep(records)
         due = bool(pending) and oracle.cost >= pending[0]
         while pending and oracle.cost >= pending[0]:
             pending.pop(0)
@@ -188,6 +257,21 @@ def run_chain(
         if (due or done) and checkpoint():
             break
     return ChainResult(lasting(state, compile), steps, oracle.cost, oracle.counts, wall, diverged_at)
+
+
+def _costs_ahead(counts: Counts, per_step: Counts, k: int, weights: CostWeights, stop: float) -> list[float] | None:
+    """The costs after each of ``k`` steps from ``counts`` that each make ``per_step``'s calls, if all
+    but the last stay below ``stop`` (the next checkpoint's cost or the budget); else None."""
+    ahead = [price(_plus(counts, per_step, i), weights) for i in range(1, k + 1)]
+    return ahead if ahead[0] > price(counts, weights) and all(c < stop for c in ahead[:-1]) else None
+
+
+def _minus(a: Counts, b: Counts) -> Counts:
+    return Counts(*(getattr(a, f.name) - getattr(b, f.name) for f in dataclasses.fields(Counts)))
+
+
+def _plus(a: Counts, b: Counts, times: int) -> Counts:
+    return Counts(*(getattr(a, f.name) + times * getattr(b, f.name) for f in dataclasses.fields(Counts)))
 
 
 @dataclass

@@ -177,7 +177,7 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
 
     chain = _run(setup, setting, x0, comp.budget, generator, [] if ladder else setup.checkpoints,
                  lambda cp: measure.checkpoint(cp, None if ladder or blocked else generator),
-                 bound=bound, on_step=None if tracer is None else lambda state: tracer.record(state.x))
+                 bound=bound, trace=tracer)
     record.cost, record.diverged_at = chain.cost, chain.diverged_at
     final = {"cost": chain.cost, "steps": chain.steps, "sampling_seconds": chain.wall_time,
              "diverged": float(chain.diverged_at is not None), **_calls(chain.counts)}
@@ -197,15 +197,15 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
 
 
 def _run(setup: Setup, setting: SamplerSetting, x0: torch.Tensor, budget: float, generator: torch.Generator,
-         checkpoints=(), callback=None, *, bound: float = math.inf, on_step=None) -> ChainResult:
+         checkpoints=(), callback=None, *, bound: float = math.inf, trace: Tracer | None = None) -> ChainResult:
     """One run of ``setting`` from ``x0``: all chains at once, or in blocks of ``comp.block`` when they do
-    not fit the device together (``x0`` then on the host, and ``on_step`` unused: the caller passes none)."""
+    not fit the device together (``x0`` then on the host, and ``trace`` unused: the caller passes none)."""
     comp = setup.comp
     if comp.blocked:
         return run_blocks(setting.make, lambda: ScoreOracle(setup.source, setup.weights), x0, comp.block, budget,
                           generator, checkpoints, callback, bound=bound, compile=comp.compile)
     return run_chain(setting.make(), ScoreOracle(setup.source, setup.weights), x0, budget, generator, checkpoints,
-                     callback, bound=bound, on_step=on_step, compile=comp.compile)
+                     callback, bound=bound, trace=trace, compile=comp.compile)
 
 
 def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, measure: _Measure,

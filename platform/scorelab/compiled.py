@@ -18,11 +18,14 @@ What compiling keeps, so that a compiled run means what an eager one does:
   around it), so compiled and eager steps take the same numbers from the run's generator. A sampler
   that draws first (:class:`~scorelab.contracts.DrawsFirst`) has its ``draw`` run eagerly and its
   ``advance`` captured as one graph; any other step is captured as a graph per stretch between its
-  draws, each called separately. Fused arithmetic rounds differently (and on the CPU float32 linear
-  layers are oneDNN's or summed out and a float32 tanh is computed within 5 ULP, 6 without FMAs,
-  :mod:`compiled_math`), so chains agree with eager ones to rounding, and a mode reproduces itself
-  bit for bit per seed.
-- Divergence detection, checkpoints and the budget stay in the step loop, outside the step.
+  draws, each called separately. Between checkpoints the step loop calls a sampler that draws first
+  for ``STEPS_PER_CALL`` steps at a time (:func:`multi_step_function`): their draws made first, one
+  ``draw`` per step in order, their advances one graph. Fused arithmetic rounds differently (and on
+  the CPU float32 linear layers are oneDNN's or summed out and a float32 tanh is computed within
+  5 ULP, 6 without FMAs, :mod:`compiled_math`), so chains agree with eager ones to rounding, and a
+  mode reproduces itself bit for bit per seed.
+- Divergence detection, checkpoints and the budget stay in the step loop, outside the step; a call of
+  several steps gives the loop each step's Info, extremes of the chains and trace record.
 - Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the
   step loop copies the states it keeps beyond a step (:func:`lasting`), at checkpoints and at the end.
 
@@ -40,6 +43,7 @@ import math
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +61,10 @@ WORTH_COMPILING = 20.0
 #: Graphs one step function may have: samplers branch in Python on their step count (refreshes,
 #: noise levels), and each branch is a graph; past this Dynamo runs the new paths eagerly, with a notice.
 RECOMPILE_LIMIT = 64
+#: Steps one compiled call takes, for a sampler that draws first, where no checkpoint or the budget
+#: falls among them: the per-call price (Dynamo's guards, the step loop's bookkeeping, on a GPU the
+#: graph's launch) is paid once for them all.
+STEPS_PER_CALL = 8
 
 _auto_choices: dict[tuple, str] = {}
 
@@ -80,25 +88,89 @@ def step_function(sampler: Any, mode: str, device: torch.device, horizon: float 
     if mode == "none" or not traits("sampler", sampler).compilable:
         return sampler.step
     if mode == "auto":
-        return _Auto(sampler, "cuda_graph" if device.type == "cuda" else "inductor", device, horizon)
+        return _Auto(sampler, _compiled_mode(device), device, horizon)
     return _compiled(sampler, mode)
+
+
+def multi_step_function(sampler: Any, mode: str, device: torch.device, k: int,
+                        project: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable | None:
+    """``k`` steps of a sampler that draws first, in one compiled call; None where steps
+    are not compiled (``none``, a sampler not compilable) or the sampler does not draw first. A callable
+    ``(state, oracle, generator) -> (state, infos, lows, highs, projections)``: the state after the
+    steps, each step's Info, each step's smallest and largest chain coordinate (for divergence), and
+    each step's ``project(state.x)`` stacked (None without ``project``).
+
+    The steps' draws are made first, one ``draw`` per step in order (a ``draw`` depends on the state's
+    shapes alone, :class:`~scorelab.contracts.DrawsFirst`), so the random stream is the eager one. Under
+    ``auto`` the step loop calls it only once ``auto`` has chosen the compiled path (:func:`compiled_now`)."""
+    if mode == "none" or not traits("sampler", sampler).compilable or not draws_first(sampler):
+        return None
+    mode = _compiled_mode(device) if mode == "auto" else mode
+
+    def draws(state, generator):
+        return tuple(sampler.draw(state, generator) for _ in range(k))
+
+    return _runner(f"{type(sampler).__name__}.advance", mode, _steps_of(type(sampler)), draws,
+                   (sampler.advance, project))
+
+
+def _steps(advance, project, state, oracle, draws):
+    """``advance`` once per draw; each step's Info, chain extremes and projection gathered."""
+    infos, lows, highs, seen = [], [], [], []
+    for d in draws:
+        state, info = advance(state, oracle, d)
+        low, high = torch.aminmax(state.x.detach())
+        infos.append(info)
+        lows.append(low)
+        highs.append(high)
+        if project is not None:
+            seen.append(project(state.x))
+    return state, infos, torch.stack(lows), torch.stack(highs), torch.stack(seen) if seen else None
+
+
+@functools.cache
+def _steps_of(cls: type) -> Callable:
+    """:func:`_steps` with code of its own for sampler class ``cls``. Dynamo keeps compiled graphs, and
+    counts them against ``RECOMPILE_LIMIT``, per code object: one shared by every sampler would fill
+    with all their graphs, as ``cls.advance``'s holds only its class's. (A ``functools.partial`` would
+    not do: Dynamo compiles a wrapper of its own, one code object again.)"""
+    code = _steps.__code__.replace(co_name=f"{cls.__name__}_steps")
+    return types.FunctionType(code, _steps.__globals__, code.co_name)
+
+
+def compiled_now(step: Callable) -> bool:
+    """Whether ``step`` (from :func:`step_function`) runs compiled from here on: for ``auto``, once it
+    has chosen the compiled path."""
+    return not isinstance(step, _Auto) or step.chosen is step.compiled
+
+
+def _compiled_mode(device: torch.device) -> str:
+    """The compiled mode ``auto`` tries on ``device``."""
+    return "cuda_graph" if device.type == "cuda" else "inductor"
 
 
 def _compiled(sampler: Any, mode: str) -> Callable:
     """``sampler.step`` compiled; for a sampler that draws first, ``draw`` eager and ``advance`` compiled."""
-    split = draws_first(sampler)
-    step = torch.compile(sampler.advance if split else sampler.step, backend=_backend(mode), dynamic=None)
-    who = f"{type(sampler).__name__}.{'advance' if split else 'step'}"
-    settings = torch._dynamo.config.patch(suppress_errors=True, **_limits())  # made once: reentered every step
+    if draws_first(sampler):
+        return _runner(f"{type(sampler).__name__}.advance", mode, sampler.advance, sampler.draw)
+    return _runner(f"{type(sampler).__name__}.step", mode, sampler.step, lambda state, generator: generator)
+
+
+def _runner(who: str, mode: str, function: Callable, randomness: Callable, leading: tuple = ()) -> Callable:
+    """``function(*leading, state, oracle, randomness(state, generator))`` with ``function`` compiled as
+    ``mode`` and ``randomness`` (a sampler's draws, or the generator itself) run eagerly; ``who`` names
+    it in notices."""
+    compiled = torch.compile(function, backend=_backend(mode), dynamic=None)
+    settings = torch._dynamo.config.patch(suppress_errors=True, **_limits())  # made once: reentered every call
 
     def run(state, oracle, generator):
         _compiling.append(who)
         try:
-            randomness = sampler.draw(state, generator) if split else generator
+            drawn = randomness(state, generator)
             if mode == "cuda_graph":  # a new step: the last step's outputs are its inputs, read before overwritten
                 torch.compiler.cudagraph_mark_step_begin()
             with settings:
-                return step(state, oracle, randomness)
+                return compiled(*leading, state, oracle, drawn)
         finally:
             _compiling.pop()
 

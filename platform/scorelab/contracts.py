@@ -56,9 +56,12 @@ class DrawsFirst:
     """Base of a sampler whose step draws all its random numbers first: it defines ``draw(state,
     generator)``, the step's random numbers (a tensor or a tuple of them), and ``advance(state, oracle,
     draws)``, the rest of the step, which draws nothing; its ``step`` is one then the other, and is not
-    overridden. A compiled step (:mod:`scorelab.compiled`) runs ``draw`` eagerly and captures
+    overridden. ``draw`` depends on the state's shapes, dtype and device alone, not on its values or
+    step count. A compiled step (:mod:`scorelab.compiled`) runs ``draw`` eagerly and captures
     ``advance`` as one graph: a draw from a ``torch.Generator`` cannot be captured, so a step that
-    draws as it goes is captured as one graph per stretch between draws, each called separately."""
+    draws as it goes is captured as one graph per stretch between draws, each called separately. And
+    the step loop may make several steps' draws from the state before them, then advance them all in
+    one compiled call."""
 
     def step(self, state: Any, oracle: Any, generator: torch.Generator) -> tuple[Any, Any]:
         return self.advance(state, oracle, self.draw(state, generator))

@@ -98,8 +98,9 @@ class Tracer:
 
     ``P`` (dim, projections) has unit-norm Gaussian columns drawn from ``seed``, so every run and
     sampler of a comparison is traced along the same directions (P is drawn on the CPU, so on any
-    device). :meth:`record` queues a small matrix product on the chains' device and keeps the result
-    in a list: it never waits for the device. The host sees the trace only in :meth:`trace`, after
+    device). :meth:`record` (or the step loop, by :meth:`project` and :meth:`keep`) queues a small
+    matrix product on the chains' device and keeps the result in a buffer there: it never waits for
+    the device. The host sees the trace only in :meth:`trace`, after
     the run. Give ``device`` and ``dtype`` to copy P there at once; otherwise the first
     :meth:`record` copies it, a host-to-device transfer that waits on a GPU.
     """
@@ -124,16 +125,25 @@ class Tracer:
 
     def record(self, x: torch.Tensor) -> None:
         """Store x[:chains], flattened per chain, times P: (chains, projections), left on x's device."""
+        self.keep(self.project(x)[None])
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """x[:chains], flattened per chain, times P: (chains, projections), on x's device. Tensor work
+        alone, so compiled steps can take it into their graph (the step loop's ``trace``)."""
         if self._P is None or self._P.device != x.device or self._P.dtype != x.dtype:
             self._P = self.projection.to(x.device, x.dtype)
-        rows = x.detach()[: self.chains].reshape(min(len(x), self.chains), -1)
-        if self._buffer is None or self._n == len(self._buffer) or self._buffer.shape[1] != len(rows):
-            grown = torch.empty((max(1024, 2 * self._n), len(rows), self._P.shape[1]), device=x.device, dtype=x.dtype)
+        return x.detach()[: self.chains].reshape(min(len(x), self.chains), -1) @ self._P
+
+    def keep(self, records: torch.Tensor) -> None:
+        """Store consecutive steps' projections, (steps, chains, projections), on their device."""
+        k = len(records)
+        if self._buffer is None or self._n + k > len(self._buffer) or self._buffer.shape[1:] != records.shape[1:]:
+            grown = records.new_empty((max(1024, 2 * (self._n + k)), *records.shape[1:]))
             if self._buffer is not None:
                 grown[: self._n] = self._buffer[: self._n]
             self._buffer = grown
-        torch.matmul(rows, self._P, out=self._buffer[self._n])
-        self._n += 1
+        self._buffer[self._n : self._n + k] = records
+        self._n += k
 
     def trace(self, start_fraction: float = 0.5) -> np.ndarray:
         """(chains, draws, projections) on the host, in float64, the first ``start_fraction`` of draws

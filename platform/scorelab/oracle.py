@@ -44,6 +44,13 @@ class Counts:
     curvature: int = 0
 
 
+def price(counts: Counts | Any, weights: CostWeights) -> float:
+    """The cost of ``counts`` (anything with Counts' fields) in score evaluations: the oracle's cost is
+    the price of its counts, so a cost predicted from counts is the one the oracle will report."""
+    c, w = counts, weights
+    return c.nfe + w.vjp * c.vjp + w.jvp * c.jvp + w.curvature * c.curvature
+
+
 @dataclass
 class _Tally:
     """The oracle's own running counts; only the oracle holds a reference."""
@@ -104,8 +111,7 @@ class ScoreOracle:
 
     @property
     def cost(self) -> float:
-        c, w = self.__tally, self.__weights
-        return c.nfe + w.vjp * c.vjp + w.jvp * c.jvp + w.curvature * c.curvature
+        return price(self.__tally, self.__weights)
 
     # -- what a sampler may call ---------------------------------------------------------------
     def score(self, x: torch.Tensor, sigma: Sigma = None) -> torch.Tensor:

@@ -86,3 +86,35 @@ def test_divergence_is_the_cost_of_the_first_step_out_of_bounds(monkeypatch, chu
     else:
         assert result.diverged_at == k + 2  # init and each step cost one score evaluation
         assert result.cost == (6 if k + 2 <= 6 else 20)  # the run stops at the checkpoint that reads it
+
+
+@pytest.mark.parametrize("chunk", [3, 256], ids=["folded every 3 steps", "one fold"])
+@pytest.mark.parametrize("bad", [0, 2, 8, 9, 12, None])
+def test_divergence_counts_steps_added_singly_and_several_at_once_alike(monkeypatch, chunk, bad):
+    # as the step loop adds them: a single step, 8 from one compiled call, one, then 4
+    monkeypatch.setattr(chain._Divergence, "CHUNK", chunk)
+    xs = [torch.zeros(CHAINS, 2) for _ in range(14)]
+    if bad is not None:
+        xs[bad][1, 0] = math.nan
+    divergence = chain._Divergence(xs[0], 1e6)
+
+    def several(block):
+        lows, highs = zip(*(torch.aminmax(x) for x in block), strict=True)
+        divergence.add_steps(torch.stack(lows), torch.stack(highs))
+
+    divergence.add(xs[0])
+    several(xs[1:9])
+    divergence.add(xs[9])
+    several(xs[10:])
+    assert divergence.first_step() == (-1 if bad is None else bad)
+
+
+def test_info_of_several_steps_at_once_is_the_sum_of_each_steps():
+    infos = [diagnostics(t) for t in range(5)]
+    one_by_one, at_once = chain._InfoMeans(), chain._InfoMeans()
+    for info in infos:
+        one_by_one.add(info)
+    at_once.add(infos[0])
+    at_once.add_steps(infos[1:])
+    assert at_once.n == one_by_one.n == 5
+    assert at_once.pop() == pytest.approx(one_by_one.pop(), rel=1e-6)

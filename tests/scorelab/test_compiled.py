@@ -10,15 +10,16 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from scorelab import compiled
+from scorelab import chain, compiled
 from scorelab.chain import run_chain
 from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError
+from scorelab.ess import Tracer
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import Langevin, Mala, ProbabilityFlowODE
 from scorelab_builtins.targets import Gaussian
-from tests.helpers import short_chain
+from tests.helpers import SAMPLERS, short_chain
 
 # One of each kind of step: fused ULA, Metropolis with a step adapted on device scalars, a curvature
 # refresh every few steps (a Python branch), per-chain error control with Brownian memory; split into
@@ -48,6 +49,63 @@ def test_divergence_is_detected_at_the_same_step():
                for mode in ("none", "inductor")]
     assert results[0].diverged_at is not None
     assert results[1].diverged_at == results[0].diverged_at
+
+
+def _counting_calls_of_several_steps(monkeypatch) -> list[int]:
+    """Has the step loop's multi-step functions count their calls in the returned list."""
+    calls = []
+    real = chain.multi_step_function
+
+    def counted(*args, **kwargs):
+        many = real(*args, **kwargs)
+        if many is None:
+            return None
+
+        def run(*a):
+            calls.append(1)
+            return many(*a)
+
+        return run
+
+    monkeypatch.setattr(chain, "multi_step_function", counted)
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["langevin", "mala[warmup]"])
+def test_several_steps_a_call_keep_each_checkpoint_its_info_and_every_steps_trace(name, monkeypatch):
+    calls = _counting_calls_of_several_steps(monkeypatch)
+    target = Gaussian(dim=4, condition_number=10.0)
+    x0 = torch.randn(32, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    runs = {}
+    for mode in ("none", "inductor"):
+        kept, tracer, oracle = [], Tracer(4, chains=8), ScoreOracle(ExactScore(target))
+        # checkpoints 1 and 4 steps apart, and one a call's steps would pass: calls stop short of each
+        result = run_chain(SAMPLERS[name](), oracle, x0, 100, torch.Generator().manual_seed(1), [13, 50, 51, 55],
+                           kept.append, trace=tracer, compile=mode)
+        runs[mode] = result, oracle.counts, kept, tracer.trace(0.0)
+    (eager, eager_counts, eager_kept, eager_trace), (fused, fused_counts, fused_kept, fused_trace) = runs.values()
+    assert len(calls) >= 6  # of the 99 steps, the stretches between checkpoints in calls of 8
+    assert (fused.steps, fused_counts, fused.cost) == (eager.steps, eager_counts, eager.cost)
+    assert [(cp.cost, cp.steps) for cp in fused_kept] == [(cp.cost, cp.steps) for cp in eager_kept]
+    for a, b in zip(eager_kept, fused_kept, strict=True):
+        assert a.info.keys() == b.info.keys()
+        assert all(b.info[k] == pytest.approx(a.info[k], rel=1e-9, abs=1e-12) for k in a.info)
+    assert eager_trace.shape == fused_trace.shape == (8, eager.steps, 4)
+    torch.testing.assert_close(torch.from_numpy(fused_trace), torch.from_numpy(eager_trace), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_sampler_whose_calls_change_between_steps_goes_on_in_single_steps(monkeypatch):
+    # a curvature refresh every 3 steps: the first call of several steps makes more calls than the step
+    # before it did, and then the loop takes single steps, with the eager counts and chains
+    calls = _counting_calls_of_several_steps(monkeypatch)
+    eager, eager_counts = short_chain("curvature_step[power]", "none")
+    fused, fused_counts = short_chain("curvature_step[power]", "inductor")
+    assert len(calls) == 1
+    assert (fused.steps, fused_counts, fused.cost) == (eager.steps, eager_counts, eager.cost)
+    torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
 
 
 class _DrawingAsItGoes:

@@ -125,6 +125,11 @@ BROKEN = {
     "draws first and overrides step": (
         _split("Overriding", (Ula, DrawsFirst), draw=lambda self, s, g: self.noise(s, g), advance=_advance),
         "contract", "is a DrawsFirst that overrides step"),
+    "draws by the state's values": (
+        _split("ValueDraws", (DrawsFirst, Ula), draw=lambda self, s, g: self.noise(s, g) * s.x.abs().clamp(max=1),
+               advance=_advance),
+        "draw depends on the state's shapes alone", "draw gave other numbers (or took more or fewer) for the state "
+        "after 5 steps than for the first state"),
     "changes x0 in place": (
         variant("InPlace", init=lambda self, x0, o, b: State(x0.mul_(2.0), o.score(x0))),
         "init and step (state, info, finite chains)", "changed the x0 tensor it was given, in place"),

@@ -398,6 +398,30 @@ def _check_randomness(report: Report, declared: SamplerTraits, make) -> None:
             raise Fail("different generator seeds gave identical chains: the generator passed to step is not used. "
                        "Draw noise with generator=generator; a sampler that uses no randomness declares "
                        "deterministic = True")
+    if draws_first(make()):
+        with report.check("draw depends on the state's shapes alone"):
+            _check_draws_ahead(make, x0)
+
+
+def _check_draws_ahead(make, x0: torch.Tensor) -> None:
+    """A DrawsFirst's ``draw`` from the same generator state gives the same numbers, and moves the
+    generator as far, for its first state and for one steps later: compiled, the step loop makes
+    several steps' draws ahead, from the state before them."""
+    later = _run(make, x0, seed=7)
+    sampler = make()
+    first = sampler.init(x0.clone(), CountingOracle(CountingSource(_short_gaussian(tuple(x0.shape[1:]), x0.device,
+                                                                                   x0.dtype))), SHORT_BUDGET)
+    draws, ends = [], []
+    for state in (first, later.state):
+        generator = torch.Generator(x0.device).manual_seed(5)
+        draws.append(call("draw(state, generator)", sampler.draw, state, generator))
+        ends.append(generator.get_state())
+    a, b = (d if isinstance(d, tuple) else (d,) for d in draws)
+    if len(a) != len(b) or not all(same(p, q) for p, q in zip(a, b, strict=False)) or not same(*ends):
+        raise Fail(f"draw gave other numbers (or took more or fewer) for the state after {len(later.xs) - 1} steps "
+                   "than for the first state, from the same generator state: compiled, the step loop makes several "
+                   "steps' draws ahead from the state before them, so draw may depend on the state's shapes, dtype "
+                   "and device alone; what depends on its values (a step size, a schedule) belongs in advance")
 
 
 def _check_gaussian(make, dim: int, chains: int, budget: float, rel_tol: float | None) -> None:
