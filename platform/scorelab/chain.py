@@ -27,7 +27,7 @@ from . import compiled
 from .compiled import compiled_now, lasting, multi_step_function, step_function
 from .contracts import finished
 from .device import synchronize
-from .oracle import Counts, CostWeights, ScoreOracle, price
+from .oracle import CostWeights, Counts, ScoreOracle, price
 
 
 @dataclass

@@ -126,7 +126,8 @@ def test_a_step_that_draws_first_is_captured_without_a_break():
     for sampler in (Mala(step_size=0.05, warmup=0), _DrawingAsItGoes(Mala(step_size=0.05, warmup=0))):
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        run_chain(sampler, ScoreOracle(ExactScore(target)), x0, 10, torch.Generator().manual_seed(1), compile="inductor")
+        run_chain(sampler, ScoreOracle(ExactScore(target)), x0, 10, torch.Generator().manual_seed(1),
+                  compile="inductor")
         breaks[type(sampler).__name__] = sum(torch._dynamo.utils.counters["graph_break"].values())
     torch._dynamo.reset()
     assert breaks["Mala"] == 0  # advance, whole; draw runs eagerly before it
