@@ -349,6 +349,8 @@ def main() -> None:
                    help="rows to run (default: all; gaussian-1e6 only on a GPU)")
     p.add_argument("--steps", type=int, default=300, help="steps per timed run (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="rounds of interleaved runs (default: %(default)s)")
+    p.add_argument("--chains", type=int,
+                   help="chains of every row (default: each row's; a small number measures the per-step overhead)")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_CHAINS} chains, 20 steps, 2 rounds")
     p.add_argument("--core", type=int, help="the CPU core to pin the run to (default: the first allowed)")
@@ -375,7 +377,7 @@ def main() -> None:
     t_run = time.perf_counter()
     for key in rows:
         row = ROWS[key]
-        chains = QUICK_CHAINS * (16 if row.gpu_only else 1) if args.quick else row.chains
+        chains = args.chains or (QUICK_CHAINS * (16 if row.gpu_only else 1) if args.quick else row.chains)
         print(f"\n{key}: {row.what}, {chains} chains, {row.dtype}")
         problem = make_problem(row, chains, device)
         contenders = torch_contenders(row, problem, steps, device)

@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 import torch
 
-from . import compiled
-from .compiled import compiled_now, lasting, multi_step_function, step_function
+from .compiled import lasting
 from .contracts import finished
 from .device import synchronize
-from .oracle import CostWeights, Counts, ScoreOracle, price
+from .oracle import Counts, ScoreOracle
+from .stepping import Stepping, Steps
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Checkpoint:
     info: dict[str, float]  # each Info field averaged over chains and over steps since the last checkpoint
     wall_time: float  # seconds spent sampling so far (checkpoint work excluded)
     counts: Counts  # calls so far, so the cost can be re-priced with other weights
+    stepping: Stepping | None = None  # how the loop was stepping, for a replay from here (None: run in blocks)
 
 
 @dataclass
@@ -70,6 +71,9 @@ class _InfoMeans:
     def add_steps(self, infos: Sequence[Any]) -> None:
         """Several steps' Info at once: a tensor field whose shape holds over them is summed over the
         steps in one operation, then added."""
+        if len(infos) == 1:
+            self.add(infos[0])
+            return
         if not infos or infos[0] is None:
             return
         for column in zip(*(_fields(info) for info in infos), strict=True):
@@ -189,14 +193,8 @@ def run_chain(
     ``state.finished``, or the chains diverge: see the module docstring for ``bound``). ``callback``
     runs after init and at each checkpoint; ``trace`` records every step's chains on the device (for
     the effective sample size). ``compile`` runs the step eagerly or compiled (:mod:`scorelab.compiled`),
-    with the same counts and random stream; ``auto`` judges whether compiling pays over
-    ``compile_horizon`` (default ``budget``; more in blocks).
-
-    Compiled, a sampler that draws first takes ``compiled.STEPS_PER_CALL`` steps a call where they reach
-    no checkpoint or the budget before the last of them, as predicted from the calls of the step
-    before. The calls they made are checked against the prediction: a sampler whose calls changed (a
-    refresh among the steps) takes single steps for the rest of the run, and those steps' costs are
-    known in sum only (each is put at its share of it, and a checkpoint among them is taken after them)."""
+    with the same counts and random stream, one step a call or several (:mod:`scorelab.stepping`);
+    ``auto`` judges whether compiling pays over ``compile_horizon`` (default ``budget``; more in blocks)."""
     device = x0.device
     limit = min(bound, torch.finfo(x0.dtype).max) if x0.is_floating_point() else bound
     pending = sorted(c for c in checkpoints if c <= budget)
@@ -205,11 +203,13 @@ def run_chain(
     step_costs: list[float] = []
     wall, t0 = 0.0, time.perf_counter()
     state = sampler.init(x0, oracle, budget)
-    step = step_function(sampler, compile, device, budget if compile_horizon is None else compile_horizon)
-    k = compiled.STEPS_PER_CALL
-    many = multi_step_function(sampler, compile, device, k, None if trace is None else trace.project)
-    per_step: Counts | None = None  # the calls of the last single step
+    moves = Steps(sampler, compile, device, budget if compile_horizon is None else compile_horizon,
+                  None if trace is None else trace.project)
     steps, diverged_at = 0, None
+
+    def stop() -> float:
+        """The cost no call may reach before its last step: the next checkpoint's, or the budget."""
+        return min(pending[:1] + [budget])
 
     def checkpoint() -> bool:
         """Sync, check divergence, call back. True when the chains have diverged."""
@@ -221,35 +221,23 @@ def run_chain(
             diverged_at = step_costs[bad]
         elif callback is not None:
             callback(Checkpoint(oracle.cost, steps, lasting(state, compile), infos.pop(), wall,
-                                dataclasses.replace(oracle.counts)))
+                                dataclasses.replace(oracle.counts), moves.stepping(stop())))
         t0 = time.perf_counter()
         return bad >= 0
 
     checkpoint()
     while oracle.cost < budget and not finished(state):
-        before = oracle.counts
-        ahead = _costs_ahead(before, per_step, k, oracle.weights, min(pending[:1] + [budget])) \
-            if many is not None and per_step is not None and compiled_now(step) and not hasattr(state, "finished") \
-            else None
-        if ahead is not None:
-            state, step_infos, lows, highs, records = many(state, oracle, generator)
-            if oracle.counts != _plus(before, per_step, k):  # calls changed among the steps: known in sum alone
-                many, start = None, price(before, oracle.weights)
-                ahead = [start + (oracle.cost - start) * (i + 1) / k for i in range(k)]
-            infos.add_steps(step_infos)
-            step_costs += ahead
-            divergence.add_steps(lows, highs)
-            steps += k
-        else:
-            state, info = step(state, oracle, generator)
-            per_step = _minus(oracle.counts, before)
-            infos.add(info)
-            step_costs.append(oracle.cost)
+        moved = moves(state, oracle, generator, stop())
+        state = moved.state
+        infos.add_steps(moved.infos)
+        step_costs += moved.costs
+        if moved.extremes is None:
             divergence.add(state.x)
-            records = None if trace is None else trace.project(state.x)[None]
-            steps += 1
-        if records is not None:
-            trace.keep(records)
+        else:
+            divergence.add_steps(*moved.extremes)
+        if trace is not None:
+            trace.keep(moved.records)
+        steps += len(moved.costs)
         due = bool(pending) and oracle.cost >= pending[0]
         while pending and oracle.cost >= pending[0]:
             pending.pop(0)
@@ -257,21 +245,6 @@ def run_chain(
         if (due or done) and checkpoint():
             break
     return ChainResult(lasting(state, compile), steps, oracle.cost, oracle.counts, wall, diverged_at)
-
-
-def _costs_ahead(counts: Counts, per_step: Counts, k: int, weights: CostWeights, stop: float) -> list[float] | None:
-    """The costs after each of ``k`` steps from ``counts`` that each make ``per_step``'s calls, if all
-    but the last stay below ``stop`` (the next checkpoint's cost or the budget); else None."""
-    ahead = [price(_plus(counts, per_step, i), weights) for i in range(1, k + 1)]
-    return ahead if ahead[0] > price(counts, weights) and all(c < stop for c in ahead[:-1]) else None
-
-
-def _minus(a: Counts, b: Counts) -> Counts:
-    return Counts(*(getattr(a, f.name) - getattr(b, f.name) for f in dataclasses.fields(Counts)))
-
-
-def _plus(a: Counts, b: Counts, times: int) -> Counts:
-    return Counts(*(getattr(a, f.name) + times * getattr(b, f.name) for f in dataclasses.fields(Counts)))
 
 
 @dataclass

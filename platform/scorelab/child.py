@@ -153,7 +153,7 @@ class _Measure:
                                               "wall_time_s": cp.wall_time})
         self.exact.append((cp.cost, values[self.primary]))
         if generator is not None and self.threshold is not None and not values[self.primary] <= self.threshold:
-            self.snapshot = Snapshot.take(cp.state, generator, cp.cost, cp.counts)  # the last one above it
+            self.snapshot = Snapshot.take(cp, generator)  # the last one above it
 
     def merge(self, points: list[Point]) -> None:
         """Add refinement points to the primary curve (and MLflow), in cost order."""

@@ -32,8 +32,10 @@ from typing import Any
 
 import torch
 
-from .compiled import settled_mode, step_function
+from .chain import Checkpoint
+from .compiled import settled_mode
 from .oracle import Counts, ScoreOracle
+from .stepping import Stepping, Steps
 
 Point = tuple[float, float, Counts]  # (cost, metric value, calls so far)
 
@@ -46,45 +48,46 @@ class Snapshot:
     rng: torch.Tensor
     cost: float
     counts: Counts
+    stepping: Stepping
 
     @classmethod
-    def take(cls, state: Any, generator: torch.Generator, cost: float, counts: Counts) -> Snapshot:
-        return cls(copy.deepcopy(state), generator.get_state(), cost, dataclasses.replace(counts))
-
-
-def _plus(a: Counts, b: Counts) -> Counts:
-    return Counts(**{k: getattr(a, k) + getattr(b, k) for k in ("nfe", "vjp", "jvp", "curvature")})
-
-
-def _cost(c: Counts, w) -> float:
-    """The oracle's own formula, on the run's total counts: the replay's costs equal the run's bit for bit."""
-    return c.nfe + w.vjp * c.vjp + w.jvp * c.jvp + w.curvature * c.curvature
+    def take(cls, checkpoint: Checkpoint, generator: torch.Generator) -> Snapshot:
+        return cls(copy.deepcopy(checkpoint.state), generator.get_state(), checkpoint.cost,
+                   dataclasses.replace(checkpoint.counts), checkpoint.stepping or Stepping())
 
 
 def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[float, float],
            metric: Callable[[torch.Tensor], float], resolution: float, compile: str = "none") -> list[Point] | None:
     """Re-run from ``snapshot`` to the checkpoint ``until`` = (cost, value), evaluating ``metric`` at
     costs ``resolution`` apart (relative). None when the replay does not land on ``until`` exactly
-    (a sampler whose step is not reproducible from its state and generator). ``compile``: the run's mode."""
-    oracle = ScoreOracle(source, weights)
+    (a sampler whose step is not reproducible from its state and generator). ``compile``: the run's mode.
+
+    The replay steps as the run did (:mod:`scorelab.stepping`): the oracle resumes the run's counts,
+    so its costs are the run's to the bit, and calls of several steps give every step's chains."""
+    oracle = ScoreOracle(source, weights, snapshot.counts)
     generator = torch.Generator(snapshot.state.x.device)
     generator.set_state(snapshot.rng)
     state = copy.deepcopy(snapshot.state)
     end_cost, end_value = until
     points: list[Point] = []
     next_at = snapshot.cost * (1 + resolution)
-    cost = snapshot.cost
-    step = step_function(sampler, settled_mode(sampler, compile, state.x), state.x.device)
-    while cost < end_cost:
-        state, _ = step(state, oracle, generator)
-        counts = _plus(snapshot.counts, oracle.counts)
-        cost = _cost(counts, weights)
-        if cost >= next_at or cost >= end_cost:
-            points.append((cost, metric(state.x), counts))
-            next_at = cost * (1 + resolution)
+    moves = Steps(sampler, settled_mode(sampler, compile, state.x), state.x.device, project=_chains,
+                  stepping=snapshot.stepping)
+    while oracle.cost < end_cost:
+        moved = moves(state, oracle, generator, snapshot.stepping.stop)
+        state = moved.state
+        for cost, counts, x in zip(moved.costs, moved.counts, moved.records, strict=True):
+            if counts is not None and (cost >= next_at or cost >= end_cost):
+                points.append((cost, metric(x), counts))
+                next_at = cost * (1 + resolution)
     if not points or points[-1][0] != end_cost or not _same(points[-1][1], end_value):
         return None
     return points[:-1]
+
+
+def _chains(x: torch.Tensor) -> torch.Tensor:
+    """A step's chains as its record: the replay evaluates the metric on them."""
+    return x
 
 
 def _same(a: float, b: float) -> bool:

@@ -89,9 +89,10 @@ class ScoreOracle:
 
     __slots__ = ("__source", "__tally", "__weights", "__provides")
 
-    def __init__(self, source: Any, weights: CostWeights = CostWeights()):
+    def __init__(self, source: Any, weights: CostWeights = CostWeights(), counts: Counts = Counts()):
+        """``counts``: the calls charged before this oracle's first (a replay resuming a run's counts)."""
         self.__source = source
-        self.__tally = _Tally()
+        self.__tally = _Tally(counts.nfe, counts.vjp, counts.jvp, counts.curvature)
         self.__weights = weights
         self.__provides = frozenset(source.provides)
 

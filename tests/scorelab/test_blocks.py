@@ -10,9 +10,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from scorelab import chain
 from scorelab import config as C
 from scorelab import device as D
+from scorelab import stepping
 from scorelab.chain import run_blocks, run_chain
 from scorelab.compare import run_comparison
 from scorelab.config import parse_comparison
@@ -121,7 +121,7 @@ def test_auto_compile_judges_a_block_by_the_blocks_still_to_run(monkeypatch):
         horizons.append((mode, horizon))
         return sampler.step
 
-    monkeypatch.setattr(chain, "step_function", step_function)
+    monkeypatch.setattr(stepping, "step_function", step_function)
     target = _target()
     run_blocks(lambda: Langevin(H), lambda: ScoreOracle(ExactScore(target)), _x0(250), 100, BUDGET,
                torch.Generator().manual_seed(1), compile="auto")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from scorelab import chain, compiled
+from scorelab import compiled, stepping
 from scorelab.chain import run_chain
 from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError
@@ -54,7 +54,7 @@ def test_divergence_is_detected_at_the_same_step():
 def _counting_calls_of_several_steps(monkeypatch) -> list[int]:
     """Has the step loop's multi-step functions count their calls in the returned list."""
     calls = []
-    real = chain.multi_step_function
+    real = stepping.multi_step_function
 
     def counted(*args, **kwargs):
         many = real(*args, **kwargs)
@@ -67,7 +67,7 @@ def _counting_calls_of_several_steps(monkeypatch) -> list[int]:
 
         return run
 
-    monkeypatch.setattr(chain, "multi_step_function", counted)
+    monkeypatch.setattr(stepping, "multi_step_function", counted)
     return calls
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pytest
 import torch
 
-from scorelab.chain import run_chain
+from scorelab.chain import Checkpoint, run_chain
 from scorelab.crossing import Snapshot, budget_ladder, replay
 from scorelab.efficiency import cost_to_reach
 from scorelab.oracle import CostWeights, Counts, ScoreOracle
 from scorelab.schedules import log_spaced_checkpoints
 from scorelab.sources import ExactScore
+from scorelab_builtins.samplers import Mala
 from scorelab_builtins.targets import Gaussian
 
 H = 0.01  # x_k = (1 - H)^k x_0 under the noiseless step on N(0, I)
@@ -52,7 +54,7 @@ def test_a_replay_finds_the_crossing_to_its_resolution_where_checkpoints_cannot(
         nonlocal snapshot
         seen.append((cp.cost, _metric(cp.state.x)))
         if seen[-1][1] > threshold:
-            snapshot = Snapshot.take(cp.state, generator, cp.cost, cp.counts)
+            snapshot = Snapshot.take(cp, generator)
 
     run_chain(GradientFlow(), ScoreOracle(source), x0, budget, generator, log_spaced_checkpoints(budget, 6),
               on_checkpoint)
@@ -68,7 +70,8 @@ def test_a_replay_finds_the_crossing_to_its_resolution_where_checkpoints_cannot(
 def test_a_replay_that_does_not_reproduce_is_refused():
     source = ExactScore(Gaussian(dim=2).to("cpu", torch.float64))
     state = _State(torch.full((4, 2), 10.0, dtype=torch.float64))
-    snapshot = Snapshot.take(state, torch.Generator().manual_seed(0), 0.0, Counts())
+    checkpoint = Checkpoint(0.0, 0, state, {}, 0.0, Counts())
+    snapshot = Snapshot.take(checkpoint, torch.Generator().manual_seed(0))
     assert replay(GradientFlow(), source, CostWeights(), snapshot, (50, 123.0), _metric, 0.02) is None
 
 
@@ -83,3 +86,28 @@ def test_the_budget_ladder_brackets_the_least_budget_that_reaches():
     found = cost_to_reach(sorted((c, v) for c, v, _ in points), 0.01)
     assert 1000 <= found <= 1000 * 1.02
     assert len(calls) <= 12  # bisection, not a sweep of every budget
+
+
+@pytest.mark.slow
+def test_a_replay_of_a_compiled_run_steps_as_it_did_and_lands_on_its_numbers():
+    # float32 MALA adapting its step, whose chains from calls of several steps differ from single steps'
+    # in the last bits: the replay lands on the run's value only by stepping as the run did, and gives
+    # every step inside a call of several its point
+    target = Gaussian(dim=20, condition_number=10.0).to("cpu", torch.float32)
+    x0 = torch.randn(64, 20, generator=torch.Generator().manual_seed(0))
+    generator, kept = torch.Generator().manual_seed(1), {}
+
+    def metric(x):
+        return float(x.double().square().mean())
+
+    def on_checkpoint(cp):
+        kept[cp.cost] = Snapshot.take(cp, generator), metric(cp.state.x)
+
+    mala = Mala(step_size=0.05, warmup=100)
+    run_chain(mala, ScoreOracle(ExactScore(target)), x0, 120, generator, [10, 40, 80], on_checkpoint,
+              compile="inductor")
+    (snapshot, _), (_, value) = kept[40], kept[80]
+    points = replay(mala, ExactScore(target), CostWeights(), snapshot, (80, value), metric, resolution=1e-6,
+                    compile="inductor")
+    assert points is not None
+    assert [c for c, _, _ in points] == list(range(41, 80))  # a point after every step

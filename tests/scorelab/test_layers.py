@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "scorelab"
 LAYERS = [
     ("declarations", {"scorelab", "errors", "hookspecs", "contracts", "params", "describe"}),
     ("runtime", {"device", "oracle", "sources", "targets", "schedules", "store", "tracking", "plugins"}),
-    ("measurement", {"chain", "compiled", "compiled_linear", "compiled_math", "cost", "crossing", "ess", "efficiency",
-                     "floors", "plots", "analysis", "summary", "reporting", "testing"}),
+    ("measurement", {"chain", "stepping", "compiled", "compiled_linear", "compiled_math", "cost", "crossing", "ess",
+                     "efficiency", "floors", "plots", "analysis", "summary", "reporting", "testing"}),
     ("config", {"config"}),
     ("training", {"training"}),
     ("comparison", {"compare", "child", "executors", "study"}),

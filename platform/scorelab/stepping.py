@@ -1,0 +1,98 @@
+"""How the step loop moves a sampler on: one step a call, or, compiled, several.
+
+A compiled sampler that draws first (:func:`scorelab.compiled.multi_step_function`) takes
+``compiled.STEPS_PER_CALL`` steps a call where none of them but the last reaches the loop's next stop
+(a checkpoint or the budget), as predicted from the calls the last single step made. The calls are
+checked after each call of several: if they were not as predicted (a refresh among the steps), the
+steps' costs are known in sum only (each is put at its share of it, and a stop among them is
+reached after them), and the sampler goes on in single steps for the rest of the run.
+
+Which way a call goes follows from the counts, the stop and a little history (:class:`Stepping`),
+which a checkpoint keeps: a replay from it (:mod:`scorelab.crossing`) steps as the run did, through
+the same compiled graphs, and lands on the run's numbers to the bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import compiled
+from .compiled import compiled_now, multi_step_function, step_function
+from .oracle import Counts, ScoreOracle, price
+
+
+@dataclass(frozen=True)
+class Stepping:
+    """Where the choice between single steps and calls of several stands: what a replay needs to step
+    as the run did from a checkpoint."""
+
+    per_step: Counts | None = None  # the calls the last single step made (None: no step yet)
+    several: bool = True  # calls of several steps allowed (off once their calls were not as predicted)
+    stop: float = math.inf  # the cost no call may reach before its last step: the next checkpoint or the budget
+
+
+@dataclass
+class Moved:
+    """What one call moved: the state after it and, per step, its Info, cost and calls."""
+
+    state: Any
+    infos: list[Any]
+    costs: list[float]
+    counts: list[Counts | None]  # None for the steps of a call whose calls were not as predicted
+    extremes: tuple[torch.Tensor, torch.Tensor] | None  # each step's smallest and largest coordinate (several)
+    records: torch.Tensor | None  # each step's ``project(state.x)``, stacked (with ``project``)
+
+
+class Steps:
+    """``sampler``'s steps as ``compile`` runs them, one or several a call (see the module docstring).
+    ``project`` maps each step's chains to a record, computed in the compiled graph; ``stepping``
+    resumes the choice where a checkpoint left it."""
+
+    def __init__(self, sampler: Any, compile: str, device: torch.device, horizon: float = math.inf,
+                 project: Callable[[torch.Tensor], torch.Tensor] | None = None, stepping: Stepping = Stepping()):
+        self.k = compiled.STEPS_PER_CALL
+        self.one = step_function(sampler, compile, device, horizon)
+        self.many = multi_step_function(sampler, compile, device, self.k, project) if self.k > 1 else None
+        self.project = project
+        self.per_step, self.several = stepping.per_step, stepping.several
+
+    def stepping(self, stop: float) -> Stepping:
+        return Stepping(self.per_step, self.several, stop)
+
+    def __call__(self, state: Any, oracle: ScoreOracle, generator: torch.Generator, stop: float) -> Moved:
+        before = oracle.counts
+        if self._several_may_run(state):
+            counts = [_plus(before, self.per_step, i) for i in range(1, self.k + 1)]
+            costs = [price(c, oracle.weights) for c in counts]
+            if costs[0] > oracle.cost and all(c < stop for c in costs[:-1]):
+                state, infos, lows, highs, records = self.many(state, oracle, generator)
+                if oracle.counts != counts[-1]:  # not as predicted: known in sum alone
+                    self.several, start = False, price(before, oracle.weights)
+                    costs = [start + (oracle.cost - start) * (i + 1) / self.k for i in range(self.k)]
+                    counts = [None] * (self.k - 1) + [oracle.counts]
+                return Moved(state, infos, costs, counts, (lows, highs), records)
+        state, info = self.one(state, oracle, generator)
+        self.per_step = _minus(oracle.counts, before)
+        records = None if self.project is None else self.project(state.x)[None]
+        return Moved(state, [info], [oracle.cost], [oracle.counts], None, records)
+
+    def _several_may_run(self, state: Any) -> bool:
+        """A call of several steps is compiled for this sampler and run, and the calls of the last
+        single step are known; a state with ``finished`` (a fixed schedule) ends at a step of its own."""
+        return (self.several and self.many is not None and self.per_step is not None and compiled_now(self.one)
+                and not hasattr(state, "finished"))
+
+
+def _minus(a: Counts, b: Counts) -> Counts:
+    return Counts(*(getattr(a, f.name) - getattr(b, f.name) for f in dataclasses.fields(Counts)))
+
+
+def _plus(a: Counts, b: Counts, times: int) -> Counts:
+    return Counts(*(getattr(a, f.name) + times * getattr(b, f.name) for f in dataclasses.fields(Counts)))
+
