@@ -8,6 +8,9 @@ Contenders on each row, all running the same update on the same chains:
 - ``scorelab compiled``: the same with ``run_chain(..., compile="inductor")``, where this scorelab's
   ``run_chain`` has the keyword (else the column is left out and the run says so);
 - ``scorelab cuda_graph``, on a GPU only: the same with ``compile="cuda_graph"``;
+- ``compiled 1 step/call``, with ``--one-step-a-call``: ``scorelab compiled`` (``cuda_graph`` on a
+  GPU) taking one step a call (``scorelab.compiled.STEPS_PER_CALL = 1``) where it takes several: what
+  they gain, measured in the same run;
 - ``blackjax``: jit + ``lax.scan`` of BlackJAX's step. For ULA that is BlackJAX's Euler integrator
   (``blackjax.mcmc.diffusions.overdamped_langevin``, the one its MALA composes) applied to all chains
   at once, the score given in place of the log density's gradient; for MALA ``blackjax.mala`` with a
@@ -37,6 +40,7 @@ torch columns run alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import inspect
 import json
@@ -61,7 +65,8 @@ from scorelab_builtins.samplers import Langevin, Mala
 from scorelab_builtins.targets import Gaussian
 
 BLACKJAX = "blackjax"
-COMPILED = ("scorelab compiled", "scorelab cuda_graph")  # optional: left out of a run if they fail
+ONE_A_CALL = "compiled 1 step/call"
+COMPILED = ("scorelab compiled", "scorelab cuda_graph", ONE_A_CALL)  # optional: left out of a run if they fail
 HIDDEN = 256
 
 
@@ -165,7 +170,8 @@ def bare_mala(log_prob_and_score, x, steps: int, h: float, generator: torch.Gene
     return x
 
 
-def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.device) -> list[Contender]:
+def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.device,
+                     one_a_call: bool = False) -> list[Contender]:
     h = row.step_size
 
     def generator():
@@ -182,9 +188,11 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
 
     sampler = Langevin(step_size=h) if row.sampler == "ula" else Mala(step_size=h, warmup=0)
 
-    def scorelab(**kw):
+    def scorelab(steps_per_call: int | None = None, **kw):
         def go():
-            return run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, generator(), **kw).state.x
+            with calls_of(steps_per_call):
+                return run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, generator(),
+                                 **kw).state.x
         return go
 
     out = [Contender("bare torch", bare, finish), Contender("scorelab eager", scorelab(), finish)]
@@ -192,7 +200,26 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
         out.append(Contender("scorelab compiled", scorelab(compile="inductor"), finish))
         if device.type == "cuda":  # inductor's graphs replayed as CUDA graphs: fewer launches a step
             out.append(Contender("scorelab cuda_graph", scorelab(compile="cuda_graph"), finish))
+        if one_a_call:  # what taking several steps a call gains, measured beside it
+            mode = "cuda_graph" if device.type == "cuda" else "inductor"
+            out.append(Contender(ONE_A_CALL, scorelab(steps_per_call=1, compile=mode), finish))
     return out
+
+
+@contextlib.contextmanager
+def calls_of(steps_per_call: int | None):
+    """scorelab's compiled steps taken ``steps_per_call`` a call (None: as scorelab takes them)."""
+    from scorelab import compiled
+
+    default = getattr(compiled, "STEPS_PER_CALL", None)
+    if steps_per_call is None or default is None:
+        yield
+        return
+    compiled.STEPS_PER_CALL = steps_per_call
+    try:
+        yield
+    finally:
+        compiled.STEPS_PER_CALL = default
 
 
 # -- the JAX side ----------------------------------------------------------------------------------
@@ -351,6 +378,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="rounds of interleaved runs (default: %(default)s)")
     p.add_argument("--chains", type=int,
                    help="chains of every row (default: each row's; a small number measures the per-step overhead)")
+    p.add_argument("--one-step-a-call", action="store_true",
+                   help=f"add '{ONE_A_CALL}': scorelab's compiled loop taking one step a call, not several")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_CHAINS} chains, 20 steps, 2 rounds")
     p.add_argument("--core", type=int, help="the CPU core to pin the run to (default: the first allowed)")
@@ -380,7 +409,7 @@ def main() -> None:
         chains = args.chains or (QUICK_CHAINS * (16 if row.gpu_only else 1) if args.quick else row.chains)
         print(f"\n{key}: {row.what}, {chains} chains, {row.dtype}")
         problem = make_problem(row, chains, device)
-        contenders = torch_contenders(row, problem, steps, device)
+        contenders = torch_contenders(row, problem, steps, device, args.one_step_a_call)
         if peers:
             contenders.append(jax_contender(row, problem, steps, *peers))
         contenders = warm_up(contenders, device)
