@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from scorelab import stepping
 from scorelab.chain import ChainResult, run_chain
 from scorelab.oracle import Counts, ScoreOracle
 from scorelab.sources import ExactScore
@@ -223,3 +224,26 @@ def rewritten_graph(fn, x: torch.Tensor, dynamic: bool = False) -> torch.fx.Grap
     torch.compile(fn, backend=keep, dynamic=dynamic)(x)
     (graph,) = graphs
     return graph
+
+
+class _Chosen(dict):
+    """Every setting's choice, made: ``choice`` (see :func:`several_a_call`)."""
+
+    def __init__(self, choice: bool):
+        super().__init__()
+        self.choice = choice
+
+    def get(self, key, default=None):
+        return self.choice
+
+    def __contains__(self, key):
+        return True
+
+    def __getitem__(self, key):
+        return self.choice
+
+
+def several_a_call(monkeypatch, choice: bool = True) -> None:
+    """Compiled runs take several steps a call (or, ``choice=False``, one) wherever they may, as if the
+    process had measured each setting so: the tests see the same path on any machine."""
+    monkeypatch.setattr(stepping, "_choices", _Chosen(choice))

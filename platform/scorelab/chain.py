@@ -203,7 +203,7 @@ def run_chain(
     step_costs: list[float] = []
     wall, t0 = 0.0, time.perf_counter()
     state = sampler.init(x0, oracle, budget)
-    moves = Steps(sampler, compile, device, budget if compile_horizon is None else compile_horizon,
+    moves = Steps(sampler, compile, x0, budget if compile_horizon is None else compile_horizon,
                   None if trace is None else trace.project)
     steps, diverged_at = 0, None
 

@@ -88,7 +88,7 @@ def step_function(sampler: Any, mode: str, device: torch.device, horizon: float 
     if mode == "none" or not traits("sampler", sampler).compilable:
         return sampler.step
     if mode == "auto":
-        return _Auto(sampler, _compiled_mode(device), device, horizon)
+        return _Auto(sampler, auto_mode(device), device, horizon)
     return _compiled(sampler, mode)
 
 
@@ -105,7 +105,7 @@ def multi_step_function(sampler: Any, mode: str, device: torch.device, k: int,
     ``auto`` the step loop calls it only once ``auto`` has chosen the compiled path (:func:`compiled_now`)."""
     if mode == "none" or not traits("sampler", sampler).compilable or not draws_first(sampler):
         return None
-    mode = _compiled_mode(device) if mode == "auto" else mode
+    mode = auto_mode(device) if mode == "auto" else mode
 
     def draws(state, generator):
         return tuple(sampler.draw(state, generator) for _ in range(k))
@@ -144,7 +144,7 @@ def compiled_now(step: Callable) -> bool:
     return not isinstance(step, _Auto) or step.chosen is step.compiled
 
 
-def _compiled_mode(device: torch.device) -> str:
+def auto_mode(device: torch.device) -> str:
     """The compiled mode ``auto`` tries on ``device``."""
     return "cuda_graph" if device.type == "cuda" else "inductor"
 
@@ -248,7 +248,7 @@ def lasting(state: Any, mode: str) -> Any:
     return state
 
 
-def _key(sampler: Any, x: torch.Tensor) -> tuple:
+def setting_key(sampler: Any, x: torch.Tensor) -> tuple:
     """What ``auto``'s choice is remembered by: the sampler's class and hyperparameters, the chains'
     shape, dtype and device."""
     return type(sampler), repr(sampler), tuple(x.shape), x.dtype, str(x.device)
@@ -260,7 +260,7 @@ def settled_mode(sampler: Any, mode: str, x: torch.Tensor) -> str:
     run uses it, so it steps as the run did after its first, timed steps."""
     if mode != "auto":
         return mode
-    if _auto_choices.get(_key(sampler, x)) == "compiled":
+    if _auto_choices.get(setting_key(sampler, x)) == "compiled":
         return "cuda_graph" if x.device.type == "cuda" else "inductor"
     return "none"
 
@@ -286,7 +286,7 @@ class _Auto:
         if self.chosen is not None:
             return self.chosen(state, oracle, generator)
         if self.key is None:
-            self.key = _key(self.sampler, state.x)
+            self.key = setting_key(self.sampler, state.x)
             if self.key in _auto_choices:
                 return self._choose(_auto_choices[self.key])(state, oracle, generator)
             self.start_cost = oracle.cost

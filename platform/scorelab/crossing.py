@@ -71,7 +71,7 @@ def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[
     end_cost, end_value = until
     points: list[Point] = []
     next_at = snapshot.cost * (1 + resolution)
-    moves = Steps(sampler, settled_mode(sampler, compile, state.x), state.x.device, project=_chains,
+    moves = Steps(sampler, settled_mode(sampler, compile, state.x), state.x, project=_chains,
                   stepping=snapshot.stepping)
     while oracle.cost < end_cost:
         moved = moves(state, oracle, generator, snapshot.stepping.stop)

@@ -19,7 +19,7 @@ from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import Langevin, Mala, ProbabilityFlowODE
 from scorelab_builtins.targets import Gaussian
-from tests.helpers import SAMPLERS, short_chain
+from tests.helpers import SAMPLERS, several_a_call, short_chain
 
 # One of each kind of step: fused ULA, Metropolis with a step adapted on device scalars, a curvature
 # refresh every few steps (a Python branch), per-chain error control with Brownian memory; split into
@@ -30,7 +30,8 @@ KINDS = ["langevin", "mala[warmup]", "hessian_diag[hutchinson,vjp]", "annealed[a
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", KINDS)
-def test_a_compiled_step_gives_the_eager_counts_and_chains(name):
+def test_a_compiled_step_gives_the_eager_counts_and_chains(name, monkeypatch):
+    several_a_call(monkeypatch)  # where a sampler draws first
     eager, eager_counts = short_chain(name, "none")
     fused, fused_counts = short_chain(name, "inductor")
     assert (fused.steps, fused_counts, fused.cost) == (eager.steps, eager_counts, eager.cost)
@@ -41,7 +42,8 @@ def test_a_compiled_step_gives_the_eager_counts_and_chains(name):
 
 
 @pytest.mark.slow
-def test_divergence_is_detected_at_the_same_step():
+def test_divergence_is_detected_at_the_same_step(monkeypatch):
+    several_a_call(monkeypatch)  # it diverges inside the first call of several steps
     target = Gaussian(dim=3, condition_number=10.0)
     x0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     results = [run_chain(Langevin(step_size=5.0), ScoreOracle(ExactScore(target)), x0, 200,
@@ -74,6 +76,7 @@ def _counting_calls_of_several_steps(monkeypatch) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["langevin", "mala[warmup]"])
 def test_several_steps_a_call_keep_each_checkpoint_its_info_and_every_steps_trace(name, monkeypatch):
+    several_a_call(monkeypatch)
     calls = _counting_calls_of_several_steps(monkeypatch)
     target = Gaussian(dim=4, condition_number=10.0)
     x0 = torch.randn(32, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -100,12 +103,40 @@ def test_several_steps_a_call_keep_each_checkpoint_its_info_and_every_steps_trac
 def test_a_sampler_whose_calls_change_between_steps_goes_on_in_single_steps(monkeypatch):
     # a curvature refresh every 3 steps: the first call of several steps makes more calls than the step
     # before it did, and then the loop takes single steps, with the eager counts and chains
+    several_a_call(monkeypatch)
     calls = _counting_calls_of_several_steps(monkeypatch)
     eager, eager_counts = short_chain("curvature_step[power]", "none")
     fused, fused_counts = short_chain("curvature_step[power]", "inductor")
     assert len(calls) == 1
     assert (fused.steps, fused_counts, fused.cost) == (eager.steps, eager_counts, eager.cost)
     torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+
+
+def _clock_of_ticks(monkeypatch) -> None:
+    """A measuring clock that moves one second each time it is read: a timed single step takes 1 s, a
+    timed call of several 1 s for all its steps."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(stepping, "_now", lambda: float(next(ticks)))
+
+
+@pytest.mark.slow
+def test_calls_of_several_steps_are_measured_against_single_steps_and_the_faster_kept(monkeypatch):
+    monkeypatch.setattr(stepping, "_choices", {})
+    _clock_of_ticks(monkeypatch)
+    calls = _counting_calls_of_several_steps(monkeypatch)
+    first, _ = short_chain("langevin", "inductor", budget=100)
+    # 1 single step (its calls), 3 timed, 1 call that compiles, 3 timed (1/8 s a step: faster), then calls
+    ((key, faster),) = stepping._choices.items()
+    assert faster is True and key[2:4] == ((32, 4), torch.float64) and key[-2:] == ("inductor", 8)
+    assert len(calls) == (99 - 4) // 8
+    calls.clear()
+    again, _ = short_chain("langevin", "inductor", budget=100)  # the setting's choice, from its first step on
+    assert len(calls) == (99 - 1) // 8
+    torch.testing.assert_close(again.state.x, first.state.x, rtol=1e-9, atol=1e-12)
+    several_a_call(monkeypatch, choice=False)
+    calls.clear()
+    single, _ = short_chain("langevin", "inductor", budget=100)
+    assert calls == [] and single.steps == first.steps
 
 
 class _DrawingAsItGoes:
