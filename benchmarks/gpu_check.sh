@@ -2,7 +2,8 @@
 # The GPU checks of the compiled step path, as one command for a machine with a CUDA card and torch
 # on it (scorelab itself is read from this checkout, not installed): the CUDA-only tests of
 # tests/scorelab/test_compiled.py (eager and compiled chains agree; CUDA-graph outputs kept past a
-# step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included. No tracking, so no
+# step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included, with the compiled
+# loop taking one step a call beside it (what several a call gain on the card). No tracking, so no
 # MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first). BlackJAX's column
 # needs jax for the card and blackjax; a blackjax wheel in .whl/ (`pip download --no-deps -d .whl
 # blackjax==1.7.1`) is installed first when there is one.
@@ -22,5 +23,5 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py -k cuda 2>&1 | tee "$out/gpu_tests.txt"
 tests=$?
-python3 benchmarks/peers.py --device cuda --repeats 3 --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
+python3 benchmarks/peers.py --device cuda --repeats 3 --one-step-a-call --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
 exit $(( tests || $? ))

@@ -18,9 +18,10 @@ What compiling keeps, so that a compiled run means what an eager one does:
   around it), so compiled and eager steps take the same numbers from the run's generator. A sampler
   that draws first (:class:`~scorelab.contracts.DrawsFirst`) has its ``draw`` run eagerly and its
   ``advance`` captured as one graph; any other step is captured as a graph per stretch between its
-  draws, each called separately. Between checkpoints the step loop calls a sampler that draws first
-  for ``STEPS_PER_CALL`` steps at a time (:func:`multi_step_function`): their draws made first, one
-  ``draw`` per step in order, their advances one graph. Fused arithmetic rounds differently (and on
+  draws, each called separately. Between checkpoints the step loop may call a sampler that draws
+  first for ``STEPS_PER_CALL`` steps at a time (:func:`multi_step_function`, where that measures
+  faster, :mod:`scorelab.stepping`): their draws made first, one ``draw`` per step in order, their
+  advances one graph. Fused arithmetic rounds differently (and on
   the CPU float32 linear layers are oneDNN's or summed out and a float32 tanh is computed within
   5 ULP, 6 without FMAs, :mod:`compiled_math`), so chains agree with eager ones to rounding, and a
   mode reproduces itself bit for bit per seed.
@@ -61,9 +62,9 @@ WORTH_COMPILING = 20.0
 #: Graphs one step function may have: samplers branch in Python on their step count (refreshes,
 #: noise levels), and each branch is a graph; past this Dynamo runs the new paths eagerly, with a notice.
 RECOMPILE_LIMIT = 64
-#: Steps one compiled call takes, for a sampler that draws first, where no checkpoint or the budget
-#: falls among them: the per-call price (Dynamo's guards, the step loop's bookkeeping, on a GPU the
-#: graph's launch) is paid once for them all.
+#: Steps one compiled call may take, for a sampler that draws first, where no checkpoint or the budget
+#: falls among them and the setting measured faster so (:mod:`scorelab.stepping`): the per-call price
+#: (Dynamo's guards, the step loop's bookkeeping, on a GPU the graph's launch) is paid once for them all.
 STEPS_PER_CALL = 8
 
 _auto_choices: dict[tuple, str] = {}
@@ -94,8 +95,8 @@ def step_function(sampler: Any, mode: str, device: torch.device, horizon: float 
 
 def multi_step_function(sampler: Any, mode: str, device: torch.device, k: int,
                         project: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable | None:
-    """``k`` steps of a sampler that draws first, in one compiled call; None where steps
-    are not compiled (``none``, a sampler not compilable) or the sampler does not draw first. A callable
+    """``k`` steps of a sampler that draws first, in one compiled call; None where steps are not
+    compiled (``none``, a sampler not compilable) or the sampler does not draw first. A callable
     ``(state, oracle, generator) -> (state, infos, lows, highs, projections)``: the state after the
     steps, each step's Info, each step's smallest and largest chain coordinate (for divergence), and
     each step's ``project(state.x)`` stacked (None without ``project``).

@@ -276,6 +276,7 @@ def test_on_cuda_a_compiled_step_gives_the_eager_chains_and_keeps_what_outlives_
     overwrites, every checkpoint's state and the run's last state stay as they were when taken."""
     monkeypatch.setattr(compiled, "_auto_choices", {})
     monkeypatch.setattr(compiled, "WORTH_COMPILING", 0.0)  # auto compiles even this short run
+    several_a_call(monkeypatch)  # and between checkpoints takes 8 steps a call, their outputs in the pool too
     target = Gaussian(dim=4, condition_number=10.0).to("cuda", torch.float64)
     x0 = torch.randn(256, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cuda()
 
