@@ -3,10 +3,10 @@
 # on it (scorelab itself is read from this checkout, not installed): the CUDA-only tests of
 # tests/scorelab/test_compiled.py (eager and compiled chains agree; CUDA-graph outputs kept past a
 # step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included, with the compiled
-# loop taking one step a call beside it (what several a call gain on the card). No tracking, so no
-# MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first). BlackJAX's column
-# needs jax for the card and blackjax; a blackjax wheel in .whl/ (`pip download --no-deps -d .whl
-# blackjax==1.7.1`) is installed first when there is one.
+# loop taking 1 and 16 steps a call beside its default 8 (what several a call gain on the card). No
+# tracking, so no MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first).
+# BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/ (`pip download
+# --no-deps -d .whl blackjax==1.7.1`) is installed first when there is one.
 #
 #     bash benchmarks/gpu_check.sh [RESULTS_DIR]     # default: $OUT, else benchmarks/results
 #
@@ -23,5 +23,5 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py -k cuda 2>&1 | tee "$out/gpu_tests.txt"
 tests=$?
-python3 benchmarks/peers.py --device cuda --repeats 3 --one-step-a-call --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
+python3 benchmarks/peers.py --device cuda --repeats 3 --steps-per-call 1 16 --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
 exit $(( tests || $? ))

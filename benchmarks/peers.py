@@ -8,9 +8,9 @@ Contenders on each row, all running the same update on the same chains:
 - ``scorelab compiled``: the same with ``run_chain(..., compile="inductor")``, where this scorelab's
   ``run_chain`` has the keyword (else the column is left out and the run says so);
 - ``scorelab cuda_graph``, on a GPU only: the same with ``compile="cuda_graph"``;
-- ``compiled 1 step/call``, with ``--one-step-a-call``: ``scorelab compiled`` (``cuda_graph`` on a
-  GPU) taking one step a call (``scorelab.compiled.STEPS_PER_CALL = 1``) where it takes several: what
-  they gain, measured in the same run;
+- ``compiled K/call``, one for each K of ``--steps-per-call``: ``scorelab compiled`` (``cuda_graph`` on
+  a GPU) taking K steps a call where it may (``scorelab.compiled.STEPS_PER_CALL``, whose default is 1
+  on the CPU and 8 on a GPU): what taking several a call gains or loses, measured in the same run;
 - ``blackjax``: jit + ``lax.scan`` of BlackJAX's step. For ULA that is BlackJAX's Euler integrator
   (``blackjax.mcmc.diffusions.overdamped_langevin``, the one its MALA composes) applied to all chains
   at once, the score given in place of the log density's gradient; for MALA ``blackjax.mala`` with a
@@ -65,8 +65,7 @@ from scorelab_builtins.samplers import Langevin, Mala
 from scorelab_builtins.targets import Gaussian
 
 BLACKJAX = "blackjax"
-ONE_A_CALL = "compiled 1 step/call"
-COMPILED = ("scorelab compiled", "scorelab cuda_graph", ONE_A_CALL)  # optional: left out of a run if they fail
+COMPILED = ("scorelab compiled", "scorelab cuda_graph")  # optional, as the K/call columns: a failure leaves them out
 HIDDEN = 256
 
 
@@ -171,7 +170,7 @@ def bare_mala(log_prob_and_score, x, steps: int, h: float, generator: torch.Gene
 
 
 def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.device,
-                     one_a_call: bool = False) -> list[Contender]:
+                     steps_per_call: tuple[int, ...] = ()) -> list[Contender]:
     h = row.step_size
 
     def generator():
@@ -188,9 +187,9 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
 
     sampler = Langevin(step_size=h) if row.sampler == "ula" else Mala(step_size=h, warmup=0)
 
-    def scorelab(steps_per_call: int | None = None, **kw):
+    def scorelab(k: int | None = None, **kw):
         def go():
-            with calls_of(steps_per_call):
+            with calls_of(k, device):
                 return run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, generator(),
                                  **kw).state.x
         return go
@@ -200,26 +199,37 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
         out.append(Contender("scorelab compiled", scorelab(compile="inductor"), finish))
         if device.type == "cuda":  # inductor's graphs replayed as CUDA graphs: fewer launches a step
             out.append(Contender("scorelab cuda_graph", scorelab(compile="cuda_graph"), finish))
-        if one_a_call:  # what taking several steps a call gains, measured beside it
-            mode = "cuda_graph" if device.type == "cuda" else "inductor"
-            out.append(Contender(ONE_A_CALL, scorelab(steps_per_call=1, compile=mode), finish))
+        mode = "cuda_graph" if device.type == "cuda" else "inductor"
+        out += [Contender(per_call(k), scorelab(k, compile=mode), finish) for k in steps_per_call]
     return out
 
 
+def compiled_column(name: str) -> bool:
+    """A compiled contender: warmed up twice, and left out of the run if it fails."""
+    return name in COMPILED or name.startswith("compiled ")
+
+
+def per_call(k: int) -> str:
+    """The name of the contender taking ``k`` compiled steps a call."""
+    return f"compiled {k}/call"
+
+
 @contextlib.contextmanager
-def calls_of(steps_per_call: int | None):
-    """scorelab's compiled steps taken ``steps_per_call`` a call (None: as scorelab takes them)."""
+def calls_of(k: int | None, device: torch.device):
+    """scorelab's compiled steps taken ``k`` a call on ``device`` (None: as scorelab takes them)."""
     from scorelab import compiled
 
-    default = getattr(compiled, "STEPS_PER_CALL", None)
-    if steps_per_call is None or default is None:
+    table = getattr(compiled, "STEPS_PER_CALL", None)
+    if k is None or not isinstance(table, dict):
         yield
         return
-    compiled.STEPS_PER_CALL = steps_per_call
+    before = dict(table)
+    table[device.type] = k
     try:
         yield
     finally:
-        compiled.STEPS_PER_CALL = default
+        table.clear()
+        table.update(before)
 
 
 # -- the JAX side ----------------------------------------------------------------------------------
@@ -335,10 +345,10 @@ def warm_up(contenders: list[Contender], device: torch.device) -> list[Contender
     kept = []
     for c in contenders:
         try:
-            for _ in range(2 if c.name in COMPILED else 1):
+            for _ in range(2 if compiled_column(c.name) else 1):
                 seconds(c, device)
         except Exception as e:  # noqa: BLE001 - an optional contender must not end the run
-            if c.name not in (*COMPILED, BLACKJAX):
+            if not compiled_column(c.name) and c.name != BLACKJAX:
                 raise
             print(f"  {c.name} left out: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             continue
@@ -378,8 +388,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="rounds of interleaved runs (default: %(default)s)")
     p.add_argument("--chains", type=int,
                    help="chains of every row (default: each row's; a small number measures the per-step overhead)")
-    p.add_argument("--one-step-a-call", action="store_true",
-                   help=f"add '{ONE_A_CALL}': scorelab's compiled loop taking one step a call, not several")
+    p.add_argument("--steps-per-call", type=int, nargs="+", default=(), metavar="K",
+                   help="add a 'compiled K/call' column for each K: scorelab's compiled loop taking K steps a call")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_CHAINS} chains, 20 steps, 2 rounds")
     p.add_argument("--core", type=int, help="the CPU core to pin the run to (default: the first allowed)")
@@ -409,7 +419,7 @@ def main() -> None:
         chains = args.chains or (QUICK_CHAINS * (16 if row.gpu_only else 1) if args.quick else row.chains)
         print(f"\n{key}: {row.what}, {chains} chains, {row.dtype}")
         problem = make_problem(row, chains, device)
-        contenders = torch_contenders(row, problem, steps, device, args.one_step_a_call)
+        contenders = torch_contenders(row, problem, steps, device, tuple(args.steps_per_call))
         if peers:
             contenders.append(jax_contender(row, problem, steps, *peers))
         contenders = warm_up(contenders, device)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scorelab import stepping
+from scorelab import compiled
 from scorelab.chain import ChainResult, run_chain
 from scorelab.oracle import Counts, ScoreOracle
 from scorelab.sources import ExactScore
@@ -226,24 +226,7 @@ def rewritten_graph(fn, x: torch.Tensor, dynamic: bool = False) -> torch.fx.Grap
     return graph
 
 
-class _Chosen(dict):
-    """Every setting's choice, made: ``choice`` (see :func:`several_a_call`)."""
 
-    def __init__(self, choice: bool):
-        super().__init__()
-        self.choice = choice
-
-    def get(self, key, default=None):
-        return self.choice
-
-    def __contains__(self, key):
-        return True
-
-    def __getitem__(self, key):
-        return self.choice
-
-
-def several_a_call(monkeypatch, choice: bool = True) -> None:
-    """Compiled runs take several steps a call (or, ``choice=False``, one) wherever they may, as if the
-    process had measured each setting so: the tests see the same path on any machine."""
-    monkeypatch.setattr(stepping, "_choices", _Chosen(choice))
+def several_a_call(monkeypatch, steps: int = 8) -> None:
+    """Compiled runs on the CPU take ``steps`` steps a call wherever they may, as on a GPU."""
+    monkeypatch.setitem(compiled.STEPS_PER_CALL, "cpu", steps)

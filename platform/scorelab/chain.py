@@ -27,7 +27,7 @@ from .compiled import lasting
 from .contracts import finished
 from .device import synchronize
 from .oracle import Counts, ScoreOracle
-from .stepping import Stepping, Steps
+from .stepping import Stepper, Stepping
 
 
 @dataclass
@@ -79,7 +79,7 @@ class _InfoMeans:
         for column in zip(*(_fields(info) for info in infos), strict=True):
             k, values = column[0][0], [v for _, v in column]
             if all(isinstance(v, torch.Tensor) and v.shape == values[0].shape for v in values):
-                self._add_tensor(k, torch.stack(values).detach().sum(0))
+                self._add_tensor(k, torch.stack(values).detach().sum(0, dtype=_sum_dtype(values[0])))
             else:
                 for v in values:
                     self._add_value(k, v)
@@ -92,7 +92,7 @@ class _InfoMeans:
             self.sums[k] = self.sums.get(k, 0.0) + v
 
     def _add_tensor(self, k: str, v: torch.Tensor) -> None:
-        total, dtype = self.sums.get(k), torch.float64 if v.dtype == torch.float64 else torch.float32
+        total, dtype = self.sums.get(k), _sum_dtype(v)
         if total is None:
             self.sums[k] = v.to(dtype, copy=True)
         elif isinstance(total, torch.Tensor) and total.shape == v.shape:
@@ -105,6 +105,11 @@ class _InfoMeans:
             if self.n else {}
         self.sums, self.n = {}, 0
         return out
+
+
+def _sum_dtype(v: torch.Tensor) -> torch.dtype:
+    """What an Info field is summed in: float64 for float64, float32 for everything else."""
+    return torch.float64 if v.dtype == torch.float64 else torch.float32
 
 
 def _fields(info: Any) -> list[tuple[str, Any]]:
@@ -203,8 +208,8 @@ def run_chain(
     step_costs: list[float] = []
     wall, t0 = 0.0, time.perf_counter()
     state = sampler.init(x0, oracle, budget)
-    moves = Steps(sampler, compile, x0, budget if compile_horizon is None else compile_horizon,
-                  None if trace is None else trace.project)
+    stepper = Stepper(sampler, compile, device, budget if compile_horizon is None else compile_horizon,
+                      None if trace is None else trace.project)
     steps, diverged_at = 0, None
 
     def stop() -> float:
@@ -221,13 +226,13 @@ def run_chain(
             diverged_at = step_costs[bad]
         elif callback is not None:
             callback(Checkpoint(oracle.cost, steps, lasting(state, compile), infos.pop(), wall,
-                                dataclasses.replace(oracle.counts), moves.stepping(stop())))
+                                dataclasses.replace(oracle.counts), stepper.stepping(stop())))
         t0 = time.perf_counter()
         return bad >= 0
 
     checkpoint()
     while oracle.cost < budget and not finished(state):
-        moved = moves(state, oracle, generator, stop())
+        moved = stepper(state, oracle, generator, stop())
         state = moved.state
         infos.add_steps(moved.infos)
         step_costs += moved.costs

@@ -18,10 +18,10 @@ What compiling keeps, so that a compiled run means what an eager one does:
   around it), so compiled and eager steps take the same numbers from the run's generator. A sampler
   that draws first (:class:`~scorelab.contracts.DrawsFirst`) has its ``draw`` run eagerly and its
   ``advance`` captured as one graph; any other step is captured as a graph per stretch between its
-  draws, each called separately. Between checkpoints the step loop may call a sampler that draws
-  first for ``STEPS_PER_CALL`` steps at a time (:func:`multi_step_function`, where that measures
-  faster, :mod:`scorelab.stepping`): their draws made first, one ``draw`` per step in order, their
-  advances one graph. Fused arithmetic rounds differently (and on
+  draws, each called separately. Between checkpoints the step loop calls a sampler that draws first
+  for ``STEPS_PER_CALL`` steps at a time (8 on a GPU, :func:`multi_step_function`,
+  :mod:`scorelab.stepping`): their draws made first, one ``draw`` per step in order, their advances
+  one graph. Fused arithmetic rounds differently (and on
   the CPU float32 linear layers are oneDNN's or summed out and a float32 tanh is computed within
   5 ULP, 6 without FMAs, :mod:`compiled_math`), so chains agree with eager ones to rounding, and a
   mode reproduces itself bit for bit per seed.
@@ -62,10 +62,18 @@ WORTH_COMPILING = 20.0
 #: Graphs one step function may have: samplers branch in Python on their step count (refreshes,
 #: noise levels), and each branch is a graph; past this Dynamo runs the new paths eagerly, with a notice.
 RECOMPILE_LIMIT = 64
-#: Steps one compiled call may take, for a sampler that draws first, where no checkpoint or the budget
-#: falls among them and the setting measured faster so (:mod:`scorelab.stepping`): the per-call price
-#: (Dynamo's guards, the step loop's bookkeeping, on a GPU the graph's launch) is paid once for them all.
-STEPS_PER_CALL = 8
+#: Steps one compiled call takes, per device type, for a sampler that draws first, where no checkpoint
+#: or the budget falls among them (:mod:`scorelab.stepping`): the per-call price (Dynamo's guards, the
+#: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. One on the CPU:
+#: there a graph of 8 steps was faster per step for small problems and the Gaussian, but slower for the
+#: MLP score (inductor fuses one step's head into the next step's input layer), benchmarks/README.md.
+#: Fixed per device, not measured, so that a mode reproduces itself bit for bit per seed.
+STEPS_PER_CALL = {"cuda": 8, "cpu": 1}
+
+
+def steps_per_call(device: torch.device) -> int:
+    """Steps one compiled call takes on ``device`` (:data:`STEPS_PER_CALL`; 1 for a device not listed)."""
+    return STEPS_PER_CALL.get(torch.device(device).type, 1)
 
 _auto_choices: dict[tuple, str] = {}
 

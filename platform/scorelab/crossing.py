@@ -35,7 +35,7 @@ import torch
 from .chain import Checkpoint
 from .compiled import settled_mode
 from .oracle import Counts, ScoreOracle
-from .stepping import Stepping, Steps
+from .stepping import Stepper, Stepping
 
 Point = tuple[float, float, Counts]  # (cost, metric value, calls so far)
 
@@ -71,10 +71,10 @@ def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[
     end_cost, end_value = until
     points: list[Point] = []
     next_at = snapshot.cost * (1 + resolution)
-    moves = Steps(sampler, settled_mode(sampler, compile, state.x), state.x, project=_chains,
-                  stepping=snapshot.stepping)
+    stepper = Stepper(sampler, settled_mode(sampler, compile, state.x), state.x.device, project=_chains,
+                      stepping=snapshot.stepping)
     while oracle.cost < end_cost:
-        moved = moves(state, oracle, generator, snapshot.stepping.stop)
+        moved = stepper(state, oracle, generator, snapshot.stepping.stop)
         state = moved.state
         for cost, counts, x in zip(moved.costs, moved.counts, moved.records, strict=True):
             if counts is not None and (cost >= next_at or cost >= end_cost):

@@ -1,44 +1,31 @@
 """How the step loop moves a sampler on: one step a call, or, compiled, several.
 
-A compiled sampler that draws first (:func:`scorelab.compiled.multi_step_function`) may take
-``compiled.STEPS_PER_CALL`` steps a call where none of them but the last reaches the loop's next stop
-(a checkpoint or the budget), as predicted from the calls the last single step made. Whether it does
-is measured, as ``auto`` measures compiling: the first such stretch of a setting's run times
-``TRIAL_STEPS`` single steps, then (after one untimed call that compiles) ``TRIAL_STEPS`` calls of
-several, and keeps the faster per step, remembered for the setting (sampler, hyperparameters, chain
-shape, dtype, device, mode) for the rest of the process. Fewer calls save their overhead (Dynamo's
-guards, the loop's bookkeeping, on a GPU the launches); a graph of several steps is not always as fast
-per step as the graph of one (on the CPU, inductor fuses one step's last layer into the next one's first).
-
-The calls are checked after each call of several: if they were not as predicted (a refresh among the
-steps), the steps' costs are known in sum only (each is put at its share of it, and a stop among
-them is reached after them), and the sampler goes on in single steps for the rest of the run.
+A compiled sampler that draws first (:func:`scorelab.compiled.multi_step_function`) takes
+:func:`~scorelab.compiled.steps_per_call` steps a call (8 on a GPU, 1 elsewhere) where none of them
+but the last reaches the loop's next stop (a checkpoint or the budget), as predicted from the calls
+the last single step made. The calls are checked after each call of several: if they were not as
+predicted (a refresh among the steps), the steps' costs are known in sum only (each is put at its
+share of it, the last at the oracle's cost), a stop among them is reached after them (a checkpoint
+taken late, the budget passed by part of a call), and the sampler goes on in single steps for the
+rest of the run.
 
 Which way a call goes follows from the counts, the stop and a little history (:class:`Stepping`),
-which a checkpoint keeps: a replay from it (:mod:`scorelab.crossing`) steps as the run did, through
-the same compiled graphs, and lands on the run's numbers to the bit.
+which a checkpoint keeps: a replay from it (:mod:`scorelab.crossing`) steps as the run did and lands
+on the run's numbers to the bit (it checks that it does).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import compiled
-from .compiled import TRIAL_STEPS, compiled_now, multi_step_function, step_function
-from .device import synchronize
+from .compiled import compiled_now, multi_step_function, step_function, steps_per_call
 from .oracle import Counts, ScoreOracle, price
-
-#: Whether calls of several steps were the faster, per setting (see the module docstring).
-_choices: dict[tuple, bool] = {}
-_now = time.perf_counter  # the measuring clock
 
 
 @dataclass(frozen=True)
@@ -47,10 +34,8 @@ class Stepping:
     as the run did from a checkpoint."""
 
     per_step: Counts | None = None  # the calls the last single step made (None: no step yet)
-    several: bool | None = None  # calls of several steps chosen (None: not yet measured)
-    timed_singles: int = 0  # single steps the measurement has taken so far
-    timed_calls: int = 0  # calls of several the measurement has taken so far (the first untimed)
-    stop: float = math.inf  # the cost no call may reach before its last step: the next checkpoint or the budget
+    several: bool = True  # calls of several steps allowed (off once their calls were not as predicted)
+    stop: float = math.inf  # the next checkpoint's cost or the budget when the checkpoint was taken (for a replay)
 
 
 @dataclass
@@ -65,22 +50,17 @@ class Moved:
     records: torch.Tensor | None  # each step's ``project(state.x)``, stacked (with ``project``)
 
 
-class Steps:
-    """``sampler``'s steps as ``compile`` runs them, one or several a call (see the module docstring).
-    ``x`` is what the chains are like (shape, dtype, device); ``project`` maps each step's chains to a
-    record, computed in the compiled graph; ``stepping`` resumes the choice where a checkpoint left it
-    (a replay), else a run starts from what this process has measured of the setting."""
+class Stepper:
+    """``sampler``'s steps as ``compile`` runs them on ``device``, one or several a call (see the module
+    docstring). ``project`` maps each step's chains to a record, computed in the compiled graph;
+    ``stepping`` resumes the choice where a checkpoint left it (a replay)."""
 
-    def __init__(self, sampler: Any, compile: str, x: torch.Tensor, horizon: float = math.inf,
-                 project: Callable[[torch.Tensor], torch.Tensor] | None = None, stepping: Stepping | None = None):
-        self.k, self.device = compiled.STEPS_PER_CALL, x.device
-        self.one = step_function(sampler, compile, x.device, horizon)
-        self.many = multi_step_function(sampler, compile, x.device, self.k, project) if self.k > 1 else None
-        self.project = project
-        mode = compiled.auto_mode(x.device) if compile == "auto" else compile
-        self.key = (*compiled.setting_key(sampler, x), mode, self.k)
-        self.at = stepping or Stepping(several=_choices.get(self.key))
-        self.times: dict[str, list[float]] = {"one": [], "several": []}  # seconds per step, measuring
+    def __init__(self, sampler: Any, compile: str, device: torch.device, horizon: float = math.inf,
+                 project: Callable[[torch.Tensor], torch.Tensor] | None = None, stepping: Stepping = Stepping()):
+        self.k = steps_per_call(device)
+        self.one = step_function(sampler, compile, device, horizon)
+        self.many = multi_step_function(sampler, compile, device, self.k, project) if self.k > 1 else None
+        self.project, self.at = project, stepping
 
     def stepping(self, stop: float) -> Stepping:
         return dataclasses.replace(self.at, stop=stop)
@@ -88,14 +68,9 @@ class Steps:
     def __call__(self, state: Any, oracle: ScoreOracle, generator: torch.Generator, stop: float) -> Moved:
         before = oracle.counts
         predicted = self._predicted(state, oracle, stop)
-        if predicted is not None and (self.at.several or self.at.timed_singles >= TRIAL_STEPS):
+        if predicted is not None:
             return self._several(state, oracle, generator, before, predicted)
-        timed = predicted is not None and self.at.several is None  # measuring: a single step, timed
-        t0 = self._clock(timed)
         state, info = self.one(state, oracle, generator)
-        if timed:
-            self.times["one"].append(self._clock(True) - t0)
-            self.at = dataclasses.replace(self.at, timed_singles=self.at.timed_singles + 1)
         self.at = dataclasses.replace(self.at, per_step=_minus(oracle.counts, before))
         records = None if self.project is None else self.project(state.x)[None]
         return Moved(state, [info], [oracle.cost], [oracle.counts], None, records)
@@ -105,7 +80,7 @@ class Steps:
         running, the last single step's calls are known, a state with ``finished`` (a fixed schedule)
         ends at a step of its own, and only the call's last step may reach ``stop``."""
         per_step = self.at.per_step
-        if (self.at.several is False or self.many is None or per_step is None or not compiled_now(self.one)
+        if (not self.at.several or self.many is None or per_step is None or not compiled_now(self.one)
                 or hasattr(state, "finished")):
             return None
         counts = [_plus(oracle.counts, per_step, i) for i in range(1, self.k + 1)]
@@ -113,37 +88,15 @@ class Steps:
         return counts if costs[0] > oracle.cost and all(c < stop for c in costs[:-1]) else None
 
     def _several(self, state, oracle, generator, before: Counts, predicted: list[Counts]) -> Moved:
-        measuring = self.at.several is None
-        timed = measuring and self.at.timed_calls > 0  # the first call compiles: not timed
-        t0 = self._clock(timed)
         state, infos, lows, highs, records = self.many(state, oracle, generator)
-        if timed:
-            self.times["several"].append((self._clock(True) - t0) / self.k)
-        if measuring:
-            self.at = dataclasses.replace(self.at, timed_calls=self.at.timed_calls + 1)
-            if self.at.timed_calls > TRIAL_STEPS:
-                self._choose()
         costs = [price(c, oracle.weights) for c in predicted]
         counts: list[Counts | None] = list(predicted)
         if oracle.counts != predicted[-1]:  # not as predicted: known in sum alone
             self.at = dataclasses.replace(self.at, several=False)
             start = price(before, oracle.weights)
-            costs = [start + (oracle.cost - start) * (i + 1) / self.k for i in range(self.k)]
+            costs = [start + (oracle.cost - start) * (i + 1) / self.k for i in range(self.k - 1)] + [oracle.cost]
             counts = [None] * (self.k - 1) + [oracle.counts]
         return Moved(state, infos, costs, counts, (lows, highs), records)
-
-    def _choose(self) -> None:
-        """Calls of several or single steps, by the measured time per step; a replay takes the run's choice."""
-        if self.key not in _choices:
-            _choices[self.key] = statistics.median(self.times["several"]) < statistics.median(self.times["one"])
-        self.at = dataclasses.replace(self.at, several=_choices[self.key])
-
-    def _clock(self, timed: bool) -> float:
-        """The time, after the device has finished its work (only while measuring)."""
-        if not timed:
-            return 0.0
-        synchronize(self.device)
-        return _now()
 
 
 def _minus(a: Counts, b: Counts) -> Counts:

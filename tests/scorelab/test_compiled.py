@@ -30,8 +30,7 @@ KINDS = ["langevin", "mala[warmup]", "hessian_diag[hutchinson,vjp]", "annealed[a
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", KINDS)
-def test_a_compiled_step_gives_the_eager_counts_and_chains(name, monkeypatch):
-    several_a_call(monkeypatch)  # where a sampler draws first
+def test_a_compiled_step_gives_the_eager_counts_and_chains(name):
     eager, eager_counts = short_chain(name, "none")
     fused, fused_counts = short_chain(name, "inductor")
     assert (fused.steps, fused_counts, fused.cost) == (eager.steps, eager_counts, eager.cost)
@@ -112,31 +111,17 @@ def test_a_sampler_whose_calls_change_between_steps_goes_on_in_single_steps(monk
     torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
 
 
-def _clock_of_ticks(monkeypatch) -> None:
-    """A measuring clock that moves one second each time it is read: a timed single step takes 1 s, a
-    timed call of several 1 s for all its steps."""
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(stepping, "_now", lambda: float(next(ticks)))
-
-
 @pytest.mark.slow
-def test_calls_of_several_steps_are_measured_against_single_steps_and_the_faster_kept(monkeypatch):
-    monkeypatch.setattr(stepping, "_choices", {})
-    _clock_of_ticks(monkeypatch)
+def test_a_compiled_run_takes_as_many_steps_a_call_as_its_device_says_and_reproduces_itself(monkeypatch):
     calls = _counting_calls_of_several_steps(monkeypatch)
-    first, _ = short_chain("langevin", "inductor", budget=100)
-    # 1 single step (its calls), 3 timed, 1 call that compiles, 3 timed (1/8 s a step: faster), then calls
-    ((key, faster),) = stepping._choices.items()
-    assert faster is True and key[2:4] == ((32, 4), torch.float64) and key[-2:] == ("inductor", 8)
-    assert len(calls) == (99 - 4) // 8
-    calls.clear()
-    again, _ = short_chain("langevin", "inductor", budget=100)  # the setting's choice, from its first step on
-    assert len(calls) == (99 - 1) // 8
-    torch.testing.assert_close(again.state.x, first.state.x, rtol=1e-9, atol=1e-12)
-    several_a_call(monkeypatch, choice=False)
-    calls.clear()
     single, _ = short_chain("langevin", "inductor", budget=100)
-    assert calls == [] and single.steps == first.steps
+    assert calls == []  # one step a call on the CPU
+    several_a_call(monkeypatch)
+    runs = [short_chain("langevin", "inductor", budget=100)[0] for _ in range(2)]
+    # a single step (its calls), then calls of 8 until the next would pass the budget before its last step
+    assert len(calls) == 2 * ((99 - 1) // 8)
+    assert torch.equal(runs[0].state.x, runs[1].state.x) and runs[0].steps == single.steps
+    torch.testing.assert_close(runs[0].state.x, single.state.x, rtol=1e-9, atol=1e-12)
 
 
 class _DrawingAsItGoes:
@@ -272,24 +257,33 @@ def test_a_step_past_its_graph_limit_runs_eagerly_with_one_notice(monkeypatch, c
 @pytest.mark.parametrize("mode", ["inductor", "cuda_graph", "auto"])
 @pytest.mark.parametrize("sampler", [Langevin(step_size=0.05), Mala(step_size=0.05, warmup=20)], ids=repr)
 def test_on_cuda_a_compiled_step_gives_the_eager_chains_and_keeps_what_outlives_a_step(mode, sampler, monkeypatch):
-    """The eager counts and chains on the GPU; under CUDA graphs, whose outputs the next replay
-    overwrites, every checkpoint's state and the run's last state stay as they were when taken."""
+    """The eager counts, chains, Info means and traces on the GPU (8 steps a call between checkpoints,
+    where a sampler draws first); under CUDA graphs, whose outputs the next replay overwrites, every
+    checkpoint's state and the run's last state stay as they were when taken."""
     monkeypatch.setattr(compiled, "_auto_choices", {})
     monkeypatch.setattr(compiled, "WORTH_COMPILING", 0.0)  # auto compiles even this short run
-    several_a_call(monkeypatch)  # and between checkpoints takes 8 steps a call, their outputs in the pool too
     target = Gaussian(dim=4, condition_number=10.0).to("cuda", torch.float64)
     x0 = torch.randn(256, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cuda()
 
     def run(mode):
-        kept = []
+        kept, infos, tracer = [], [], Tracer(4, chains=16, device="cuda", dtype=torch.float64)
         oracle = ScoreOracle(ExactScore(target))
-        result = run_chain(sampler, oracle, x0, 120, torch.Generator("cuda").manual_seed(1), [30, 60, 90],
-                           lambda cp: kept.append((cp.state.x, cp.state.x.clone())), compile=mode)
-        return result, oracle.counts, kept
 
-    (eager, eager_counts, _), (fused, fused_counts, kept) = run("none"), run(mode)
+        def on_checkpoint(cp):
+            kept.append((cp.state.x, cp.state.x.clone()))
+            infos.append(cp.info)
+
+        result = run_chain(sampler, oracle, x0, 120, torch.Generator("cuda").manual_seed(1), [30, 60, 90],
+                           on_checkpoint, trace=tracer, compile=mode)
+        return result, oracle.counts, kept, infos, torch.from_numpy(tracer.trace(0.0))
+
+    (eager, eager_counts, _, eager_infos, eager_trace), (fused, fused_counts, kept, infos, trace) = \
+        run("none"), run(mode)
     assert (fused.steps, fused_counts) == (eager.steps, eager_counts)
     torch.testing.assert_close(fused.state.x, eager.state.x, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(trace, eager_trace, rtol=1e-9, atol=1e-12)
+    for a, b in zip(eager_infos, infos, strict=True):
+        assert a.keys() == b.keys() and all(b[k] == pytest.approx(a[k], rel=1e-9, abs=1e-12) for k in a)
     last = fused.state.x.clone()
     run(mode)  # replays the same graphs
     assert all(torch.equal(x, copy) for x, copy in kept) and torch.equal(fused.state.x, last)

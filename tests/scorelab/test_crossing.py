@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from scorelab import stepping
 from scorelab.chain import Checkpoint, run_chain
 from scorelab.crossing import Snapshot, budget_ladder, replay
 from scorelab.efficiency import cost_to_reach
@@ -17,6 +16,7 @@ from scorelab.schedules import log_spaced_checkpoints
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import Mala
 from scorelab_builtins.targets import Gaussian
+from tests.helpers import several_a_call
 
 H = 0.01  # x_k = (1 - H)^k x_0 under the noiseless step on N(0, I)
 
@@ -92,11 +92,9 @@ def test_the_budget_ladder_brackets_the_least_budget_that_reaches():
 @pytest.mark.slow
 def test_a_replay_of_a_compiled_run_steps_as_it_did_and_lands_on_its_numbers(monkeypatch):
     # float32 MALA adapting its step, whose chains from calls of several steps differ from single steps'
-    # in the last bits: a replay lands on the run's value only by stepping as the run did, measuring
-    # single steps against calls of several included (from 10), and gives every step its point
-    monkeypatch.setattr(stepping, "_choices", {})
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(stepping, "_now", lambda: float(next(ticks)))  # calls of several measure faster
+    # in the last bits: a replay lands on the run's value only by stepping as the run did (from 10, its
+    # first call of several), and gives every step its point
+    several_a_call(monkeypatch)
     target = Gaussian(dim=20, condition_number=10.0).to("cpu", torch.float32)
     x0 = torch.randn(64, 20, generator=torch.Generator().manual_seed(0))
     generator, kept = torch.Generator().manual_seed(1), {}
@@ -110,7 +108,6 @@ def test_a_replay_of_a_compiled_run_steps_as_it_did_and_lands_on_its_numbers(mon
     mala = Mala(step_size=0.05, warmup=100)
     run_chain(mala, ScoreOracle(ExactScore(target)), x0, 120, generator, [10, 40, 80], on_checkpoint,
               compile="inductor")
-    assert list(stepping._choices.values()) == [True]
     for start, end in ((10, 40), (40, 80)):
         points = replay(mala, ExactScore(target), CostWeights(), kept[start][0], (end, kept[end][1]), metric,
                         resolution=1e-6, compile="inductor")
