@@ -119,11 +119,11 @@ def multi_step_function(sampler: Any, mode: str, device: torch.device, k: int,
     def draws(state, generator):
         return tuple(sampler.draw(state, generator) for _ in range(k))
 
-    return _runner(f"{type(sampler).__name__}.advance", mode, _steps_of(type(sampler)), draws,
+    return _runner(f"{type(sampler).__name__}.advance", mode, _several_steps_of(type(sampler)), draws,
                    (sampler.advance, project))
 
 
-def _steps(advance, project, state, oracle, draws):
+def _several_steps(advance, project, state, oracle, draws):
     """``advance`` once per draw; each step's Info, chain extremes and projection gathered."""
     infos, lows, highs, seen = [], [], [], []
     for d in draws:
@@ -138,13 +138,13 @@ def _steps(advance, project, state, oracle, draws):
 
 
 @functools.cache
-def _steps_of(cls: type) -> Callable:
-    """:func:`_steps` with code of its own for sampler class ``cls``. Dynamo keeps compiled graphs, and
-    counts them against ``RECOMPILE_LIMIT``, per code object: one shared by every sampler would fill
-    with all their graphs, as ``cls.advance``'s holds only its class's. (A ``functools.partial`` would
-    not do: Dynamo compiles a wrapper of its own, one code object again.)"""
-    code = _steps.__code__.replace(co_name=f"{cls.__name__}_steps")
-    return types.FunctionType(code, _steps.__globals__, code.co_name)
+def _several_steps_of(cls: type) -> Callable:
+    """:func:`_several_steps` with code of its own for sampler class ``cls``. Dynamo keeps compiled
+    graphs, and counts them against ``RECOMPILE_LIMIT``, per code object: one shared by every sampler
+    would fill with all their graphs, as ``cls.advance``'s holds only its class's. (A
+    ``functools.partial`` would not do: Dynamo compiles a wrapper of its own, one code object again.)"""
+    code = _several_steps.__code__.replace(co_name=f"{cls.__name__}_several_steps")
+    return types.FunctionType(code, _several_steps.__globals__, code.co_name)
 
 
 def compiled_now(step: Callable) -> bool:

@@ -63,7 +63,9 @@ def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[
     (a sampler whose step is not reproducible from its state and generator). ``compile``: the run's mode.
 
     The replay steps as the run did (:mod:`scorelab.stepping`): the oracle resumes the run's counts,
-    so its costs are the run's to the bit, and calls of several steps give every step's chains."""
+    so its costs are the run's to the bit, and calls of several steps give every step's chains (their
+    graph has that output where the run's had a trace's or none: the same arithmetic, checked by
+    landing on ``until``)."""
     oracle = ScoreOracle(source, weights, snapshot.counts)
     generator = torch.Generator(snapshot.state.x.device)
     generator.set_state(snapshot.rng)
