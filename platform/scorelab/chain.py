@@ -27,7 +27,7 @@ from .compiled import lasting
 from .contracts import finished
 from .device import synchronize
 from .oracle import Counts, ScoreOracle
-from .stepping import Stepper, Stepping
+from .stepping import Moved, Stepper, Stepping
 
 
 @dataclass
@@ -143,6 +143,13 @@ class _Divergence:
         torch.aminmax(x.detach(), out=(self.lows[self.n], self.highs[self.n]))
         self.n += 1
 
+    def add_call(self, moved: Moved) -> None:
+        """The steps of one call of the step loop: one step's chains, or several steps' extremes."""
+        if moved.extremes is None:
+            self.add(moved.state.x)
+        else:
+            self.add_steps(*moved.extremes)
+
     def add_steps(self, lows: torch.Tensor, highs: torch.Tensor) -> None:
         """Several steps at once, each step's smallest and largest coordinate (``lows``, ``highs``)."""
         k = len(lows)
@@ -210,11 +217,7 @@ def run_chain(
     state = sampler.init(x0, oracle, budget)
     stepper = Stepper(sampler, compile, device, budget if compile_horizon is None else compile_horizon,
                       None if trace is None else trace.project)
-    steps, diverged_at = 0, None
-
-    def stop() -> float:
-        """The cost no call may reach before its last step: the next checkpoint's, or the budget."""
-        return min(pending[:1] + [budget])
+    diverged_at = None
 
     def checkpoint() -> bool:
         """Sync, check divergence, call back. True when the chains have diverged."""
@@ -225,31 +228,38 @@ def run_chain(
         if bad >= 0:
             diverged_at = step_costs[bad]
         elif callback is not None:
-            callback(Checkpoint(oracle.cost, steps, lasting(state, compile), infos.pop(), wall,
-                                dataclasses.replace(oracle.counts), stepper.stepping(stop())))
+            callback(Checkpoint(oracle.cost, len(step_costs), lasting(state, compile), infos.pop(), wall,
+                                dataclasses.replace(oracle.counts), stepper.stepping(_stop(pending, budget))))
         t0 = time.perf_counter()
         return bad >= 0
 
     checkpoint()
     while oracle.cost < budget and not finished(state):
-        moved = stepper(state, oracle, generator, stop())
+        moved = stepper(state, oracle, generator, _stop(pending, budget))
         state = moved.state
         infos.add_steps(moved.infos)
         step_costs += moved.costs
-        if moved.extremes is None:
-            divergence.add(state.x)
-        else:
-            divergence.add_steps(*moved.extremes)
+        divergence.add_call(moved)
         if trace is not None:
             trace.keep(moved.records)
-        steps += len(moved.costs)
-        due = bool(pending) and oracle.cost >= pending[0]
-        while pending and oracle.cost >= pending[0]:
-            pending.pop(0)
+        due = _passed(pending, oracle.cost)
         done = oracle.cost >= budget or finished(state)
         if (due or done) and checkpoint():
             break
-    return ChainResult(lasting(state, compile), steps, oracle.cost, oracle.counts, wall, diverged_at)
+    return ChainResult(lasting(state, compile), len(step_costs), oracle.cost, oracle.counts, wall, diverged_at)
+
+
+def _stop(pending: list[float], budget: float) -> float:
+    """The cost no call may reach before its last step: the next checkpoint's, or the budget."""
+    return min(pending[:1] + [budget])
+
+
+def _passed(pending: list[float], cost: float) -> bool:
+    """Whether ``cost`` reached the next checkpoint; those it reached are taken off ``pending``."""
+    due = bool(pending) and cost >= pending[0]
+    while pending and cost >= pending[0]:
+        pending.pop(0)
+    return due
 
 
 @dataclass
