@@ -71,10 +71,10 @@ class _InfoMeans:
     def add_steps(self, infos: Sequence[Any]) -> None:
         """Several steps' Info at once: a tensor field whose shape holds over them is summed over the
         steps in one operation, then added."""
+        if not infos or infos[0] is None:
+            return
         if len(infos) == 1:
             self.add(infos[0])
-            return
-        if not infos or infos[0] is None:
             return
         for column in zip(*(_fields(info) for info in infos), strict=True):
             k, values = column[0][0], [v for _, v in column]

@@ -18,13 +18,12 @@ What compiling keeps, so that a compiled run means what an eager one does:
   around it), so compiled and eager steps take the same numbers from the run's generator. A sampler
   that draws first (:class:`~scorelab.contracts.DrawsFirst`) has its ``draw`` run eagerly and its
   ``advance`` captured as one graph; any other step is captured as a graph per stretch between its
-  draws, each called separately. Between checkpoints the step loop calls a sampler that draws first
-  for ``STEPS_PER_CALL`` steps at a time (8 on a GPU, :func:`multi_step_function`,
+  draws, each called separately. On a GPU the step loop calls a sampler that draws first for
+  ``STEPS_PER_CALL`` steps at a time between checkpoints (8; on the CPU one, :func:`multi_step_function`,
   :mod:`scorelab.stepping`): their draws made first, one ``draw`` per step in order, their advances
-  one graph. Fused arithmetic rounds differently (and on
-  the CPU float32 linear layers are oneDNN's or summed out and a float32 tanh is computed within
-  5 ULP, 6 without FMAs, :mod:`compiled_math`), so chains agree with eager ones to rounding, and a
-  mode reproduces itself bit for bit per seed.
+  one graph. Fused arithmetic rounds differently (and on the CPU float32 linear layers are oneDNN's
+  or summed out and a float32 tanh is computed within 5 ULP, 6 without FMAs, :mod:`compiled_math`),
+  so chains agree with eager ones to rounding, and a mode reproduces itself bit for bit per seed.
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step; a call of
   several steps gives the loop each step's Info, extremes of the chains and trace record.
 - Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the

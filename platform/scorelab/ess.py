@@ -100,9 +100,9 @@ class Tracer:
     sampler of a comparison is traced along the same directions (P is drawn on the CPU, so on any
     device). :meth:`record` (or the step loop, by :meth:`project` and :meth:`keep`) queues a small
     matrix product on the chains' device and keeps the result in a buffer there: it never waits for
-    the device. The host sees the trace only in :meth:`trace`, after
-    the run. Give ``device`` and ``dtype`` to copy P there at once; otherwise the first
-    :meth:`project` copies it, a host-to-device transfer that waits on a GPU.
+    the device. The host sees the trace only in :meth:`trace`, after the run. Give ``device`` and
+    ``dtype`` to copy P there at once; otherwise the first :meth:`project` copies it, a
+    host-to-device transfer that waits on a GPU.
     """
 
     def __init__(self, dim: int, projections: int = 4, chains: int = 64, seed: int = 0, *,
