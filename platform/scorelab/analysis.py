@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .efficiency import NOT_REACHED, cost_to_reach, interpolate, median, median_interval, paired_speedup
-from .oracle import CostWeights
+from .oracle import CostWeights, Counts, price
 
 
 @dataclass
@@ -81,8 +81,7 @@ def reprice(records: list[RunRecord], weights: CostWeights, budget: float) -> li
                              "logged before counts were kept at every checkpoint, so it cannot be re-priced")
 
         def cost(c, r=r):
-            nfe, vjp, jvp, curv = r.counts[c]
-            return round(nfe + weights.vjp * vjp + weights.jvp * jvp + weights.curvature * curv)
+            return round(price(Counts(*r.counts[c]), weights))
 
         def move(curve):
             return [(cost(c), v) for c, v in curve if cost(c) <= budget]

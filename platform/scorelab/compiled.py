@@ -64,8 +64,8 @@ RECOMPILE_LIMIT = 64
 #: Steps one compiled call takes, per device type, for a sampler that draws first, where no checkpoint
 #: or the budget falls among them (:mod:`scorelab.stepping`): the per-call price (Dynamo's guards, the
 #: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. One on the CPU:
-#: there a graph of 8 steps was faster per step for small problems and the Gaussian, but slower for the
-#: MLP score (inductor fuses one step's head into the next step's input layer), benchmarks/README.md.
+#: there a graph of 8 steps was faster per step for small problems and the Gaussian, but no faster, and
+#: in some runs slower, for the MLP score and MALA on 1000 chains (benchmarks/README.md).
 #: Fixed per device, not measured, so that a mode reproduces itself bit for bit per seed.
 STEPS_PER_CALL = {"cuda": 8, "cpu": 1}
 
