@@ -379,16 +379,23 @@ def fmt(s: dict[str, float] | None, digits: int) -> str:
 RUN_TIME = "With the defaults: about 8 min on a 2-core CPU (488 and 495 s, measured 2026-11-30)."
 
 
+def positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--rows", nargs="+", choices=list(ROWS),
                    help="rows to run (default: all; gaussian-1e6 only on a GPU)")
-    p.add_argument("--steps", type=int, default=300, help="steps per timed run (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=5, help="rounds of interleaved runs (default: %(default)s)")
-    p.add_argument("--chains", type=int,
+    p.add_argument("--steps", type=positive, default=300, help="steps per timed run (default: %(default)s)")
+    p.add_argument("--repeats", type=positive, default=5, help="rounds of interleaved runs (default: %(default)s)")
+    p.add_argument("--chains", type=positive,
                    help="chains of every row (default: each row's; a small number measures the per-step overhead)")
-    p.add_argument("--steps-per-call", type=int, nargs="+", default=(), metavar="K",
+    p.add_argument("--steps-per-call", type=positive, nargs="+", default=(), metavar="K",
                    help="add a 'compiled K/call' column for each K: scorelab's compiled loop taking K steps a call")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_CHAINS} chains, 20 steps, 2 rounds")
