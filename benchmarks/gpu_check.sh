@@ -5,7 +5,8 @@
 # step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included, with the compiled
 # loop taking 1 and 16 steps a call beside its default 8 (what several a call gain on the card), then
 # the kernels a step of the 1e6-chain row at 1, 8 and 16 steps a call (benchmarks/profile_step.py:
-# whether several steps fuse into fewer passes over the chains). No
+# whether several steps fuse into fewer passes over the chains), then the same row's update with its
+# noise made inside the compiled graph against drawn first (benchmarks/fused_noise.py). No
 # tracking, so no MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first).
 # BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/ (`pip download
 # --no-deps -d .whl blackjax==1.7.1`) is installed first when there is one.
@@ -28,4 +29,6 @@ tests=$?
 python3 benchmarks/peers.py --device cuda --repeats 3 --steps-per-call 1 16 --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
 peers=$?
 python3 benchmarks/profile_step.py --device cuda --row gaussian-1e6 --steps 20 --steps-per-call 1 8 16 2>&1 | tee "$out/profile_gpu.txt"
-exit $(( tests || peers || $? ))
+profiled=$?
+python3 benchmarks/fused_noise.py --device cuda --chains 1000000 --steps-per-call 1 8 16 2>&1 | tee "$out/fused_noise_gpu.txt"
+exit $(( tests || peers || profiled || $? ))

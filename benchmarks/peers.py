@@ -47,6 +47,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -379,6 +380,19 @@ def fmt(s: dict[str, float] | None, digits: int) -> str:
 RUN_TIME = "With the defaults: about 8 min on a 2-core CPU (488 and 495 s, measured 2026-11-30)."
 
 
+def checkout_commit() -> str | None:
+    """The commit this checkout is at, "+" appended if it has changes; None outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+    try:
+        head, status = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    except OSError:  # no git
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("+" if status.stdout.strip() else "")
+
+
 def positive(text: str) -> int:
     """An argument that must be a whole number of at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -415,10 +429,11 @@ def main() -> None:
     if peers:
         versions |= {"jax": peers[0].__version__, "blackjax": peers[1].__version__}
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    commit = checkout_commit()
     print(f"device {device_name(device)}" + (f", JAX on {peers[2].device_kind}" if peers else "")
           + (f"; pinned to core {core}" if core is not None else "; not pinned")
           + f", 1 torch intra-op thread; {steps} steps per run, {repeats} rounds; "
-          + ", ".join(f"{k} {v}" for k, v in versions.items()))
+          + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; commit {commit}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     t_run = time.perf_counter()
     for key in rows:
@@ -442,7 +457,7 @@ def main() -> None:
                                        for k in ("median", "min", "max")},
                                     "device": device_name(device), "pinned_core": core,
                                     "jax_device": peers[2].device_kind if peers else None,
-                                    **versions, "date": date}) + "\n")
+                                    **versions, "commit": commit, "date": date}) + "\n")
     print(f"\nwrote {args.out}; run time {time.perf_counter() - t_run:.0f} s")
 
 
