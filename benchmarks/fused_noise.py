@@ -10,7 +10,10 @@ of their own).
 - ``randn``: ``torch.randn`` then the compiled update, k steps a call (the k normals drawn first,
   as scorelab's compiled loop does);
 - ``philox``: one key a call from the generator, then the compiled update with its normals made in
-  the graph by Philox-4x32-10 (Salmon et al. 2011) and Box–Muller, k steps a call.
+  the graph by Philox-4x32-10 (Salmon et al. 2011) and Box–Muller, k steps a call;
+- ``inductor``: ``torch.randn`` inside the compiled update, which inductor makes in its own kernel
+  code (on a GPU Triton's Philox, with the hardware's 32-bit multiplies) from torch's global
+  generator, not the run's: the native ceiling for ``philox``, not a stream scorelab could use as is.
 
     python benchmarks/fused_noise.py                            # CPU: 1e4 x 100 chains, one core
     python benchmarks/fused_noise.py --device cuda --chains 1000000
@@ -119,7 +122,13 @@ def contenders(x0, mean, variance, h: float, k: int, generator) -> dict:
             x, s = update(x, s, normals(key, j, x.shape, x.dtype))
         return x, s
 
+    def by_inductor(x, s):  # inductor's own in-graph normals: seeded from torch's global generator
+        for _ in range(k):
+            x, s = update(x, s, torch.randn(x.shape, device=x.device, dtype=x.dtype))
+        return x, s
+
     randn_call, philox_call = torch.compile(by_randn, dynamic=False), torch.compile(by_philox, dynamic=False)
+    inductor_call = torch.compile(by_inductor, dynamic=False)
     draw = {"device": x0.device, "dtype": x0.dtype, "generator": generator}
 
     def run_randn(steps):
@@ -135,7 +144,13 @@ def contenders(x0, mean, variance, h: float, k: int, generator) -> dict:
             x, s = philox_call(x, s, key)
         return x
 
-    return {f"randn, {k}/call": run_randn, f"philox, {k}/call": run_philox}
+    def run_inductor(steps):
+        x, s = x0, (mean - x0) / variance
+        for _ in range(steps // k):
+            x, s = inductor_call(x, s)
+        return x
+
+    return {f"randn, {k}/call": run_randn, f"philox, {k}/call": run_philox, f"inductor, {k}/call": run_inductor}
 
 
 def main() -> None:
