@@ -185,8 +185,8 @@ def _check_score(spec: ComparisonSpec, target, target_name: str, file: str | Non
 def _primary(spec: ComparisonSpec, metrics: dict[str, Any], file: str | None) -> str:
     primary = spec.primary_metric or next(iter(metrics))
     if primary not in metrics:
-        raise ConfigError(P.unknown_choice("metric", primary, metrics) + " (primary_metric must be one of 'metrics')",
-                          file=file, key="primary_metric")
+        raise ConfigError(P.unknown_choice("primary metric", primary, metrics, "This config's metrics")
+                          + " (primary_metric names one of 'metrics')", file=file, key="primary_metric")
     return primary
 
 
@@ -195,8 +195,8 @@ def _baseline(spec: ComparisonSpec, samplers: list[SamplerSetting], file: str | 
     names = {s.name for s in samplers}
     baseline = spec.baseline or samplers[0].name
     if baseline not in names:
-        raise ConfigError(P.unknown_choice("baseline sampler", baseline, names) + " (the baseline must be one of "
-                          "the compared rows; without 'baseline' it is the first sampler listed)",
+        raise ConfigError(P.unknown_choice("baseline row", baseline, names, "This comparison's rows")
+                          + " (without 'baseline' it is the first row listed)",
                           file=file, key="baseline")
     return baseline
 
@@ -218,11 +218,17 @@ def _sampler_settings(spec: ComparisonSpec, host, target, target_name: str, file
     if not isinstance(spec.samplers, list) or not spec.samplers:
         raise ConfigError("expected a non-empty list of samplers", file=file, key="samplers")
     samplers: list[SamplerSetting] = []
+    listed: dict[str, str] = {}  # row -> the entry that made it
     for i, entry in enumerate(spec.samplers):
         path = f"samplers[{i}]"
         name, params = P.split_entry(entry, path, file)
         found = P.resolve(host, "sampler", name, path, file)
         row = _row_name(params.pop("as", found.name), found.name, samplers, host, path, file)
+        if row in listed:
+            raise ConfigError(f"row '{row}' is made by {listed[row]} already. Compare this entry as a row of its own "
+                              "with 'as: NAME', or sweep in one entry with a list of values (step_size: [0.01, 0.3])",
+                              file=file, key=path)
+        listed[row] = path
         for setting in P.check_params(found.cls, params, path, file, sweep=True, name=found.name):
             # The class's own value checks, now; and a setting may require more than its class.
             sampler = P.instantiate(found.cls, setting, path, file, kind="sampler", name=found.name)

@@ -22,10 +22,12 @@ class PluginError(ScorelabError):
     """A plugin broke its contract (raised at load time, naming the plugin)."""
 
 
-def unknown_choice(kind: str, name: str, choices) -> str:
-    """'unknown sampler 'langevn'; did you mean 'langevin'? Registered: a, b, c'."""
+def unknown_choice(kind: str, name: str, choices, among: str | None = None) -> str:
+    """"unknown sampler 'langevn'; did you mean 'langevin'? Registered samplers: a, b, c". ``among``
+    says what the choices are where they are not the registered plugins of a kind ("This
+    comparison's rows")."""
     choices = sorted(choices)
     close = difflib.get_close_matches(name, choices, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    listed = ", ".join(choices) if choices else "(none registered)"
-    return f"unknown {kind} '{name}'{hint} Registered {kind}s: {listed}"
+    hint = f"; did you mean '{close[0]}'? " if close else ". "
+    listed = ", ".join(choices) if choices else "(none)" if among else "(none registered)"
+    return f"unknown {kind} '{name}'{hint}{among or f'Registered {kind}s'}: {listed}"

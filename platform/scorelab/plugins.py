@@ -69,6 +69,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self.limited_by = ""  # SCORELAB_LOAD_PLUGINS=..., when it chose what was loaded
         if os.environ.get("SCORELAB_TRACE_PLUGINS"):  # every hook call, and the plugins it reaches
             self.pm.add_hookcall_monitoring(
                 lambda hook, impls, kwargs: print(
@@ -80,7 +81,15 @@ class PluginHost:
         """Load every installed plugin (or those named in ``only``, by entry point or package name)."""
         if only is None and os.environ.get("SCORELAB_LOAD_PLUGINS"):
             only = {normalise(n) for n in os.environ["SCORELAB_LOAD_PLUGINS"].split(",") if n.strip()}
+            self.limited_by = f"SCORELAB_LOAD_PLUGINS={os.environ['SCORELAB_LOAD_PLUGINS']}"
         eps = importlib.metadata.entry_points(group=hookspecs.PROJECT)
+        if only is not None:  # a name that selects nothing is a mistake, said as a plugin's error
+            installed = {normalise(n) for ep in eps for n in (ep.name, ep.dist.name if ep.dist else "") if n}
+            for name in sorted(only - installed):
+                info = PluginInfo(name, None, None)
+                info.errors.append(f"{self.limited_by or 'the plugins to load'} names '{name}', which is no installed "
+                                   f"plugin's entry point or package; installed: {', '.join(sorted(e.name for e in eps))}")
+                self.plugins.append(info)
         # Built-ins first, so a clash always names the third party as the second provider.
         for ep in sorted(eps, key=lambda e: (e.name != "builtins", e.name)):
             package = ep.dist.name if ep.dist else None
@@ -149,6 +158,8 @@ class PluginHost:
         if key not in self._entries[kind]:
             broken = [f"{p.provider}: {p.errors[0]}" for p in self.plugins if p.errors and not p.registered]
             hint = f" (plugins that failed to load, which may provide it: {'; '.join(broken)})" if broken else ""
+            if self.limited_by:
+                hint += f" ({self.limited_by} loads only the plugins it names; unset it to load every installed one)"
             raise KeyError(unknown_choice(kind, name, self._entries[kind]) + hint)
         return self._entries[kind][key]
 

@@ -81,8 +81,8 @@ class StudyPlan:
         known = [e.config for e in self.entries]
         missing = [c for c in configs if c not in known]
         if missing:
-            raise ConfigError(P.unknown_choice("comparison", missing[0], known) + " (--only takes config file names "
-                              "from study.yaml)")
+            raise ConfigError(P.unknown_choice("comparison", missing[0], known, "The study's comparisons")
+                              + " (--only takes config file names from study.yaml)")
         return [i for i, e in enumerate(self.entries) if e.config in configs]
 
     def with_model(self, i: int, uri: str) -> Comparison:
@@ -121,7 +121,7 @@ def load_study(folder: str | Path, quick: bool = False, host=None) -> StudyPlan:
         rows = {s.name for s in comp.samplers}
         for j, goal in enumerate(entry.goals):
             if goal.sampler not in rows:
-                raise ConfigError(P.unknown_choice("row", goal.sampler, rows) + f" (rows of {entry.config})",
+                raise ConfigError(P.unknown_choice("row", goal.sampler, rows, f"Rows of {entry.config}"),
                                   file=file, key=f"{path}.goals[{j}].sampler")
         entries.append(entry)
         comparisons.append(comp)

@@ -72,14 +72,18 @@ BROKEN = [
     ("chains: 50", "chains: 50\ntuning_seeds: [1, 2]", "tuning_seeds",
      "must differ from evaluation seeds; both have [1]"),
     ("chains: 50", "chains: 50\ntuning_seeds: []", "tuning_seeds", "a sweep needs tuning seeds"),
-    ("chains: 50", "chains: 50\nprimary_metric: mmd", "primary_metric", "unknown metric 'mmd'"),
-    ("chains: 50", "chains: 50\nbaseline: mala", "baseline", "unknown baseline sampler 'mala'"),
+    ("chains: 50", "chains: 50\nprimary_metric: mmd", "primary_metric",
+     "unknown primary metric 'mmd'. This config's metrics: mode_weight_error, sliced_wasserstein"),
+    ("chains: 50", "chains: 50\nbaseline: mala", "baseline",
+     "unknown baseline row 'mala'. This comparison's rows: annealed_langevin, langevin"),
     ("chains: 50", "chains: 50\nquality_multiple: 0.5", "quality_multiple", "must be >= 1"),
     ("  - name: langevin\n", "  - langevin: {}\n", "samplers[0]", "missing key 'name'"),
     ("    levels: 5", "    levels: 5\n    as: langevin", "samplers[1].as",
      "row 'langevin' already holds sampler 'langevin'"),
     ("    levels: 5", "    levels: 5\n    as: mala", "samplers[1].as", "'mala' is another sampler plugin's name"),
     ("    levels: 5", "    levels: 5\n    as: 3", "samplers[1].as", "expected a row name"),
+    ("  - name: annealed_langevin\n    levels: 5", "  - name: langevin\n    step_size: 0.3", "samplers[1]",
+     "row 'langevin' is made by samplers[0] already. Compare this entry as a row of its own with 'as: NAME'"),
 ]
 
 

@@ -176,6 +176,20 @@ def test_load_plugins_env_restricts_loading(monkeypatch):
     assert h.names("sampler") == ["extra"]
 
 
+def test_load_plugins_env_says_what_it_left_out(monkeypatch):
+    _fake_entry_points(monkeypatch, [_FakeEntryPoint("builtins", lambda: scorelab_builtins, "scorelab")])
+    monkeypatch.setenv("SCORELAB_LOAD_PLUGINS", "builtins,bultins_typo")
+    h = PluginHost().load_entry_points()
+    typo = next(p for p in h.plugins if p.name == "bultins_typo")
+    assert typo.errors == ["SCORELAB_LOAD_PLUGINS=builtins,bultins_typo names 'bultins_typo', which is no installed "
+                           "plugin's entry point or package; installed: builtins"]
+    monkeypatch.setenv("SCORELAB_LOAD_PLUGINS", "nothing_installed")
+    h = PluginHost().load_entry_points()
+    with pytest.raises(KeyError, match="SCORELAB_LOAD_PLUGINS=nothing_installed loads only the plugins it names; "
+                                       "unset it to load every installed one"):
+        h.entry("sampler", "langevin")
+
+
 def test_installed_entry_point_is_found():
     h = PluginHost().load_entry_points({"builtins"})
     assert [p.name for p in h.plugins] == ["builtins"] and "gmm" in h.names("target")

@@ -21,7 +21,7 @@ def run(args) -> int:
 
     h = host()
     if args.kind is not None and args.kind not in KINDS:
-        raise ScorelabError(unknown_choice("kind", args.kind, KINDS))
+        raise ScorelabError(unknown_choice("kind", args.kind, KINDS, "Kinds"))
     kinds = [args.kind] if args.kind else KINDS
     found = [(k, h.entry(k, args.name)) for k in kinds if normalise(args.name) in h.names(k)]
     if not found:
