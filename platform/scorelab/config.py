@@ -124,6 +124,9 @@ def spec_attribute(obj, key: str):
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     file = str(path)
+    if path.is_dir():
+        found = ", ".join(sorted(p.name for p in path.glob("*.yaml"))) or "none"
+        raise ConfigError(f"a directory, not a config file (its .yaml files: {found})", file=file)
     if not path.is_file():
         raise ConfigError("no such config file", file=file)
     try:
@@ -154,6 +157,9 @@ def parse_comparison(raw: dict, file: str | None = None, host=None) -> Compariso
         from .plugins import host as default_host
 
         host = default_host()
+    if "objective" in raw and "samplers" not in raw:
+        raise ConfigError("this is a training config (it has 'objective' and no 'samplers'): run it with "
+                          "`scorelab train`", file=file, key="objective")
     (top,) = P.check_params(ComparisonSpec, raw, "", file)
     spec = P.instantiate(ComparisonSpec, top, "", file)
     _check_values(spec, file)
@@ -222,14 +228,15 @@ def _sampler_settings(spec: ComparisonSpec, host, target, target_name: str, file
     for i, entry in enumerate(spec.samplers):
         path = f"samplers[{i}]"
         name, params = P.split_entry(entry, path, file)
-        found = P.resolve(host, "sampler", name, path, file)
+        found = P.resolve(host, "sampler", name, P.name_key(entry, path), file)
         row = _row_name(params.pop("as", found.name), found.name, samplers, host, path, file)
         if row in listed:
             raise ConfigError(f"row '{row}' is made by {listed[row]} already. Compare this entry as a row of its own "
                               "with 'as: NAME', or sweep in one entry with a list of values (step_size: [0.01, 0.3])",
                               file=file, key=path)
         listed[row] = path
-        for setting in P.check_params(found.cls, params, path, file, sweep=True, name=found.name):
+        for setting in P.check_params(found.cls, params, path, file, sweep=True, name=found.name,
+                                      entry_keys=("as", "name")):
             # The class's own value checks, now; and a setting may require more than its class.
             sampler = P.instantiate(found.cls, setting, path, file, kind="sampler", name=found.name)
             need = traits("sampler", sampler)

@@ -117,19 +117,25 @@ def split_entry(entry: Any, path: str, file: str | None) -> tuple[str, dict]:
     return entry["name"], rest
 
 
-def resolve(host, kind: str, name: str, path: str, file: str | None):
-    """The host's entry for ``name``: the class and the name it is registered under."""
+def name_key(entry: Any, path: str) -> str:
+    """The key path of an entry's name: the entry's own when it is given as a bare name."""
+    return path if isinstance(entry, str) else join(path, "name")
+
+
+def resolve(host, kind: str, name: str, key: str, file: str | None):
+    """The host's entry for ``name`` (found at ``key``): the class and the name it is registered under."""
     try:
         return host.entry(kind, name)
     except KeyError as exc:
-        raise ConfigError(exc.args[0], file=file, key=join(path, 'name')) from None
+        raise ConfigError(exc.args[0], file=file, key=key) from None
     except Exception as exc:  # e.g. a name two plugins claim
-        raise ConfigError(str(exc), file=file, key=join(path, 'name')) from None
+        raise ConfigError(str(exc), file=file, key=key) from None
 
 
 def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep: bool = False,
-                 name: str | None = None) -> list[dict]:
-    """Check ``params`` against ``cls``'s fields (``name``: the plugin's registered name, for errors); with
+                 name: str | None = None, entry_keys: tuple[str, ...] = ()) -> list[dict]:
+    """Check ``params`` against ``cls``'s fields (``name``: the plugin's registered name, for errors;
+    ``entry_keys``: the keys its entry takes besides them, such as 'name', listed as valid too); with
     ``sweep``, a list given for a non-list field is a sweep. Returns the settings (one dict, or the
     cartesian product of the sweeps)."""
     schema = fields_of(cls)
@@ -137,11 +143,12 @@ def check_params(cls: type, params: dict, path: str, file: str | None, *, sweep:
     for key, value in params.items():
         if key not in schema:
             key = str(key)  # YAML allows keys such as 3 or null
-            close = difflib.get_close_matches(key, schema, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"unknown key '{key}' for {name or cls.__name__}{hint} "
-                f"Valid keys: {', '.join(sorted(schema)) or '(none)'}", file=file, key=join(path, key))
+            valid = sorted({*schema, *entry_keys})
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean '{close[0]}'? " if close else ". "
+            where = f"for {name}" if name else f"in '{path}'" if path else "at the top level"
+            raise ConfigError(f"unknown key '{key}' {where}{hint}Valid keys: {', '.join(valid) or '(none)'}",
+                              file=file, key=join(path, key))
         tp = schema[key][0]
         values = value if sweep and isinstance(value, list) and not _accepts_list(tp) else None
         if values is not None and not values:
@@ -244,8 +251,8 @@ def _check_numbers(value: Any, key: str, file: str | None) -> None:
 def build(host, kind: str, entry: Any, path: str, file: str | None) -> tuple[str, Any]:
     """(registered name, plugin instance) from a config entry (no sweeps)."""
     name, params = split_entry(entry, path, file)
-    found = resolve(host, kind, name, path, file)
-    (setting,) = check_params(found.cls, params, path, file, name=found.name)
+    found = resolve(host, kind, name, name_key(entry, path), file)
+    (setting,) = check_params(found.cls, params, path, file, name=found.name, entry_keys=("name",))
     return found.name, instantiate(found.cls, setting, path, file, kind=kind, name=found.name)
 
 
@@ -258,5 +265,5 @@ def _accepts_list(tp: Any) -> bool:
     return False
 
 
-__all__ = ["build", "check_params", "check_range", "check_seed", "coerce", "instantiate", "resolve",
+__all__ = ["build", "check_params", "check_range", "check_seed", "coerce", "instantiate", "name_key", "resolve",
            "split_entry", "too_large", "unknown_choice"]

@@ -41,24 +41,27 @@ def _bound(v: float, budget: float) -> str:
     return f"> {cost_text(budget)}" if math.isinf(v) else cost_text(v)
 
 
+ONE_SEED = "(one seed)"  # in place of an interval: one seed gives none
+
+
 def _cost(row: Row, budget: float) -> str:
     med, low, high, _ = row.cost_to_quality
     if math.isnan(med):
         return "-"
     if math.isinf(low):
         return f"> {cost_text(budget)} (none reached)"
-    return f"{_bound(med, budget)} [{_bound(low, budget)}, {_bound(high, budget)}]"
+    return cost_interval(row, budget)
 
 
 def _ratio(v: float) -> str:
     return "-" if math.isnan(v) else "∞" if math.isinf(v) else f"{v:.2f}"
 
 
-def ratio_interval(triple: tuple[float, float, float]) -> str:
+def ratio_interval(triple: tuple[float, float, float], seeds: int = 2) -> str:
     ratio, low, high = triple
     if math.isnan(ratio):
         return "-"
-    return f"{_ratio(ratio)}× [{_ratio(low)}, {_ratio(high)}]"
+    return f"{_ratio(ratio)}× " + (ONE_SEED if seeds == 1 else f"[{_ratio(low)}, {_ratio(high)}]")
 
 
 def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]:
@@ -68,7 +71,7 @@ def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]
               *speedups, "ESS / 1k cost"]
     body = []
     for r in rows:
-        ratios = [ratio_interval(r.speedup_cost), ratio_interval(r.speedup_wall)] if study.baseline else []
+        ratios = [ratio_interval(r.speedup_cost, r.runs), ratio_interval(r.speedup_wall, r.runs)] if study.baseline else []
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
                      *[_final(r, m) for m in study.metrics], _cost(r, study.budget),
                      _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-", *ratios, _num(r.ess)])
@@ -86,16 +89,21 @@ def _legend(rows: list[Row], study: Study) -> str:
         resolution = (f"to {study.resolution:.0%} in cost (the segment before the crossing replayed on a fine grid, "
                       f"or a ladder of budgets for samplers that plan by the budget; a run in blocks, which has no "
                       f"one state to replay, to the checkpoint: each child's tag scorelab.resolution says which)")
+    intervals = (f"Cost to it: median over seeds [order-statistic interval, {level:.1%}]; a seed that never reaches "
+                 f"is censored at the budget {cost_text(study.budget)} ('> budget'). Speedups: median baseline cost / "
+                 f"median cost, paired by seed (same initial chains), 95 % paired bootstrap intervals.")
+    if seeds == [1]:
+        intervals = (f"Cost to it: the one seed's, censored at the budget {cost_text(study.budget)} when not reached "
+                     "('> budget'). Speedups: baseline cost / cost on that seed (same initial chains). With one seed "
+                     "no interval can be given: give two or more for them.")
     return (f"Evaluation seeds only ({'/'.join(map(str, seeds))} per sampler); each sampler at its best setting from "
-            f"the tuning seeds. ok: seeds that finished without diverging; reached: seeds that reached quality. "
+            f"the tuning seeds (its one setting when it has one). ok: seeds that finished without diverging; reached: "
+            f"seeds that reached quality. "
             f"Cost counts NFE (score evaluations), VJP and JVP (vector-Jacobian and Jacobian-vector products of the "
             f"score) and CURV (exact curvature calls), each at its weight. Metrics at the full budget, mean ± sd over "
             f"seeds. Quality is reached at the cost from "
-            f"which {quality} holds to the end of the budget, resolved {resolution}. Cost to it: median over seeds "
-            f"[order-statistic interval, {level:.1%}]; a seed that never reaches is censored at the budget "
-            f"{cost_text(study.budget)} ('> budget'). Speedups: median baseline cost / median cost, paired by seed "
-            f"(same initial chains), 95 % paired bootstrap intervals. ESS: min bulk ESS over traced projections per "
-            f"1000 cost units, median over seeds.")
+            f"which {quality} holds to the end of the budget, resolved {resolution}. {intervals} ESS: min bulk ESS "
+            f"over traced projections per 1000 cost units, median over seeds.")
 
 
 def skipped_text(skipped) -> str:
@@ -168,11 +176,11 @@ def cost_interval(row: Row, budget: float) -> str:
         return f"> {cost_text(budget)}" if math.isinf(v) else cost_text(v)
 
     med, low, high, _ = row.cost_to_quality
-    return f"{show(med)} [{show(low)}, {show(high)}]"
+    return f"{show(med)} " + (ONE_SEED if row.runs == 1 else f"[{show(low)}, {show(high)}]")
 
 
 def speedup_text(row: Row) -> str:
-    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else ratio_interval(row.speedup_cost)
+    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else ratio_interval(row.speedup_cost, row.runs)
 
 
 def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:

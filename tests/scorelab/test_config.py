@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import yaml
 
 from scorelab.config import load_comparison
 from scorelab.errors import ConfigError
@@ -44,14 +45,14 @@ BROKEN = [
      "did you mean 'langevin'? Registered samplers: "),
     ("step_size: [0.05, 0.2]", "step_size: fast", "samplers[0].step_size", "expected float, got 'fast'"),
     ("step_size: [0.05, 0.2]", "stepsize: 0.1", "samplers[0].stepsize",
-     "did you mean 'step_size'? Valid keys: step_size"),
+     "did you mean 'step_size'? Valid keys: as, name, step_size"),
     ("step_size: [0.05, 0.2]", "step_size: -1", "samplers[0]", "step_size must be > 0, got -1.0"),
     ("step_size: [0.05, 0.2]", "step_size: []", "samplers[0].step_size", "empty list"),
     ("budget: 100\n", "", "", "missing required key(s) budget"),
     ("budget: 100", "budget: -5", "budget", "must be > 0"),
     ("budget: 100", "budget: lots", "budget", "expected float, got 'lots'"),
     ("chains: 50", "chains: 2.5", "chains", "expected int, got 2.5"),
-    ("metrics: [sliced_wasserstein, mode_weight_error]", "metrics: [sliced_wasserstein, fid]", "metrics[1].name",
+    ("metrics: [sliced_wasserstein, mode_weight_error]", "metrics: [sliced_wasserstein, fid]", "metrics[1]",
      "unknown metric 'fid'"),
     ("metrics: [sliced_wasserstein, mode_weight_error]", "metrics: []", "metrics", "non-empty list of metrics"),
     ("name: gmm, weights: [0.8, 0.2], means: [[-5, -5], [5, 5]], stds: [1, 1]", "name: gaussian, dim: 2",
@@ -151,3 +152,14 @@ def test_configs_copy_deepcopy_and_pickle(tmp_path, host):
     assert pickle.loads(pickle.dumps(comp)).budget == comp.budget == 100
     assert [s.label for s in pickle.loads(pickle.dumps(comp)).samplers] == [s.label for s in comp.samplers]
     assert not hasattr(comp, "_private") and not hasattr(comp, "__missing_dunder__")  # never read through
+
+
+def test_a_config_of_the_other_kind_or_a_directory_says_what_to_run_or_open(tmp_path, host):
+    from scorelab.training import parse_training
+
+    with pytest.raises(ConfigError, match="this is a training config .* run it with `scorelab train`"):
+        load_comparison(_write(tmp_path, "name: t\ntarget: gmm\nmodel: mlp\nobjective: dsm\nsteps: 5\n"), host)
+    with pytest.raises(ConfigError, match="this is a comparison config .* run it with `scorelab compare`"):
+        parse_training(yaml.safe_load(GOOD), "cfg.yaml", host)
+    with pytest.raises(ConfigError, match=r"a directory, not a config file \(its .yaml files: cfg.yaml\)"):
+        load_comparison(tmp_path, host)

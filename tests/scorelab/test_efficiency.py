@@ -174,3 +174,16 @@ def test_costs_print_in_plain_digits_and_a_table_without_baseline_has_no_speedup
     study = dataclasses.replace(STUDY, baseline=None)
     header, body = headline(analyse(runs, study), study)
     assert not any("speedup" in h for h in header) and "> 1,000 (none reached)" in body[0]
+
+
+def test_one_seed_shows_no_interval_and_the_legend_says_why():
+    from scorelab.summary import text_table
+
+    base = [_run("langevin", 0, "evaluation", (3, 2, 0.9))]  # reaches at 1000
+    fast = [_run("fast", 0, "evaluation", (3, 0.9, 0.5), "fast")]  # reaches at 100
+    table = text_table(analyse(base + fast, STUDY), STUDY)
+    fast_line = next(line for line in table.splitlines() if line.startswith("fast"))
+    assert "100 (one seed)" in fast_line and "10.00× (one seed)" in fast_line and "[" not in fast_line
+    assert "With one seed no interval can be given" in table and "bootstrap" not in table
+    two = [_run("langevin", s, "evaluation", (3, 2, 0.9)) for s in (0, 1)]
+    assert "(one seed)" not in text_table(analyse(two, STUDY), STUDY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -32,9 +33,29 @@ def run(args) -> int:
     if latest is not None:
         for what, url in comparison_urls(home, latest).items():
             print(f"{what}: {url}", flush=True)
+    return serve(cmd)
+
+
+def serve(cmd: list[str]) -> int:
+    """Run the server ``cmd`` until it ends or scorelab is stopped (Ctrl-C, SIGTERM, a closed terminal),
+    then stop it with SIGTERM, its clean shutdown. The server runs in a session of its own so that
+    Ctrl-C reaches scorelab alone: MLflow's workers print a traceback each when they get the SIGINT."""
+    server = subprocess.Popen(cmd, start_new_session=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP is POSIX only
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
     try:
-        return subprocess.call(cmd)
+        return server.wait()
     except KeyboardInterrupt:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
         return 0
 
 

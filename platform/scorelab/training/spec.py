@@ -113,6 +113,9 @@ def parse_training(raw: dict, file: str | None = None, host=None) -> Training:
         from ..plugins import host as default_host
 
         host = default_host()
+    if "samplers" in raw and "objective" not in raw:
+        raise ConfigError("this is a comparison config (it has 'samplers' and no 'objective'): run it with "
+                          "`scorelab compare`", file=file, key="samplers")
     (top,) = P.check_params(TrainSpec, raw, "", file)
     spec = P.instantiate(TrainSpec, top, "", file)
     _check_values(spec, file)
