@@ -87,8 +87,9 @@ class PluginHost:
             installed = {normalise(n) for ep in eps for n in (ep.name, ep.dist.name if ep.dist else "") if n}
             for name in sorted(only - installed):
                 info = PluginInfo(name, None, None)
+                listed = ", ".join(sorted(ep.name for ep in eps))
                 info.errors.append(f"{self.limited_by or 'the plugins to load'} names '{name}', which is no installed "
-                                   f"plugin's entry point or package; installed: {', '.join(sorted(e.name for e in eps))}")
+                                   f"plugin's entry point or package; installed: {listed}")
                 self.plugins.append(info)
         # Built-ins first, so a clash always names the third party as the second provider.
         for ep in sorted(eps, key=lambda e: (e.name != "builtins", e.name)):

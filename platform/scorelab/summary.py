@@ -71,7 +71,8 @@ def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]
               *speedups, "ESS / 1k cost"]
     body = []
     for r in rows:
-        ratios = [ratio_interval(r.speedup_cost, r.runs), ratio_interval(r.speedup_wall, r.runs)] if study.baseline else []
+        ratios = [ratio_interval(r.speedup_cost, r.runs), ratio_interval(r.speedup_wall, r.runs)] \
+            if study.baseline else []
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
                      *[_final(r, m) for m in study.metrics], _cost(r, study.budget),
                      _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-", *ratios, _num(r.ess)])
