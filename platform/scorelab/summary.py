@@ -57,7 +57,8 @@ def _ratio(v: float) -> str:
     return "-" if math.isnan(v) else "∞" if math.isinf(v) else f"{v:.2f}"
 
 
-def ratio_interval(triple: tuple[float, float, float], seeds: int = 2) -> str:
+def ratio_interval(triple: tuple[float, float, float], seeds: int) -> str:
+    """"1.54× [0.9, 2.1]" from (ratio, low, high); over ``seeds`` seeds, and one gives no interval."""
     ratio, low, high = triple
     if math.isnan(ratio):
         return "-"
@@ -172,12 +173,9 @@ def pays_for_derivatives(records: list[RunRecord]) -> bool:
 
 def cost_interval(row: Row, budget: float) -> str:
     """Median cost to quality [interval]; a censored end shows as '> budget'."""
-
-    def show(v: float) -> str:
-        return f"> {cost_text(budget)}" if math.isinf(v) else cost_text(v)
-
     med, low, high, _ = row.cost_to_quality
-    return f"{show(med)} " + (ONE_SEED if row.runs == 1 else f"[{show(low)}, {show(high)}]")
+    interval = ONE_SEED if row.runs == 1 else f"[{_bound(low, budget)}, {_bound(high, budget)}]"
+    return f"{_bound(med, budget)} {interval}"
 
 
 def speedup_text(row: Row) -> str:
