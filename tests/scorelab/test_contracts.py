@@ -121,5 +121,5 @@ def test_the_baseline_is_the_first_row_unless_the_config_names_one(host):
         "samplers": [{"name": "mala", "step_size": 0.1}, {"name": "langevin", "step_size": 0.1}]}
     assert parse_comparison(two, host=host).baseline == "mala"
     assert parse_comparison(two | {"baseline": "langevin"}, host=host).baseline == "langevin"
-    with pytest.raises(ConfigError, match="without 'baseline' it is the first sampler listed"):
+    with pytest.raises(ConfigError, match="without 'baseline' it is the first row listed"):
         parse_comparison(two | {"baseline": "ozaki_langevin"}, host=host)
