@@ -82,6 +82,14 @@ def normals(key: torch.Tensor, step: int, shape: tuple[int, ...], dtype: torch.d
     return torch.stack(pairs, 1).reshape(-1)[:n].reshape(shape)
 
 
+def seconds_of(f, device: torch.device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter()
+    f()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
 def check_philox(device: torch.device) -> None:
     for counter, key, expected in KNOWN_ANSWERS:
         words = philox(tuple(torch.tensor([w], device=device) for w in counter), *key)
@@ -179,17 +187,20 @@ def main() -> None:
           + f"; {args.chains} x {args.dim} float32 chains; torch {torch.__version__}")
     print("Philox-4x32-10 known answers: ok; its normals: "
           + check_moments(torch.compile(normals, dynamic=False)(key, 0, x0.shape, x0.dtype)))
+    eager = {"Philox normals": lambda: normals(key, 0, x0.shape, x0.dtype),
+             "torch.randn": lambda: torch.randn(x0.shape, device=device, generator=generator)}
+    for f in eager.values():  # warm-up
+        f()
+    print("eagerly, one step's normals: " + ", ".join(
+        f"{name} {statistics.median(1e3 * seconds_of(f, device) for _ in range(5)):.2f} ms"
+        for name, f in eager.items()) + " (median of 5)")
     runs = {}
     for k in args.steps_per_call:
         runs |= contenders(x0, mean, variance, 0.01, k, generator)
     steps = args.steps
 
     def seconds(run):
-        synchronize(device)
-        t0 = time.perf_counter()
-        run(steps)
-        synchronize(device)
-        return time.perf_counter() - t0
+        return seconds_of(lambda: run(steps), device)
 
     for run in runs.values():  # compiles, twice: a recompile on a value that changed
         seconds(run), seconds(run)

@@ -1,7 +1,9 @@
 """Steps/s of scorelab's step loop against a bare Langevin loop on the same target and device.
 
 The bare loop is the floor: the same update with the target's score called directly, no oracle,
-no divergence tracking. The ratio is scorelab's overhead per step.
+no divergence tracking. The ratio is scorelab's overhead per step: after a warm-up, ``--repeats``
+rounds run each loop once, the order alternating; the median and min-max of each loop's steps/s and
+of the per-round ratio of times are printed.
 
     python benchmarks/step_loop.py --device auto --chains 10000 --dim 100
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
 
 import torch
@@ -63,12 +66,18 @@ def main() -> None:
         bare(target, x0, args.steps, h, torch.Generator(device).manual_seed(0))
 
     ours(), floor()  # warm-up
-    t_ours = min(timed(ours, device) for _ in range(args.repeats))
-    t_bare = min(timed(floor, device) for _ in range(args.repeats))
-    print(f"device {device_name(device)}, {args.chains} chains, d={args.dim}, {args.steps} steps")
-    print(f"bare loop      {args.steps / t_bare:10.0f} steps/s")
-    print(f"scorelab loop  {args.steps / t_ours:10.0f} steps/s")
-    print(f"ratio scorelab/bare time: {t_ours / t_bare:.3f}")
+    times = {"bare loop": [], "scorelab loop": []}
+    for r in range(args.repeats):  # interleaved, the order alternating
+        for name, fn in [("bare loop", floor), ("scorelab loop", ours)][:: 1 if r % 2 else -1]:
+            times[name].append(timed(fn, device))
+    print(f"device {device_name(device)}, {args.chains} chains, d={args.dim}, {args.steps} steps, "
+          f"{args.repeats} interleaved rounds; steps/s median (min-max)")
+    for name, ts in times.items():
+        rates = [args.steps / t for t in ts]
+        print(f"{name:<14} {statistics.median(rates):10.0f} ({min(rates):.0f}-{max(rates):.0f})")
+    ratios = [a / b for a, b in zip(times["scorelab loop"], times["bare loop"], strict=True)]
+    print(f"scorelab / bare loop time, per round: median {statistics.median(ratios):.3f} "
+          f"({min(ratios):.3f}-{max(ratios):.3f})")
 
 
 if __name__ == "__main__":

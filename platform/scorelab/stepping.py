@@ -33,7 +33,7 @@ class Stepping:
     """Where the choice between single steps and calls of several stands: what a replay needs to step
     as the run did from a checkpoint."""
 
-    per_step: Counts | None = None  # the calls the last single step made (None: no step yet)
+    per_step: Counts | None = None  # the calls the last single step made (None: no step yet, or one a call)
     several: bool = True  # calls of several steps allowed (off once their calls were not as predicted)
     stop: float = math.inf  # the next checkpoint's cost or the budget when the checkpoint was taken (for a replay)
 
@@ -66,12 +66,18 @@ class Stepper:
         return dataclasses.replace(self.at, stop=stop)
 
     def __call__(self, state: Any, oracle: ScoreOracle, generator: torch.Generator, stop: float) -> Moved:
+        if self.many is None:  # one step a call on this device: nothing to predict (the eager loop's path)
+            state, info = self.one(state, oracle, generator)
+            return self._single(state, info, oracle)
         before = oracle.counts
         predicted = self._predicted(state, oracle, stop)
         if predicted is not None:
             return self._several(state, oracle, generator, before, predicted)
         state, info = self.one(state, oracle, generator)
         self.at = dataclasses.replace(self.at, per_step=_minus(oracle.counts, before))
+        return self._single(state, info, oracle)
+
+    def _single(self, state: Any, info: Any, oracle: ScoreOracle) -> Moved:
         records = None if self.project is None else self.project(state.x)[None]
         return Moved(state, [info], [oracle.cost], [oracle.counts], None, records)
 
