@@ -126,7 +126,7 @@ class _Divergence:
     buffers, one reduction with no temporary; every ``CHUNK`` steps, and when read, the buffers are
     folded into the first such step: NaN fails every comparison, so "not (-limit <= min and max <=
     limit)". (Folded at every step, that was eight eager ops: the loop's time over a bare Langevin loop's
-    was 1.27 and 1.28 against 1.17 and 1.15 now, 1000 x 50 chains on one CPU core, by
+    was 1.27 and 1.28 against 1.17 and 1.15 after this change, 1000 x 50 chains on one CPU core, by
     ``benchmarks/step_loop.py``, figures in benchmarks/README.md; on a GPU each op is a kernel launch.)"""
 
     CHUNK = 256
