@@ -41,7 +41,7 @@ def run(row, problem, steps: int, device: torch.device) -> None:
     synchronize(device)
 
 
-def table(prof, steps: int, device: torch.device, rows: int) -> str:
+def table(prof, steps: int, device: torch.device, top: int) -> str:
     """The profile's ops by their own time, milliseconds and calls per step."""
     on_gpu = device.type == "cuda"
     events = [e for e in prof.key_averages()
@@ -49,7 +49,7 @@ def table(prof, steps: int, device: torch.device, rows: int) -> str:
     events.sort(key=lambda e: -(e.self_device_time_total if on_gpu else e.self_cpu_time_total))
     total = sum(e.self_device_time_total if on_gpu else e.self_cpu_time_total for e in events)
     lines = [f"  {'op' if not on_gpu else 'kernel':<70} {'ms a step':>10} {'share':>7} {'calls a step':>13}"]
-    for e in events[:rows]:
+    for e in events[:top]:
         t = e.self_device_time_total if on_gpu else e.self_cpu_time_total
         lines.append(f"  {e.key[:70]:<70} {t / 1e3 / steps:>10.3f} {t / total:>7.1%} {e.count / steps:>13.2f}")
     lines.append(f"  {'all':<70} {total / 1e3 / steps:>10.3f}")
@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--steps", type=positive, default=50, help="steps timed and profiled (default: %(default)s)")
     p.add_argument("--steps-per-call", type=positive, nargs="+", metavar="K",
                    help="compiled steps a call to profile (default: scorelab's for the device)")
-    p.add_argument("--rows", type=positive, default=20, help="ops shown (default: %(default)s)")
+    p.add_argument("--top", type=positive, default=20, help="ops shown, by their own time (default: %(default)s)")
     p.add_argument("--core", type=int, help="the CPU core to pin to (default: the first allowed)")
     args = p.parse_args()
     device = resolve_device(args.device)
@@ -85,7 +85,7 @@ def main() -> None:
             with profile(activities=activities) as prof:
                 run(row, problem, args.steps, device)
         print(f"\n{k} step(s) a call: {rate:.1f} steps/s unprofiled ({args.steps} steps)")
-        print(table(prof, args.steps, device, args.rows))
+        print(table(prof, args.steps, device, args.top))
 
 
 if __name__ == "__main__":
