@@ -34,10 +34,10 @@ from .errors import ConfigError
 from .executors import ChildJob, Executor, LocalExecutor
 from .floors import quality_floor
 from .oracle import CostWeights
-from .reporting import headline_metrics, report_files
+from .reporting import headline_metrics, report_files, skipped_samplers
 from .schedules import log_spaced_checkpoints
 from .sources import ExactScore
-from .summary import findings, headline
+from .summary import findings, headline, skipped_text
 from .tracking import Tracker
 from .training.export import model_source
 
@@ -53,6 +53,7 @@ class ComparisonResult:
     cost_weights: CostWeights
     tracking_seconds: float
     total_seconds: float
+    skipped: list[str]  # samplers not evaluated: every setting diverged or failed on a tuning seed
 
 
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None,
@@ -118,7 +119,7 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
 
     rows = _close_parent(tracker, parent, records, study, weights, started)
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
-                            tracker.seconds, time.perf_counter() - started)
+                            tracker.seconds, time.perf_counter() - started, skipped_samplers(records, study))
 
 
 
@@ -145,7 +146,8 @@ def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study
                   started: float) -> list:
     """The parent's answer (its description), report files and headline metrics; the parent ends FINISHED."""
     rows, files = report_files(records, study, weights)
-    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"])})
+    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"],
+                                               skipped_samplers(records, study))})
     for name, content in files.items():
         if isinstance(content, str):
             tracker.log_text(parent, content, name)
@@ -161,12 +163,13 @@ def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study
 NOTE_TAG = "mlflow.note.content"
 
 
-def answer(rows, study: Study, evaluation: list[RunRecord]) -> str:
-    """The parent run's description: the comparison's answer first, then its table."""
+def answer(rows, study: Study, evaluation: list[RunRecord], skipped: list[str] = ()) -> str:
+    """The parent run's description: the comparison's answer first, then its table and the samplers
+    left out of it."""
     header, body = headline(rows, study)
     table = "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
-    return (f"**{findings(rows, study, evaluation)}**\n\n{table}\n\nThe full report, with the legend and plots: "
-            "`summary.md` and `plots/` in this run's artifacts.")
+    return (f"**{findings(rows, study, evaluation)}**\n\n{table}\n{skipped_text(skipped)}\nThe full report, with "
+            "the legend and plots: `summary.md` and `plots/` in this run's artifacts.")
 
 
 def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: CostWeights, weight_params: dict,

@@ -98,7 +98,11 @@ def _at(curve, cost):
 def speedup_figure(rows, study):
     """Speedup over the baseline in cost and in wall time, with bootstrap intervals."""
     plt = _pyplot()
-    rows = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
+    drawn = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
+    # Said, not drawn: a bound where the baseline's median is censored, no speedup where one's own is.
+    unbounded = [f"{r.label} ≥ {study.budget / r.cost_to_quality[0]:.3g}×" if math.isinf(r.speedup_cost[0])
+                 else f"{r.label} (did not reach)" for r in rows if r.speedup_cost[0] in (0.0, math.inf)]
+    rows = drawn
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5), dpi=100, layout="constrained")
     y = np.arange(len(rows))
     for offset, attr, name in ((-0.18, "speedup_cost", "cost"), (0.18, "speedup_wall", "wall time")):
@@ -115,5 +119,7 @@ def speedup_figure(rows, study):
     ax.set_xscale("log")
     ax.set_yticks(y, [r.label for r in rows], fontsize=7)
     ax.set_xlabel(f"speedup over {study.baseline} to reach {study.primary} ≤ {study.multiple:g} × floor")
+    if unbounded:
+        ax.set_title("not drawn, no finite speedup: " + ", ".join(unbounded), fontsize=7, wrap=True)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

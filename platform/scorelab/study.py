@@ -244,7 +244,8 @@ def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
         state = "**met**" + ("" if low >= goal.speedup else " by the median, not by the interval's lower end")
     else:
         state = "**not met**"
-    return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {speedup_text(row)}, {state}"
+    measured = speedup_text(row, study.budget)
+    return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {measured}, {state}"
 
 
 def experiment_names(plan: StudyPlan) -> list[str]:

@@ -48,6 +48,8 @@ def _cost(row: Row, budget: float) -> str:
     med, low, high, _ = row.cost_to_quality
     if math.isnan(med):
         return "-"
+    if row.ok == 0:
+        return "diverged or failed on every seed"
     if math.isinf(low):
         return f"> {cost_text(budget)} (none reached)"
     return cost_interval(row, budget)
@@ -57,12 +59,21 @@ def _ratio(v: float) -> str:
     return "-" if math.isnan(v) else "∞" if math.isinf(v) else f"{v:.2f}"
 
 
-def ratio_interval(triple: tuple[float, float, float], seeds: int) -> str:
-    """"1.54× [0.9, 2.1]" from (ratio, low, high); over ``seeds`` seeds, and one gives no interval."""
+def ratio_interval(triple: tuple[float, float, float], seeds: int, at_least: float = math.nan) -> str:
+    """"1.54× [0.9, 2.1]" from (ratio, low, high); over ``seeds`` seeds, and one gives no interval. An
+    infinite ratio (the baseline's median censored at the budget) shows as its bound, "≥ at_least×",
+    where one is known, else "-"."""
     ratio, low, high = triple
-    if math.isnan(ratio):
+    if math.isnan(ratio) or (math.isinf(ratio) and math.isnan(at_least)):
         return "-"
-    return f"{_ratio(ratio)}× " + (ONE_SEED if seeds == 1 else f"[{_ratio(low)}, {_ratio(high)}]")
+    shown = f"≥ {_ratio(at_least)}" if math.isinf(ratio) else _ratio(ratio)
+    return f"{shown}× " + (ONE_SEED if seeds == 1 else f"[{_ratio(low)}, {_ratio(high)}]")
+
+
+def cost_speedup(row: Row, budget: float) -> str:
+    """The cost speedup's cell: bounded below by budget / median cost where the baseline's median is
+    censored (it did not reach within the budget on most seeds)."""
+    return ratio_interval(row.speedup_cost, row.runs, budget / row.cost_to_quality[0])
 
 
 def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]:
@@ -72,8 +83,7 @@ def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]
               *speedups, "ESS / 1k cost"]
     body = []
     for r in rows:
-        ratios = [ratio_interval(r.speedup_cost, r.runs), ratio_interval(r.speedup_wall, r.runs)] \
-            if study.baseline else []
+        ratios = [cost_speedup(r, study.budget), ratio_interval(r.speedup_wall, r.runs)] if study.baseline else []
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
                      *[_final(r, m) for m in study.metrics], _cost(r, study.budget),
                      _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-", *ratios, _num(r.ess)])
@@ -93,7 +103,8 @@ def _legend(rows: list[Row], study: Study) -> str:
                       f"one state to replay, to the checkpoint: each child's tag scorelab.resolution says which)")
     intervals = (f"Cost to it: median over seeds [order-statistic interval, {level:.1%}]; a seed that never reaches "
                  f"is censored at the budget {cost_text(study.budget)} ('> budget'). Speedups: median baseline cost / "
-                 f"median cost, paired by seed (same initial chains), 95 % paired bootstrap intervals.")
+                 f"median cost, paired by seed (same initial chains), 95 % paired bootstrap intervals; where the "
+                 f"baseline's median is censored, a bound: ≥ budget / median cost.")
     if seeds == [1]:
         intervals = (f"Cost to it: the one seed's, censored at the budget {cost_text(study.budget)} when not reached "
                      "('> budget'). Speedups: baseline cost / cost on that seed (same initial chains). With one seed "
@@ -178,8 +189,8 @@ def cost_interval(row: Row, budget: float) -> str:
     return f"{_bound(med, budget)} {interval}"
 
 
-def speedup_text(row: Row) -> str:
-    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else ratio_interval(row.speedup_cost, row.runs)
+def speedup_text(row: Row, budget: float) -> str:
+    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else cost_speedup(row, budget)
 
 
 def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
@@ -195,7 +206,8 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
                f"of {len(rows)}.")
     if reached:
         best = reached[0]
-        versus = "" if best.sampler == study.baseline else f", {speedup_text(best)} the cost of {study.baseline}"
+        versus = "" if best.sampler == study.baseline else \
+            f", {speedup_text(best, study.budget)} the cost of {study.baseline}"
         out.append(f"Least cost to quality: {best.sampler}, median {cost_interval(best, study.budget)}{versus}.")
         paying = {r.sampler: pays_for_derivatives([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
         with_c = [r for r in reached if paying[r.sampler]]
@@ -212,7 +224,7 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
             out.append("Only samplers that pay for derivatives of the score reach quality here.")
         elif without:
             out.append("No sampler that pays for derivatives of the score reaches quality here.")
-    never = [r.sampler for r in rows if r.reached == 0]
+    never = [r.sampler for r in rows if r.reached == 0 and r.ok > 0]
     if never:
         out.append(f"Never within the budget of {cost_text(study.budget)}: {', '.join(never)}.")
     diverged = [f"{r.sampler} ({r.runs - r.ok}/{r.runs})" for r in rows if r.ok < r.runs]

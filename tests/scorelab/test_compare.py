@@ -240,6 +240,9 @@ def test_a_run_that_blows_up_is_diverged_and_never_selected(host, tracking_uri):
     assert not any(r.sampler == "blowup" and r.role == "evaluation" for r in result.runs)  # never selected
     summary = Path(MlflowClient(tracking_uri).download_artifacts(result.parent_run_id, "summary.md")).read_text()
     assert "Not evaluated (every setting diverged or failed on a tuning seed): blowup" in summary
+    assert result.skipped == ["blowup"]  # what `scorelab compare` prints under its table
+    note = MlflowClient(tracking_uri).get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    assert "Not evaluated (every setting diverged or failed on a tuning seed): blowup" in note
 
 
 def test_metrics_see_the_target_moved_to_the_run_device(host, tracking_uri):

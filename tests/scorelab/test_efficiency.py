@@ -187,3 +187,21 @@ def test_one_seed_shows_no_interval_and_the_legend_says_why():
     assert "With one seed no interval can be given" in table and "bootstrap" not in table
     two = [_run("langevin", s, "evaluation", (3, 2, 0.9)) for s in (0, 1)]
     assert "(one seed)" not in text_table(analyse(two, STUDY), STUDY)
+
+
+def test_a_censored_baseline_bounds_the_speedup_and_a_diverged_row_says_so():
+    from scorelab.summary import findings, headline
+
+    base = [_run("langevin", s, "evaluation", (3, 3, 3)) for s in (0, 1, 2)]  # never reaches: censored at 1000
+    fast = [_run("fast", s, "evaluation", (3, 0.9, 0.5), "fast") for s in (0, 1, 2)]  # reaches at 100
+    blown = [_run("blown", s, "evaluation", (3, 3, 3), "blown") for s in (0, 1, 2)]
+    for run in blown:
+        run.diverged_at = 21.0
+    rows = analyse(base + fast + blown, STUDY)
+    _, body = headline(rows, STUDY)
+    cells = {line[0]: line for line in body}
+    assert "≥ 10.00× [" in cells["fast"][-3] and "∞×" not in cells["fast"][-3]  # budget 1000 / median 100
+    assert cells["blown"][-5] == "diverged or failed on every seed"
+    text = findings(rows, STUDY, base + fast + blown)
+    assert "fast, median 100 [100, 100], ≥ 10.00× [" in text
+    assert "Never within the budget of 1,000: langevin." in text and "blown (3/3)" in text

@@ -49,7 +49,7 @@ def run(args) -> int:
         {s.name for s in comp.samplers})
     with tqdm(total=total, desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
         result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar, executor=executor)
-    print(text_table(result.rows, result.study))
+    print(text_table(result.rows, result.study, result.skipped))
     w = result.cost_weights
     print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "
           f"{result.total_seconds:.1f} s in all, {result.tracking_seconds:.1f} s of it tracking")
