@@ -104,9 +104,9 @@ def comparison_config(client, parent) -> dict:
 
 
 def incomplete(parent, config: dict, records: list[RunRecord], study: Study) -> list[str]:
-    """What a comparison whose parent did not finish lacks: children that never ended, and evaluation
-    seeds never run (a sampler every setting of which failed in tuning is skipped, not missing).
-    Empty for a finished comparison."""
+    """What a comparison whose parent did not finish lacks: children that never ended, and tuning and
+    evaluation runs never run (a sampler every setting of which failed in tuning is skipped, not
+    missing). Empty for a finished comparison."""
     if parent.info.status == "FINISHED":
         return []
     problems = [f"the parent run is {parent.info.status}"]
@@ -114,11 +114,14 @@ def incomplete(parent, config: dict, records: list[RunRecord], study: Study) -> 
                   if r.status not in ("FINISHED", "FAILED")]
     if unfinished:
         problems.append("unfinished: " + ", ".join(unfinished))
+    names = [s["name"] for s in config["samplers"]]
+    tuned = {(r.label, r.seed) for r in records if r.role == "tuning"}
+    missing = [f"{s['label']} tuning seed {seed}" for s in config["samplers"] if names.count(s["name"]) > 1
+               for seed in config.get("tuning_seeds", []) if (s["label"], seed) not in tuned]
     ran = {(r.sampler, r.seed) for r in records if r.role == "evaluation"}
     skipped = set(skipped_samplers(records, study))
-    names = dict.fromkeys(s["name"] for s in config["samplers"])
-    missing = [f"{name} seed {seed}" for name in names if name not in skipped for seed in config["seeds"]
-               if (name, seed) not in ran]
+    missing += [f"{name} seed {seed}" for name in dict.fromkeys(names) if name not in skipped
+                for seed in config["seeds"] if (name, seed) not in ran]
     if missing:
         problems.append("never run: " + ", ".join(missing))
     return problems

@@ -125,7 +125,12 @@ def skipped_text(skipped) -> str:
             if skipped else "")
 
 
+NO_ROWS = "No evaluation run finished: there is no table yet."
+
+
 def text_table(rows: list[Row], study: Study, skipped: list[str] = ()) -> str:
+    if not rows:
+        return NO_ROWS + skipped_text(skipped).rstrip()
     header, body = headline(rows, study)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
@@ -140,7 +145,8 @@ def markdown(rows: list[Row], study: Study, tuning: list | None = None,
              sensitivity: dict[str, dict[float, float]] | None = None, skipped: list[str] = ()) -> str:
     header, body = headline(rows, study)
     lines = ["| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body]]
-    out = "## Comparison\n\n" + "\n".join(lines) + "\n\n" + _legend(rows, study) + "\n" + skipped_text(skipped)
+    table = "\n".join(lines) + "\n\n" + _legend(rows, study) if rows else NO_ROWS
+    out = "## Comparison\n\n" + table + "\n" + skipped_text(skipped)
     floors = ", ".join(f"{m} {study.floors[m]:.3g}" for m in study.metrics if m in study.floors)
     out += f"\nQuality floors (metric between two independent exact sample sets of the same size): {floors}.\n"
     if sensitivity:

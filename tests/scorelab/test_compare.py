@@ -295,7 +295,8 @@ def test_chains_from_the_target_start_at_quality(host, tracking_uri):
     assert first_value < 4 * 0.028
 
 
-def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(host, tracking_uri, tmp_path):
+def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(host, tracking_uri, tmp_path,
+                                                                                monkeypatch):
     from scorelab.cli import main
 
     config = {**BASE, "seeds": [0, 1], "budget": 400, "checkpoints": 5, "chains": 400,
@@ -316,3 +317,8 @@ def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(
     text = (out / "report.md").read_text()
     assert "Sensitivity to the cost weights" in text
     assert main(["report", "unit", "--tracking-uri", tracking_uri, "--cost-weights", "vjp=x"]) == 2
+    monkeypatch.chdir(tmp_path)  # the default folders: a re-priced report goes beside the as-run one
+    for weights in ([], ["--cost-weights", "vjp=30,jvp=4"]):
+        assert main(["report", "unit", "--tracking-uri", tracking_uri, *weights]) == 0
+    run = result.parent_run_id[:8]
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [f"unit-{run}", f"unit-{run}-at-vjp30-jvp4"]

@@ -205,3 +205,19 @@ def test_a_censored_baseline_bounds_the_speedup_and_a_diverged_row_says_so():
     text = findings(rows, STUDY, base + fast + blown)
     assert "fast, median 100 [100, 100], ≥ 10.00× [" in text
     assert "Never within the budget of 1,000: langevin." in text and "blown (3/3)" in text
+
+
+def test_a_comparison_killed_in_tuning_names_the_runs_it_lacks_and_prints_no_empty_table():
+    from types import SimpleNamespace
+
+    from scorelab.reporting import incomplete
+    from scorelab.summary import NO_ROWS, text_table
+
+    config = {"seeds": [0], "tuning_seeds": [1000, 1001],
+              "samplers": [{"name": "langevin", "label": f"langevin[step_size={h}]"} for h in (0.1, 0.2)]}
+    done = [_run("langevin[step_size=0.1]", 1000, "tuning", (3, 2, 0.9))]
+    parent = SimpleNamespace(info=SimpleNamespace(status="KILLED"))
+    assert incomplete(parent, config, done, STUDY) == [
+        "the parent run is KILLED", "never run: langevin[step_size=0.1] tuning seed 1001, langevin[step_size=0.2] "
+        "tuning seed 1000, langevin[step_size=0.2] tuning seed 1001, langevin seed 0"]
+    assert text_table([], STUDY) == NO_ROWS

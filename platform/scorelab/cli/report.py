@@ -3,6 +3,7 @@ re-priced with other cost weights from the call counts logged at every point of 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 WEIGHT_KINDS = ("vjp", "jvp", "curvature")
@@ -11,7 +12,8 @@ WEIGHT_KINDS = ("vjp", "jvp", "curvature")
 def add(sub):
     p = sub.add_parser("report", help="rebuild a comparison's report (table, plots) from MLflow into a folder")
     p.add_argument("ref", help="the comparison's parent run id, or an experiment name (its latest comparison)")
-    p.add_argument("--out", type=Path, help="folder to write (default: reports/<experiment>-<run id>)")
+    p.add_argument("--out", type=Path, help="folder to write (default: reports/<experiment>-<run id>, and "
+                   "-at-<weights> after it when re-priced)")
     p.add_argument("--cost-weights", metavar="vjp=W,jvp=W,curvature=W",
                    help="re-price every run with these weights (kinds not named keep the logged ones)")
     p.add_argument("--partial", action="store_true",
@@ -63,7 +65,9 @@ def run(args) -> int:
     rows, files = reporting.report_files(records, study, weights)
     files["summary.md"] = warning + files["summary.md"]
     experiment = client.get_experiment(parent.info.experiment_id).name
-    out = args.out or Path("reports") / f"{experiment}-{parent.info.run_id[:8]}"
+    # A re-priced report goes beside the as-run one, named by its weights, never over it.
+    priced = "-at-" + re.sub(r"[^\w.]+", "-", args.cost_weights.replace("=", "")) if args.cost_weights else ""
+    out = args.out or Path("reports") / f"{experiment}-{parent.info.run_id[:8]}{priced}"
     report = reporting.write_report(out, files)
     print(warning + text_table(rows, study, reporting.skipped_samplers(records, study)))
     print(f"\ncost = NFE + {weights.vjp:.2f}·VJP + {weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV"
