@@ -128,6 +128,22 @@ def whole(store):
         torch.set_num_threads(n)
 
 
+def test_a_run_resumed_after_ctrl_c_keeps_why_it_stopped_as_history_not_as_an_error(store, host):
+    def ctrl_c_at_25(trainer):
+        if trainer.step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(parse_training(copy.deepcopy(RESUMABLE), None, host), Tracker(store), on_step=ctrl_c_at_25)
+    client = MlflowClient(store)
+    (stopped,) = client.search_runs([client.get_experiment_by_name("unit-resume").experiment_id])
+    assert stopped.data.tags["scorelab.error"] == "interrupted at step 25"
+    resume(stopped.info.run_id, Tracker(store), host=host)
+    tags = client.get_run(stopped.info.run_id).data.tags
+    assert "scorelab.error" not in tags and tags["scorelab.status"] == "ok"
+    assert tags["scorelab.resumed_after"] == "interrupted at step 25"
+
+
 def test_kill_and_resume_equals_an_uninterrupted_run(store, whole, host):
     def kill_at_25(trainer):
         if trainer.step == 25:

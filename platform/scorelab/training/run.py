@@ -88,7 +88,11 @@ def resume(run_id: str, tracker: Tracker, *, progress: bool = False,
         logged = max((m.step for key in run.data.metrics for m in client.get_metric_history(run_id, key)),
                      default=0)
         client.update_run(run_id, status="RUNNING")
+        stopped = run.data.tags.get("scorelab.error")
+        if stopped is not None:  # the run is healthy again: what stopped it is history, not an error
+            client.delete_tag(run_id, "scorelab.error")
         tracker.set_tags(run_id, {"scorelab.resumed_from_step": trainer.step, "scorelab.status": "running",
+                                  **({"scorelab.resumed_after": stopped} if stopped else {}),
                                   **process_tags()})  # this process trains it now
         return _run(training, trainer, tracker, run_id, run.info.experiment_id, checkpoints, progress, on_step,
                     replayed_until=logged)
