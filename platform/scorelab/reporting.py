@@ -63,12 +63,13 @@ class IncompleteComparison(ScorelabError):
                          "--partial to report what finished (marked incomplete)")
 
 
-def load_records(client, ref: str, *, partial: bool = False) -> tuple[Any, Study, list[RunRecord], CostWeights]:
+def load_records(client, ref: str, *, partial: bool = False,
+                 finished: bool = False) -> tuple[Any, Study, list[RunRecord], CostWeights]:
     """The parent run named by ``ref`` (a parent run id, or an experiment name: its latest
-    comparison), its study settings and floors, every child run as a RunRecord, and the cost
-    weights it ran with. A comparison that did not finish raises IncompleteComparison unless
-    ``partial``."""
-    parent = _find_parent(client, ref)
+    comparison, or with ``finished`` its latest finished one), its study settings and floors, every
+    child run as a RunRecord, and the cost weights it ran with. A comparison that did not finish
+    raises IncompleteComparison unless ``partial``."""
+    parent = _find_parent(client, ref, finished)
     if parent is None:
         raise ScorelabError(f"no comparison found for '{ref}': give a parent run id or an experiment name")
     config = comparison_config(client, parent)
@@ -132,7 +133,7 @@ def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(p.step, p.value) for p in points]
 
 
-def _find_parent(client, ref: str):
+def _find_parent(client, ref: str, finished: bool = False):
     from mlflow.exceptions import MlflowException
 
     try:
@@ -144,8 +145,11 @@ def _find_parent(client, ref: str):
     experiment = client.get_experiment_by_name(ref)
     if experiment is None:
         return None
-    runs = client.search_runs([experiment.experiment_id], "tags.`scorelab.role` = 'comparison'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    query = "tags.`scorelab.role` = 'comparison'"
+    order = ["attributes.start_time DESC"]
+    done = client.search_runs([experiment.experiment_id], query + " and attributes.status = 'FINISHED'",
+                              order_by=order, max_results=1) if finished else []
+    runs = done or client.search_runs([experiment.experiment_id], query, order_by=order, max_results=1)
     return runs[0] if runs else None
 
 

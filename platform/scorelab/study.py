@@ -169,7 +169,7 @@ def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = 
     unmeasured = []
     for entry, ref in zip(plan.entries, refs, strict=True):
         try:
-            measured = load_records(client, ref)
+            measured = load_records(client, ref, finished=True)
         except ScorelabError as exc:
             unmeasured.append(entry.config)
             parts += _unmeasured(entry, exc)

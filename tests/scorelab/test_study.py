@@ -68,9 +68,14 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     assert report.is_file() and (report.parent / "plots" / "max_moment_error_vs_cost.png").is_file()
     assert "(study/unit-gaussian/plots/max_moment_error_vs_cost.png)" in text
 
-    # Rebuilt from MLflow alone, by experiment name: the same document.
+    # Rebuilt from MLflow alone, by experiment name: the same document, also once a later run of the
+    # comparison was killed (the latest finished run is the one measured).
     again, _ = write_document(plan, MlflowClient(tracking_uri), ["unit-gaussian"], out)
     assert again.read_text() == text
+    killed = tracker.start_run(tracker.experiment("unit-gaussian"), "compare", tags={"scorelab.role": "comparison"})
+    tracker.end(killed, "KILLED")
+    again, unmeasured = write_document(plan, MlflowClient(tracking_uri), ["unit-gaussian"], out)
+    assert unmeasured == [] and again.read_text() == text
 
 
 def test_quick_shrinks_every_comparison(host):

@@ -19,7 +19,7 @@ def add(sub):
                    help="a smoke test: a fraction of each budget, few chains and seeds, no tuning "
                         "(experiments *-quick)")
     p.add_argument("--from-mlflow", action="store_true",
-                   help="run nothing: rebuild the document from each comparison's latest run in MLflow")
+                   help="run nothing: rebuild the document from each comparison's latest finished run in MLflow")
     p.add_argument("--out", type=Path, help="the document to write (default: study.yaml's 'document'; with --quick, "
                                             "reports/<its name>-quick.md, so a smoke test never overwrites the study)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
@@ -43,7 +43,7 @@ def run(args) -> int:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     plan = load_study(args.folder, quick=args.quick)  # every config error before any work
     tracker = Tracker(args.tracking_uri)
-    refs = experiment_names(plan)  # each comparison's latest run in MLflow, unless run now
+    refs = experiment_names(plan)  # each comparison's latest finished run in MLflow, unless run now
     chosen = plan.select(args.only) if args.only else list(range(len(plan.entries)))
     if not args.from_mlflow:
         if args.jobs > 1 and len(chosen) > 1:
