@@ -36,6 +36,7 @@ class RunRecord:
     wall: list[tuple[int, float]] = field(default_factory=list)  # [(cost, seconds sampling)]
     counts: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # cost -> (nfe, vjp, jvp, curvature)
     ess: float = math.nan  # min bulk ESS of the traced projections, per 1000 cost units
+    budget_points: bool = False  # its curves hold one run per budget (a budget ladder), not one run's checkpoints
 
     @property
     def ok(self) -> bool:

@@ -168,6 +168,8 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
     measure = _Measure(setup, record, metrics)
     ladder = traits("sampler", setting.make()).budget_bound  # its cost to quality is found by a budget ladder
+    record.budget_points = ladder
+    tracker.set_tags(run_id, {"scorelab.curve": "budgets" if ladder else "checkpoints"})
     blocked = comp.blocked  # no one run to snapshot or trace: see the module docstring
     x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype, host=blocked)
     bound = BOUND_FACTOR * max(1.0, float(x0.abs().max()), float(setup.reference.abs().max()))

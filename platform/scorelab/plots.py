@@ -39,15 +39,24 @@ def samples_figure(samples: torch.Tensor, reference: torch.Tensor, title: str, m
 
 def quality_vs_cost_figure(evaluation, metric: str, study):
     """One line per sampler (median over seeds) with the min-max band shaded; floor and threshold dashed.
-    Log axes where the values allow; the legend beside the axes, never over a curve; a run far above
-    the rest (a near-divergence that stayed finite) runs off the top instead of squashing every curve."""
+    A sampler that plans its run by the budget has no checkpoints, only one run to each budget of its
+    ladder: its points are drawn, seed by seed, as measured. Log axes where the values allow; the
+    legend beside the axes, never over a curve; a run far above the rest (a near-divergence that stayed
+    finite) runs off the top instead of squashing every curve."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100, layout="constrained")
-    by_sampler = {}
+    by_sampler, by_budget = {}, {}
     for run in evaluation:
         if run.ok and run.curves.get(metric):
-            by_sampler.setdefault(run.label, []).append(run.curves[metric])
+            (by_budget if run.budget_points else by_sampler).setdefault(run.label, []).append(run.curves[metric])
     medians = []
+    for label, curves in by_budget.items():
+        color = None
+        for i, curve in enumerate(curves):
+            costs, values = zip(*curve, strict=True)
+            color = ax.plot(costs, values, "o-", ms=3, lw=0.7, alpha=0.8, color=color,
+                            label=None if i else f"{label} (a run to each budget, per seed)")[0].get_color()
+            medians.append(np.array(values, dtype=float))
     for label, curves in by_sampler.items():
         costs = sorted({c for curve in curves for c, _ in curve})
         values = np.array([[_at(curve, c) for c in costs] for curve in curves])
@@ -71,7 +80,8 @@ def quality_vs_cost_figure(evaluation, metric: str, study):
         _clip_top(ax, maxima, [v for v in (floor, threshold or math.nan) if math.isfinite(v)], logy)
     ax.set_xlabel("cost (score evaluations at the stated weights)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} against cost: median over seeds, band from min to max", fontsize=9)
+    ladders = "; points: one run to each budget" if by_budget else ""
+    ax.set_title(f"{metric} against cost: median over seeds, band from min to max{ladders}", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 

@@ -86,7 +86,8 @@ def load_records(client, ref: str, *, partial: bool = False,
         record = RunRecord(
             label=tags["scorelab.setting"], sampler=tags["scorelab.sampler"], seed=int(tags["scorelab.seed"]),
             role=tags["scorelab.role"], status=run.info.status, run_id=run.info.run_id, cost=m.get("cost", 0.0),
-            diverged_at=m.get("diverged_at_cost"), ess=m.get("ess_per_1k_cost", math.nan))
+            diverged_at=m.get("diverged_at_cost"), ess=m.get("ess_per_1k_cost", math.nan),
+            budget_points=tags.get("scorelab.curve") == "budgets")
         for metric in metrics:
             record.curves[metric] = _history(client, run.info.run_id, metric)
         record.wall = _history(client, run.info.run_id, "wall_time_s")

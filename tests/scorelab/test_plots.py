@@ -30,3 +30,16 @@ def test_a_well_behaved_comparison_keeps_its_whole_range():
     runs = [_run("a", (3.0, 0.5, 0.08)), _run("b", (2.0, 0.2, 0.06))]
     ax = quality_vs_cost_figure(runs, "m", STUDY).axes[0]
     assert ax.get_ylim()[1] >= 3.0 and ax.get_ylim()[0] <= 0.05
+
+
+def test_a_budget_ladder_is_drawn_as_its_measured_points_not_as_a_step_from_the_start():
+    import numpy as np
+
+    ladder = [RunRecord("annealed", "annealed", s, "evaluation", "FINISHED", budget_points=True,
+                        curves={"m": [(10, 3.0), (250, 0.3 + s), (1000, 0.1)]}) for s in (0, 1)]
+    ax = quality_vs_cost_figure([_run("a", (3.0, 0.5, 0.08)), *ladder], "m", STUDY).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    drawn = lines["annealed (a run to each budget, per seed)"]
+    assert drawn.get_marker() == "o" and list(drawn.get_xdata()) == [10, 250, 1000]
+    assert np.allclose(drawn.get_ydata(), [3.0, 0.3, 0.1])  # its points, not the value at 10 carried to 1000
+    assert "points: one run to each budget" in ax.get_title()
