@@ -28,7 +28,7 @@ python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py -k cuda
 tests=$?
 python3 benchmarks/peers.py --device cuda --repeats 3 --steps-per-call 1 16 --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
 peers=$?
-python3 benchmarks/profile_step.py --device cuda --row gaussian-1e6 --steps 20 --steps-per-call 1 8 16 2>&1 | tee "$out/profile_gpu.txt"
+python3 benchmarks/profile_step.py --device cuda --row gaussian-1e6 --steps 49 --steps-per-call 1 8 16 2>&1 | tee "$out/profile_gpu.txt"
 profiled=$?
 python3 benchmarks/fused_noise.py --device cuda --chains 1000000 --steps-per-call 1 8 16 2>&1 | tee "$out/fused_noise_gpu.txt"
 exit $(( tests || peers || profiled || $? ))

@@ -381,11 +381,14 @@ RUN_TIME = "With the defaults: about 8 min on a 2-core CPU (488 and 495 s, measu
 
 
 def checkout_commit() -> str | None:
-    """The commit this checkout is at, "+" appended if it has changes; None outside a git checkout."""
+    """The commit this checkout is at, "+" appended if it has changes (other than the results the
+    benchmarks append to); None outside a git checkout."""
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
     try:
-        head, status = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+        head = git("rev-parse", "--short", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                     ":(top,exclude)benchmarks/results")
     except OSError:  # no git
         return None
     if head.returncode:

@@ -61,7 +61,8 @@ def main() -> None:
     p.add_argument("--row", choices=list(ROWS), default="gaussian", help="the peers.py row (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--chains", type=positive, help="chains (default: the row's)")
-    p.add_argument("--steps", type=positive, default=50, help="steps timed and profiled (default: %(default)s)")
+    p.add_argument("--steps", type=positive, default=49,
+                   help="steps timed and profiled, rounded down to 1 + a multiple of K (default: %(default)s)")
     p.add_argument("--steps-per-call", type=positive, nargs="+", metavar="K",
                    help="compiled steps a call to profile (default: scorelab's for the device)")
     p.add_argument("--top", type=positive, default=20, help="ops shown, by their own time (default: %(default)s)")
@@ -76,16 +77,19 @@ def main() -> None:
     print(f"{args.row}: {row.what}, {len(problem.x0)} chains, {row.dtype}; device {device_name(device)}"
           + (f", pinned to core {core}" if core is not None else "") + f"; torch {torch.__version__}")
     for k in args.steps_per_call or [compiled.steps_per_call(device)]:
+        # The loop learns a step's calls from a single step, then takes k a call up to the budget:
+        # 1 + n k steps are all in calls of k but the first.
+        steps = 1 + k * max(1, (args.steps - 1) // k)
         with calls_of(k, device):
             for _ in range(2):  # compiles, then may recompile once on a value that changed
-                run(row, problem, args.steps, device)
+                run(row, problem, steps, device)
             t0 = time.perf_counter()
-            run(row, problem, args.steps, device)
-            rate = args.steps / (time.perf_counter() - t0)
+            run(row, problem, steps, device)
+            rate = steps / (time.perf_counter() - t0)
             with profile(activities=activities) as prof:
-                run(row, problem, args.steps, device)
-        print(f"\n{k} step(s) a call: {rate:.1f} steps/s unprofiled ({args.steps} steps)")
-        print(table(prof, args.steps, device, args.top))
+                run(row, problem, steps, device)
+        print(f"\n{k} step(s) a call: {rate:.1f} steps/s unprofiled ({steps} steps, the first single)")
+        print(table(prof, steps, device, args.top))
 
 
 if __name__ == "__main__":

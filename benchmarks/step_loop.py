@@ -16,6 +16,7 @@ import statistics
 import time
 
 import torch
+from peers import positive
 
 from scorelab.chain import run_chain
 from scorelab.device import device_name, resolve_device, synchronize
@@ -48,10 +49,10 @@ RUN_TIME = "With the defaults: about 25 s on a 2-core CPU (measured 2026-11-30).
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=RUN_TIME)
     p.add_argument("--device", default="auto", help="default: %(default)s")
-    p.add_argument("--chains", type=int, default=10_000, help="default: %(default)s")
-    p.add_argument("--dim", type=int, default=100, help="default: %(default)s")
-    p.add_argument("--steps", type=int, default=500, help="default: %(default)s")
-    p.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
+    p.add_argument("--chains", type=positive, default=10_000, help="default: %(default)s")
+    p.add_argument("--dim", type=positive, default=100, help="default: %(default)s")
+    p.add_argument("--steps", type=positive, default=500, help="default: %(default)s")
+    p.add_argument("--repeats", type=positive, default=3, help="default: %(default)s")
     args = p.parse_args()
     device = resolve_device(args.device)
     target = Gaussian(dim=args.dim, condition_number=10.0).to(device, torch.float32)

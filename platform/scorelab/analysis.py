@@ -131,6 +131,9 @@ class Row:
     speedup_wall: tuple[float, float, float]
     seed_costs: dict[int, float]  # per evaluation seed, inf when censored at the budget
     ess: float = math.nan  # median over seeds of min bulk ESS per 1000 cost units
+    # Where the baseline's median is censored (speedup_cost is inf): the speedup's lower bound, the
+    # baseline's median with each censored cost put at the budget, over this row's median.
+    speedup_bound: float = math.nan
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -145,6 +148,13 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 def _paired(base: dict[int, float], other: dict[int, float]) -> tuple[float, float, float]:
     seeds = sorted(base.keys() & other.keys())
     return paired_speedup([base[s] for s in seeds], [other[s] for s in seeds])
+
+
+def _bound(base: dict[int, float], other: dict[int, float], budget: float) -> float:
+    """A lower bound on median(base) / median(other) over the paired seeds, the base's censored costs
+    taken at the budget they are known to exceed."""
+    seeds = sorted(base.keys() & other.keys())
+    return median([min(base[s], budget) for s in seeds]) / median([other[s] for s in seeds])
 
 
 def analyse(evaluation: list[RunRecord], study: Study) -> list[Row]:
@@ -163,14 +173,16 @@ def analyse(evaluation: list[RunRecord], study: Study) -> list[Row]:
     rows = []
     for sampler, runs in groups.items():
         c = costs(runs)
+        speedup = _paired(costs(base), c) if base else (math.nan,) * 3
         rows.append(Row(
             sampler=sampler, label=runs[0].label, runs=len(runs), ok=sum(r.ok for r in runs),
             final={m: _mean_sd([r.final(m) for r in runs]) for m in study.metrics},
             reached=sum(math.isfinite(x) for x in c.values()), cost_to_quality=median_interval(list(c.values())),
             wall_to_quality=median(list(walls(runs).values())),
-            speedup_cost=_paired(costs(base), c) if base else (math.nan,) * 3,
+            speedup_cost=speedup,
             speedup_wall=_paired(walls(base), walls(runs)) if base else (math.nan,) * 3,
             seed_costs=c, ess=median([r.ess for r in runs if not math.isnan(r.ess)]),
+            speedup_bound=_bound(costs(base), c, study.budget) if math.isinf(speedup[0]) else math.nan,
         ))
     return rows
 

@@ -37,7 +37,7 @@ from .oracle import CostWeights
 from .reporting import headline_metrics, report_files, skipped_samplers
 from .schedules import log_spaced_checkpoints
 from .sources import ExactScore
-from .summary import findings, headline, skipped_text
+from .summary import NO_ROWS, findings, headline, skipped_text
 from .tracking import Tracker
 from .training.export import model_source
 
@@ -117,9 +117,9 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         if monitor is not None:
             monitor.finish()
 
-    rows = _close_parent(tracker, parent, records, study, weights, started)
+    rows, skipped = _close_parent(tracker, parent, records, study, weights, started)
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
-                            tracker.seconds, time.perf_counter() - started, skipped_samplers(records, study))
+                            tracker.seconds, time.perf_counter() - started, skipped)
 
 
 
@@ -143,11 +143,12 @@ def plan(comp: Comparison) -> tuple[list[ChildJob], Any]:
 
 
 def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study: Study, weights: CostWeights,
-                  started: float) -> list:
-    """The parent's answer (its description), report files and headline metrics; the parent ends FINISHED."""
+                  started: float) -> tuple[list, list[str]]:
+    """The parent's answer (its description), report files and headline metrics; the parent ends FINISHED.
+    Returns the headline rows and the samplers left out of them."""
     rows, files = report_files(records, study, weights)
-    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"],
-                                               skipped_samplers(records, study))})
+    skipped = skipped_samplers(records, study)
+    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"], skipped)})
     for name, content in files.items():
         if isinstance(content, str):
             tracker.log_text(parent, content, name)
@@ -156,7 +157,7 @@ def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study
     tracker.log_metrics(parent, {**headline_metrics(rows), "tracking_seconds": tracker.seconds,
                                  "total_seconds": time.perf_counter() - started}, step=0)
     tracker.end(parent, "FINISHED")
-    return rows
+    return rows, skipped
 
 
 #: The run's description in the MLflow UI, rendered as Markdown at the top of the run's page.
@@ -167,7 +168,8 @@ def answer(rows, study: Study, evaluation: list[RunRecord], skipped: list[str] =
     """The parent run's description: the comparison's answer first, then its table and the samplers
     left out of it."""
     header, body = headline(rows, study)
-    table = "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body])
+    table = "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body]) if rows \
+        else NO_ROWS
     return (f"**{findings(rows, study, evaluation)}**\n\n{table}\n{skipped_text(skipped)}\nThe full report, with "
             "the legend and plots: `summary.md` and `plots/` in this run's artifacts.")
 

@@ -56,7 +56,7 @@ def quality_vs_cost_figure(evaluation, metric: str, study):
             costs, values = zip(*curve, strict=True)
             color = ax.plot(costs, values, "o-", ms=3, lw=0.7, alpha=0.8, color=color,
                             label=None if i else f"{label} (a run to each budget, per seed)")[0].get_color()
-            medians.append(np.array(values, dtype=float))
+        medians.append(np.array([v for curve in curves for _, v in curve], dtype=float))  # one scale entry a row
     for label, curves in by_sampler.items():
         costs = sorted({c for curve in curves for c, _ in curve})
         values = np.array([[_at(curve, c) for c in costs] for curve in curves])
@@ -110,7 +110,7 @@ def speedup_figure(rows, study):
     plt = _pyplot()
     drawn = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
     # Said, not drawn: a bound where the baseline's median is censored, no speedup where one's own is.
-    unbounded = [f"{r.label} ≥ {study.budget / r.cost_to_quality[0]:.3g}×" if math.isinf(r.speedup_cost[0])
+    unbounded = [f"{r.label} ≥ {r.speedup_bound:.3g}×" if math.isinf(r.speedup_cost[0])
                  else f"{r.label} (did not reach)" for r in rows if r.speedup_cost[0] in (0.0, math.inf)]
     rows = drawn
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5), dpi=100, layout="constrained")

@@ -46,6 +46,7 @@ class PluginInfo:
     version: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    selected_only: bool = False  # a name the plugins to load were limited to, which no plugin has
 
     @property
     def provider(self) -> str:
@@ -86,7 +87,7 @@ class PluginHost:
         if only is not None:  # a name that selects nothing is a mistake, said as a plugin's error
             installed = {normalise(n) for ep in eps for n in (ep.name, ep.dist.name if ep.dist else "") if n}
             for name in sorted(only - installed):
-                info = PluginInfo(name, None, None)
+                info = PluginInfo(name, None, None, selected_only=True)
                 listed = ", ".join(sorted(ep.name for ep in eps))
                 info.errors.append(f"{self.limited_by or 'the plugins to load'} names '{name}', which is no installed "
                                    f"plugin's entry point or package; installed: {listed}")
@@ -157,7 +158,8 @@ class PluginHost:
     def entry(self, kind: str, name: str) -> Entry:
         key = normalise(name)
         if key not in self._entries[kind]:
-            broken = [f"{p.provider}: {p.errors[0]}" for p in self.plugins if p.errors and not p.registered]
+            broken = [f"{p.provider}: {p.errors[0]}" for p in self.plugins
+                      if p.errors and not p.registered and not p.selected_only]
             hint = f" (plugins that failed to load, which may provide it: {'; '.join(broken)})" if broken else ""
             if self.limited_by:
                 hint += f" ({self.limited_by} loads only the plugins it names; unset it to load every installed one)"

@@ -69,7 +69,7 @@ def load_records(client, ref: str, *, partial: bool = False,
     comparison, or with ``finished`` its latest finished one), its study settings and floors, every
     child run as a RunRecord, and the cost weights it ran with. A comparison that did not finish
     raises IncompleteComparison unless ``partial``."""
-    parent = _find_parent(client, ref, finished)
+    parent = find_parent(client, ref, finished)
     if parent is None:
         raise ScorelabError(f"no comparison found for '{ref}': give a parent run id or an experiment name")
     config = comparison_config(client, parent)
@@ -134,7 +134,10 @@ def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(p.step, p.value) for p in points]
 
 
-def _find_parent(client, ref: str, finished: bool = False):
+def find_parent(client, ref: str, finished: bool = False):
+    """The comparison's parent run: ``ref`` itself if it is one, else the latest comparison of the
+    experiment named ``ref`` (with ``finished``, its latest finished one, where there is one); None
+    if there is none."""
     from mlflow.exceptions import MlflowException
 
     try:

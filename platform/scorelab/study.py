@@ -22,7 +22,7 @@ from . import params as P
 from .analysis import Row, Study
 from .config import Comparison, load_yaml, parse_comparison
 from .errors import ConfigError, ScorelabError
-from .reporting import IncompleteComparison, load_records, report_files, skipped_samplers, write_report
+from .reporting import IncompleteComparison, find_parent, load_records, report_files, skipped_samplers, write_report
 from .summary import findings, headline, skipped_text, speedup_text
 from .training.spec import parse_training
 
@@ -174,13 +174,16 @@ def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = 
             unmeasured.append(entry.config)
             parts += _unmeasured(entry, exc)
             continue
-        parts += _section(entry, client, assets, *measured)
+        latest = find_parent(client, ref)
+        later = latest if latest is not None and latest.info.run_id != measured[0].info.run_id else None
+        parts += _section(entry, client, assets, *measured, later=later)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(p for p in parts if p))
     return out, unmeasured
 
 
-def _section(entry: Entry, client, assets: Path, parent, study: Study, records, weights) -> list[str]:
+def _section(entry: Entry, client, assets: Path, parent, study: Study, records, weights, later=None) -> list[str]:
+    """The comparison's section from its run ``parent``; ``later``: a later run of it that did not finish."""
     experiment = client.get_experiment(parent.info.experiment_id).name
     rows, files = report_files(records, study, weights)
     folder = assets / experiment
@@ -193,7 +196,9 @@ def _section(entry: Entry, client, assets: Path, parent, study: Study, records, 
         f"device {parent.data.params.get('device')}, "
         f"{parent.data.params.get('chains')} chains, budget {study.budget:g}; cost = NFE + {weights.vjp:.2f}·VJP + "
         f"{weights.jvp:.2f}·JVP + {weights.curvature:.2f}·CURV). Full report: "
-        f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md).\n",
+        f"[{folder.name}/report.md]({assets.name}/{experiment}/report.md)."
+        + (f" A later run, parent `{later.info.run_id}`, ended {later.info.status}: this is the latest finished one."
+           if later is not None else "") + "\n",
         _table(rows, study) + skipped_text(skipped_samplers(records, study)),
         f"![{study.primary} against cost]({assets.name}/{experiment}/{plot})\n",
         "**What the numbers show.** " + findings(rows, study, evaluation) + "\n",
@@ -236,15 +241,15 @@ def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
     if math.isnan(ratio):
         state = "**not met** (it did not reach quality on most seeds)"
     elif math.isinf(ratio):  # the baseline's median is censored: the speedup is only bounded below
-        bound = study.budget / row.cost_to_quality[0]
+        bound = row.speedup_bound
         state = ("**met**" if bound >= goal.speedup else "**undetermined**") + (
-            f" ({study.baseline} did not reach quality within the budget on most seeds, so the speedup is at least "
-            f"budget / median cost = {bound:.3g}×)")
+            f" ({study.baseline} did not reach quality within the budget on half its seeds or more, so the "
+            f"speedup is at least {bound:.3g}×, its censored costs taken at the budget)")
     elif ratio >= goal.speedup:
         state = "**met**" + ("" if low >= goal.speedup else " by the median, not by the interval's lower end")
     else:
         state = "**not met**"
-    measured = speedup_text(row, study.budget)
+    measured = speedup_text(row)
     return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {measured}, {state}"
 
 

@@ -70,10 +70,9 @@ def ratio_interval(triple: tuple[float, float, float], seeds: int, at_least: flo
     return f"{shown}× " + (ONE_SEED if seeds == 1 else f"[{_ratio(low)}, {_ratio(high)}]")
 
 
-def cost_speedup(row: Row, budget: float) -> str:
-    """The cost speedup's cell: bounded below by budget / median cost where the baseline's median is
-    censored (it did not reach within the budget on most seeds)."""
-    return ratio_interval(row.speedup_cost, row.runs, budget / row.cost_to_quality[0])
+def cost_speedup(row: Row) -> str:
+    """The cost speedup's cell: its lower bound where the baseline's median is censored."""
+    return ratio_interval(row.speedup_cost, row.runs, row.speedup_bound)
 
 
 def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]:
@@ -83,7 +82,7 @@ def headline(rows: list[Row], study: Study) -> tuple[list[str], list[list[str]]]
               *speedups, "ESS / 1k cost"]
     body = []
     for r in rows:
-        ratios = [cost_speedup(r, study.budget), ratio_interval(r.speedup_wall, r.runs)] if study.baseline else []
+        ratios = [cost_speedup(r), ratio_interval(r.speedup_wall, r.runs)] if study.baseline else []
         body.append([r.sampler, r.label, f"{r.ok}/{r.runs}", f"{r.reached}/{r.runs}",
                      *[_final(r, m) for m in study.metrics], _cost(r, study.budget),
                      _num(r.wall_to_quality) if math.isfinite(r.wall_to_quality) else "-", *ratios, _num(r.ess)])
@@ -104,7 +103,8 @@ def _legend(rows: list[Row], study: Study) -> str:
     intervals = (f"Cost to it: median over seeds [order-statistic interval, {level:.1%}]; a seed that never reaches "
                  f"is censored at the budget {cost_text(study.budget)} ('> budget'). Speedups: median baseline cost / "
                  f"median cost, paired by seed (same initial chains), 95 % paired bootstrap intervals; where the "
-                 f"baseline's median is censored, a bound: ≥ budget / median cost.")
+                 f"baseline's median is censored (half its seeds or more not reached), the cost speedup's lower "
+                 f"bound, its censored costs taken at the budget, and no wall speedup.")
     if seeds == [1]:
         intervals = (f"Cost to it: the one seed's, censored at the budget {cost_text(study.budget)} when not reached "
                      "('> budget'). Speedups: baseline cost / cost on that seed (same initial chains). With one seed "
@@ -125,7 +125,7 @@ def skipped_text(skipped) -> str:
             if skipped else "")
 
 
-NO_ROWS = "No evaluation run finished: there is no table yet."
+NO_ROWS = "No evaluation run finished: there is nothing to tabulate."
 
 
 def text_table(rows: list[Row], study: Study, skipped: list[str] = ()) -> str:
@@ -195,8 +195,8 @@ def cost_interval(row: Row, budget: float) -> str:
     return f"{_bound(med, budget)} {interval}"
 
 
-def speedup_text(row: Row, budget: float) -> str:
-    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else cost_speedup(row, budget)
+def speedup_text(row: Row) -> str:
+    return "no speedup computable" if math.isnan(row.speedup_cost[0]) else cost_speedup(row)
 
 
 def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
@@ -213,7 +213,7 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
     if reached:
         best = reached[0]
         versus = "" if best.sampler == study.baseline else \
-            f", {speedup_text(best, study.budget)} the cost of {study.baseline}"
+            f", {speedup_text(best)} the cost of {study.baseline}"
         out.append(f"Least cost to quality: {best.sampler}, median {cost_interval(best, study.budget)}{versus}.")
         paying = {r.sampler: pays_for_derivatives([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
         with_c = [r for r in reached if paying[r.sampler]]
@@ -233,7 +233,7 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
     never = [r.sampler for r in rows if r.reached == 0 and r.ok > 0]
     if never:
         out.append(f"Never within the budget of {cost_text(study.budget)}: {', '.join(never)}.")
-    diverged = [f"{r.sampler} ({r.runs - r.ok}/{r.runs})" for r in rows if r.ok < r.runs]
+    diverged = [f"{r.sampler} (on {r.runs - r.ok} of {r.runs} seeds)" for r in rows if r.ok < r.runs]
     if diverged:
-        out.append(f"Diverged or failed on some seeds: {', '.join(diverged)}.")
+        out.append(f"Diverged or failed: {', '.join(diverged)}.")
     return " ".join(out)

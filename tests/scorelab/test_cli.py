@@ -93,13 +93,15 @@ def test_ui_prints_the_latest_comparison_and_creates_no_store(tmp_path, monkeypa
 
 def test_ctrl_c_stops_the_ui_server_with_sigterm_and_no_traceback(tmp_path):
     """Ctrl-C reaches `scorelab ui` alone (the server has a session of its own), which ends the server
-    with SIGTERM: a stand-in server records the signal it got."""
+    and its workers with SIGTERM: a stand-in server that does not pass SIGTERM on starts a worker that
+    records the signal it got."""
     import signal
     import time
 
     got = tmp_path / "signal"
-    server = (f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (open({str(got)!r}, 'w').write("
+    worker = (f"import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (open({str(got)!r}, 'w').write("
               f"'TERM'), sys.exit(0))); open({str(got)!r}, 'w').write('started'); time.sleep(60)")
+    server = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(60)"
     ui = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "  # as a terminal's job has it
           f"from scorelab.cli.ui import serve; raise SystemExit(serve([{sys.executable!r}, '-c', {server!r}]))")
     proc = subprocess.Popen([sys.executable, "-c", ui], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -321,4 +321,5 @@ def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(
     for weights in ([], ["--cost-weights", "vjp=30,jvp=4"]):
         assert main(["report", "unit", "--tracking-uri", tracking_uri, *weights]) == 0
     run = result.parent_run_id[:8]
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [f"unit-{run}", f"unit-{run}-at-vjp30-jvp4"]
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        f"unit-{run}", f"unit-{run}-at-vjp30-jvp4-curvature1"]

@@ -204,7 +204,17 @@ def test_a_censored_baseline_bounds_the_speedup_and_a_diverged_row_says_so():
     assert cells["blown"][-5] == "diverged or failed on every seed"
     text = findings(rows, STUDY, base + fast + blown)
     assert "fast, median 100 [100, 100], ≥ 10.00× [" in text
-    assert "Never within the budget of 1,000: langevin." in text and "blown (3/3)" in text
+    assert "Never within the budget of 1,000: langevin." in text
+    assert "Diverged or failed: blown (on 3 of 3 seeds)." in text
+
+
+def test_the_bound_of_a_half_censored_baseline_takes_its_censored_costs_at_the_budget():
+    # Four seeds, the baseline reaching at 100 on two and never within 1000 on two: its median is
+    # censored, and at least (100 + 1000) / 2 = 550, so the speedup of a sampler at 100 is at least 5.5.
+    base = [_run("langevin", s, "evaluation", (3, 0.9, 0.5) if s < 2 else (3, 3, 3)) for s in range(4)]
+    fast = [_run("fast", s, "evaluation", (3, 0.9, 0.5), "fast") for s in range(4)]
+    row = {r.sampler: r for r in analyse(base + fast, STUDY)}["fast"]
+    assert math.isinf(row.speedup_cost[0]) and row.speedup_bound == 5.5
 
 
 def test_a_comparison_killed_in_tuning_names_the_runs_it_lacks_and_prints_no_empty_table():

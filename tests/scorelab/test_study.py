@@ -75,7 +75,8 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     killed = tracker.start_run(tracker.experiment("unit-gaussian"), "compare", tags={"scorelab.role": "comparison"})
     tracker.end(killed, "KILLED")
     again, unmeasured = write_document(plan, MlflowClient(tracking_uri), ["unit-gaussian"], out)
-    assert unmeasured == [] and again.read_text() == text
+    note = f" A later run, parent `{killed}`, ended KILLED: this is the latest finished one."
+    assert unmeasured == [] and again.read_text() == text.replace("report.md).\n", f"report.md).{note}\n")
 
 
 def test_quick_shrinks_every_comparison(host):

@@ -3,7 +3,6 @@ re-priced with other cost weights from the call counts logged at every point of 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 WEIGHT_KINDS = ("vjp", "jvp", "curvature")
@@ -66,7 +65,7 @@ def run(args) -> int:
     files["summary.md"] = warning + files["summary.md"]
     experiment = client.get_experiment(parent.info.experiment_id).name
     # A re-priced report goes beside the as-run one, named by its weights, never over it.
-    priced = "-at-" + re.sub(r"[^\w.]+", "-", args.cost_weights.replace("=", "")) if args.cost_weights else ""
+    priced = f"-at-vjp{weights.vjp:g}-jvp{weights.jvp:g}-curvature{weights.curvature:g}" if args.cost_weights else ""
     out = args.out or Path("reports") / f"{experiment}-{parent.info.run_id[:8]}{priced}"
     report = reporting.write_report(out, files)
     print(warning + text_table(rows, study, reporting.skipped_samplers(records, study)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -38,25 +39,36 @@ def run(args) -> int:
 
 def serve(cmd: list[str]) -> int:
     """Run the server ``cmd`` until it ends or scorelab is stopped (Ctrl-C, SIGTERM, a closed terminal),
-    then stop it with SIGTERM, its clean shutdown. The server runs in a session of its own so that
-    Ctrl-C reaches scorelab alone: MLflow's workers print a traceback each when they get the SIGINT."""
+    then stop it and its workers with SIGTERM, their clean shutdown (SIGKILL after 15 s). The server
+    runs in a session of its own so that Ctrl-C reaches scorelab alone: MLflow's workers print a
+    traceback each when they get the SIGINT, and not every MLflow passes a SIGTERM on to them."""
     server = subprocess.Popen(cmd, start_new_session=True)
+    stops = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP is POSIX only
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), stop)
+    for sig in stops[1:]:
+        signal.signal(sig, stop)
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
+        for sig in stops:  # a second Ctrl-C must not leave the server running
+            signal.signal(sig, signal.SIG_IGN)
+        _signal_session(server, signal.SIGTERM)
         try:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            server.kill()
+            _signal_session(server, getattr(signal, "SIGKILL", signal.SIGTERM))
         return 0
+
+
+def _signal_session(server: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the server and every process of its session (its workers)."""
+    try:
+        os.killpg(server.pid, sig) if hasattr(os, "killpg") else server.send_signal(sig)
+    except ProcessLookupError:  # gone already
+        pass
 
 
 #: MLflow 3's UI opens an experiment on the view of its "workflow type", GenAI (traces) unless told.
