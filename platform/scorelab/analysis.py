@@ -136,6 +136,11 @@ class Row:
     speedup_bound: float = math.nan
 
 
+def swept(rows: list[str]) -> set[str]:
+    """The rows tuned, given each setting's row: those with more than one setting."""
+    return {row for row in rows if rows.count(row) > 1}
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if not math.isnan(v)]
     if not values:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .analysis import RunRecord, Study, select_best
+from .analysis import RunRecord, Study, select_best, swept
 from .child import Setup, initial_chains
 from .config import Comparison
 from .contracts import hyperparameters, traits
@@ -130,8 +130,9 @@ def plan(comp: Comparison) -> tuple[list[ChildJob], Any]:
     by_sampler: dict[str, list[int]] = {}
     for i, s in enumerate(comp.samplers):
         by_sampler.setdefault(s.name, []).append(i)
-    swept = [i for i, s in enumerate(comp.samplers) if len(by_sampler[s.name]) > 1]
-    tuning = [ChildJob(i, seed, "tuning") for i in swept for seed in comp.tuning_seeds]
+    tuned = swept([s.name for s in comp.samplers])
+    tuning = [ChildJob(i, seed, "tuning") for i, s in enumerate(comp.samplers) if s.name in tuned
+              for seed in comp.tuning_seeds]
 
     def evaluation(best: dict[str, str | None]) -> list[ChildJob]:
         best = {**best, **{name: comp.samplers[ii[0]].label for name, ii in by_sampler.items() if len(ii) == 1}}

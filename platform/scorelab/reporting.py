@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .analysis import RunRecord, Study, analyse, select_best, tuning_table, weight_sensitivity
+from .analysis import RunRecord, Study, analyse, select_best, swept, tuning_table, weight_sensitivity
 from .errors import ScorelabError
 from .oracle import CostWeights
 from .plots import quality_vs_cost_figure, speedup_figure
@@ -117,9 +117,9 @@ def incomplete(parent, config: dict, records: list[RunRecord], study: Study) -> 
     if unfinished:
         problems.append("unfinished: " + ", ".join(unfinished))
     names = [s["name"] for s in config["samplers"]]
-    tuned = {(r.label, r.seed) for r in records if r.role == "tuning"}
-    missing = [f"{s['label']} tuning seed {seed}" for s in config["samplers"] if names.count(s["name"]) > 1
-               for seed in config.get("tuning_seeds", []) if (s["label"], seed) not in tuned]
+    ran_tuning, tuned = {(r.label, r.seed) for r in records if r.role == "tuning"}, swept(names)
+    missing = [f"{s['label']} tuning seed {seed}" for s in config["samplers"] if s["name"] in tuned
+               for seed in config.get("tuning_seeds", []) if (s["label"], seed) not in ran_tuning]
     ran = {(r.sampler, r.seed) for r in records if r.role == "evaluation"}
     skipped = set(skipped_samplers(records, study))
     missing += [f"{name} seed {seed}" for name in dict.fromkeys(names) if name not in skipped

@@ -21,6 +21,7 @@ def add(sub):
 def run(args) -> int:
     from tqdm import tqdm
 
+    from scorelab.analysis import swept
     from scorelab.compare import run_comparison
     from scorelab.config import load_comparison
     from scorelab.plugins import host
@@ -44,7 +45,7 @@ def run(args) -> int:
 
         open_store(args.tracking_uri or default_tracking_uri(), write=False)
     tracker = Tracker(args.tracking_uri)
-    tuned = {s.name for s in comp.samplers if sum(t.name == s.name for t in comp.samplers) > 1}
+    tuned = swept([s.name for s in comp.samplers])
     total = sum(len(comp.tuning_seeds) for s in comp.samplers if s.name in tuned) + len(comp.seeds) * len(
         {s.name for s in comp.samplers})
     with tqdm(total=total, desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
