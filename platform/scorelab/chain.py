@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .compiled import lasting
+from .compiled import lasting, seconds_compiling
 from .contracts import finished
 from .device import synchronize
 from .oracle import Counts, ScoreOracle
@@ -47,8 +47,9 @@ class ChainResult:
     steps: int
     cost: float
     counts: Counts
-    wall_time: float
+    wall_time: float  # seconds sampling, compiling excluded
     diverged_at: float | None  # cost at the first step that produced NaN/inf, if any
+    compile_time: float = 0.0  # seconds torch.compile spent compiling this run's steps
 
 
 class _InfoMeans:
@@ -214,6 +215,7 @@ def run_chain(
     divergence = _Divergence(x0, limit)
     step_costs: list[float] = []
     wall, t0 = 0.0, time.perf_counter()
+    compiling = _Compiling(compile)
     state = sampler.init(x0, oracle, budget)
     stepper = Stepper(sampler, compile, device, budget if compile_horizon is None else compile_horizon,
                       None if trace is None else trace.project)
@@ -223,7 +225,7 @@ def run_chain(
         """Sync, check divergence, call back. True when the chains have diverged."""
         nonlocal wall, t0, diverged_at
         synchronize(device)
-        wall += time.perf_counter() - t0
+        wall += time.perf_counter() - t0 - compiling.since_last()
         bad = divergence.first_step()
         if bad >= 0:
             diverged_at = step_costs[bad]
@@ -231,6 +233,7 @@ def run_chain(
             callback(Checkpoint(oracle.cost, len(step_costs), lasting(state, compile), infos.pop(), wall,
                                 dataclasses.replace(oracle.counts), stepper.stepping(_stop(pending, budget))))
         t0 = time.perf_counter()
+        compiling.restart()  # what the callback compiled (a replay's steps) is not this run's
         return bad >= 0
 
     checkpoint()
@@ -246,7 +249,31 @@ def run_chain(
         done = oracle.cost >= budget or finished(state)
         if (due or done) and checkpoint():
             break
-    return ChainResult(lasting(state, compile), len(step_costs), oracle.cost, oracle.counts, wall, diverged_at)
+    return ChainResult(lasting(state, compile), len(step_costs), oracle.cost, oracle.counts, wall, diverged_at,
+                       compiling.total)
+
+
+class _Compiling:
+    """The seconds ``torch.compile`` spends compiling a run's steps (none for an eager run), read between
+    checkpoints from Dynamo's tally: a host-side sum over its compiles, no device work."""
+
+    def __init__(self, compile: str):
+        self.on = compile != "none"
+        self.total = 0.0
+        self.restart()
+
+    def restart(self) -> None:
+        """Count from now."""
+        self._mark = seconds_compiling() if self.on else 0.0
+
+    def since_last(self) -> float:
+        """Seconds compiling since the last call (or restart), added to the total."""
+        if not self.on:
+            return 0.0
+        now = seconds_compiling()
+        spent, self._mark = now - self._mark, now
+        self.total += spent
+        return spent
 
 
 def _stop(pending: list[float], budget: float) -> float:
@@ -354,4 +381,4 @@ def _joined_result(results: Sequence[ChainResult], device: torch.device) -> Chai
     most = min(diverged, key=lambda r: r.diverged_at) if diverged else max(results, key=lambda r: r.cost)
     x = torch.cat([r.state.x for r in results]).to(device)
     return ChainResult(Chains(x), most.steps, most.cost, most.counts, sum(r.wall_time for r in results),
-                       most.diverged_at)
+                       most.diverged_at, sum(r.compile_time for r in results))

@@ -70,6 +70,15 @@ RECOMPILE_LIMIT = 64
 STEPS_PER_CALL = {"cuda": 8, "cpu": 1}
 
 
+def seconds_compiling() -> float:
+    """Seconds ``torch.compile`` has spent compiling in this process so far, by Dynamo's own tally (0
+    where this torch keeps none). A run subtracts what its steps spent, so that its wall time is
+    sampling's: the first seed of a comparison compiles, the next reuse the graphs."""
+    from torch._dynamo.utils import compilation_time_metrics  # Dynamo's, kept per compile
+
+    return sum(compilation_time_metrics.get("_compile.compile_inner", ()))
+
+
 def steps_per_call(device: torch.device) -> int:
     """Steps one compiled call takes on ``device`` (:data:`STEPS_PER_CALL`; 1 for a device not listed)."""
     return STEPS_PER_CALL.get(torch.device(device).type, 1)

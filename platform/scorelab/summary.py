@@ -228,7 +228,7 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
                        "(medians).")
         elif with_c:
             out.append("Only samplers that pay for derivatives of the score reach quality here.")
-        elif without:
+        elif without and any(paying.values()):
             out.append("No sampler that pays for derivatives of the score reaches quality here.")
     never = [r.sampler for r in rows if r.reached == 0 and r.ok > 0]
     if never:

@@ -105,8 +105,11 @@ def test_check_plugin_params_and_unknown_names(installed, capsys):
     assert "no installed plugin 'nonexistent'. Installed plugins: builtins, good" in capsys.readouterr().err
     assert main(["check-plugin", "good", "--only", "other"]) == 1
     assert "--only names no class of this plugin; it registers: good" in capsys.readouterr().out
-    assert main(["check-plugin", "good", "--params", "{}"]) == 2
-    assert "--params applies to one class: name it with --only" in capsys.readouterr().err
+    # One class registered: --params applies to it without --only; several: --only names which.
+    assert main(["check-plugin", "good", "--quick", "--params", '{"step_size": "big"}']) == 1
+    assert "field 'step_size': expected float, got 'big' (given value)" in capsys.readouterr().out
+    assert main(["check-plugin", "builtins", "--params", "{}"]) == 2
+    assert "--params applies to one class, and 'builtins' registers " in capsys.readouterr().err
 
 
 def test_example_plugin_passes(capsys):

@@ -197,7 +197,7 @@ class Runner:
             return captured.err + captured.out
         if words[:3] == ["pip", "install", "-e"]:
             assert env == {} and len(words) == 4, where
-            ensure_example_installed(self.workspace / words[3])
+            ensure_example_installed(self.workspace / re.sub(r"\[[\w,]+\]$", "", words[3]))  # extras: pip's
             return ""
         cwd = self.workspace
         if words[0] == "cd" and words[2] == "&&":

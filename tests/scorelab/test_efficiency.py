@@ -231,3 +231,11 @@ def test_a_comparison_killed_in_tuning_names_the_runs_it_lacks_and_prints_no_emp
         "the parent run is KILLED", "never run: langevin[step_size=0.1] tuning seed 1001, langevin[step_size=0.2] "
         "tuning seed 1000, langevin[step_size=0.2] tuning seed 1001, langevin seed 0"]
     assert text_table([], STUDY) == NO_ROWS
+
+
+def test_the_findings_speak_of_derivative_samplers_only_where_some_ran():
+    from scorelab.summary import findings
+
+    base = [_run("langevin", s, "evaluation", (3, 2, 0.9)) for s in (0, 1, 2)]  # pays for scores only
+    text = findings(analyse(base, STUDY), STUDY, base)
+    assert "derivatives" not in text

@@ -17,7 +17,8 @@ def add(sub):
     p.add_argument("--only", metavar="NAME", action="append",
                    help="check only this registered class (by its registered name); repeatable")
     p.add_argument("--params", metavar="JSON", default=None,
-                   help='hyperparameters for the checked class, e.g. \'{"step_size": 0.05}\' (with one --only)')
+                   help='hyperparameters for the checked class, e.g. \'{"step_size": 0.05}\' (with one --only; none '
+                        'needed when the plugin registers one class)')
     p.add_argument("--quick", action="store_true", help="samplers: skip the moment checks on Gaussians (the slow part)")
     return p
 
@@ -28,8 +29,8 @@ def run(args) -> int:
 
     params = None
     if args.params is not None:
-        if not args.only or len(args.only) != 1:
-            raise ScorelabError("--params applies to one class: name it with --only")
+        if args.only and len(args.only) != 1:
+            raise ScorelabError("--params applies to one class: name one with --only")
         try:
             params = json.loads(args.params)
         except json.JSONDecodeError as exc:
@@ -43,6 +44,10 @@ def run(args) -> int:
     if not found:
         listed = ", ".join(sorted(p.name for p in host.plugins)) or "(none installed)"
         raise ScorelabError(f"no installed plugin '{args.name}'. Installed plugins: {listed}")
+    classes = sorted(n for info in found for names in info.registered.values() for n in names)
+    if params is not None and not args.only and len(classes) > 1:
+        raise ScorelabError(f"--params applies to one class, and '{args.name}' registers {', '.join(classes)}: "
+                            "name one with --only")
     ok = True
     for info in found:
         ok &= check_plugin(host, info, only=args.only, params=params, quick=args.quick)

@@ -26,7 +26,7 @@ def run(args) -> int:
     for path in written:
         print(f"  {path.relative_to(root)}")
     print("Next:")
-    print(f"  pip install -e {root}")
+    print(f"  pip install -e '{root}[test]'    # [test]: pytest, for its tests")
     print(f"  scorelab plugins                      # lists {names.plugin}")
     # From inside: "python -m pytest" beside a clone named scorelab/ would import the clone instead.
     print(f"  (cd {root} && python -m pytest)    # its own tests: the conformance kit, registration")
