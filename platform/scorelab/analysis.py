@@ -193,16 +193,17 @@ def analyse(evaluation: list[RunRecord], study: Study) -> list[Row]:
 
 
 def weight_sensitivity(records: list[RunRecord], study: Study, weights: CostWeights,
-                       factors: tuple[float, ...] = (0.5, 2.0)) -> dict[str, dict[float, float]]:
+                       factors: tuple[float, ...] = (0.5, 2.0)) -> dict[str, dict[float, tuple[float, float]]]:
     """How each sampler's cost speedup moves when every weight is scaled by each factor (VJP and JVP
-    weights kept at least 1: a product returns the score on the way): sampler -> factor -> speedup."""
+    weights kept at least 1: a product returns the score on the way): sampler -> factor -> (speedup,
+    its bound where the baseline's median is censored)."""
     evaluation = [r for r in records if r.role == "evaluation"]
     out: dict[str, dict[float, float]] = defaultdict(dict)
     for f in factors:
         scaled = CostWeights(vjp=max(1.0, f * weights.vjp), jvp=max(1.0, f * weights.jvp),
                              curvature=f * weights.curvature)
         for row in analyse(reprice(evaluation, scaled, study.budget), study):
-            out[row.sampler][f] = row.speedup_cost[0]
+            out[row.sampler][f] = row.speedup_cost[0], row.speedup_bound
     return dict(out)
 
 

@@ -49,12 +49,14 @@ def quality_vs_cost_figure(evaluation, metric: str, study):
     for run in evaluation:
         if run.ok and run.curves.get(metric):
             (by_budget if run.budget_points else by_sampler).setdefault(run.label, []).append(run.curves[metric])
+    if len(by_sampler) + len(by_budget) > 10:  # more rows than the default cycle's colours
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     medians = []
     for label, curves in by_budget.items():
         color = None
         for i, curve in enumerate(curves):
             costs, values = zip(*curve, strict=True)
-            color = ax.plot(costs, values, "o-", ms=3, lw=0.7, alpha=0.8, color=color,
+            color = ax.plot(costs, values, "o", ms=4, alpha=0.8, color=color,  # points alone: nothing between
                             label=None if i else f"{label} (a run to each budget, per seed)")[0].get_color()
         medians.append(np.array([v for curve in curves for _, v in curve], dtype=float))  # one scale entry a row
     for label, curves in by_sampler.items():
@@ -131,5 +133,8 @@ def speedup_figure(rows, study):
     ax.set_xlabel(f"speedup over {study.baseline} to reach {study.primary} ≤ {study.multiple:g} × floor")
     if unbounded:
         ax.set_title("not drawn, no finite speedup: " + ", ".join(unbounded), fontsize=7, wrap=True)
+    if not rows:
+        ax.text(0.5, 0.5, "no finite speedup to draw", ha="center", va="center", transform=ax.transAxes)
+        return fig
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

@@ -238,7 +238,11 @@ def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
         return (f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: **not measured** (every setting "
                 "diverged or failed in tuning)")
     ratio, low, _ = row.speedup_cost
-    if math.isnan(ratio):
+    base = next((r for r in rows if r.sampler == study.baseline), None)
+    if math.isnan(ratio) and base is not None and math.isinf(base.cost_to_quality[0]):
+        state = (f"**undetermined** (neither it nor {study.baseline} reached quality within the budget on half "
+                 "their seeds or more)")
+    elif math.isnan(ratio):
         state = "**not met** (it did not reach quality on most seeds)"
     elif math.isinf(ratio):  # the baseline's median is censored: the speedup is only bounded below
         bound = row.speedup_bound

@@ -59,15 +59,25 @@ def _ratio(v: float) -> str:
     return "-" if math.isnan(v) else "∞" if math.isinf(v) else f"{v:.2f}"
 
 
-def ratio_interval(triple: tuple[float, float, float], seeds: int, at_least: float = math.nan) -> str:
-    """"1.54× [0.9, 2.1]" from (ratio, low, high); over ``seeds`` seeds, and one gives no interval. An
-    infinite ratio (the baseline's median censored at the budget) shows as its bound, "≥ at_least×",
+def _speedup(ratio: float, at_least: float = math.nan) -> str:
+    """A speedup; an infinite one (the baseline's median censored at the budget) as its bound, "≥ x",
     where one is known, else "-"."""
-    ratio, low, high = triple
     if math.isnan(ratio) or (math.isinf(ratio) and math.isnan(at_least)):
         return "-"
-    shown = f"≥ {_ratio(at_least)}" if math.isinf(ratio) else _ratio(ratio)
-    return f"{shown}× " + (ONE_SEED if seeds == 1 else f"[{_ratio(low)}, {_ratio(high)}]")
+    return f"≥ {_ratio(at_least)}" if math.isinf(ratio) else _ratio(ratio)
+
+
+def ratio_interval(triple: tuple[float, float, float], seeds: int, at_least: float = math.nan) -> str:
+    """"1.54× [0.9, 2.1]" from (ratio, low, high); over ``seeds`` seeds, and one gives no interval. An
+    infinite ratio shows as its bound (:func:`_speedup`), with the interval only where its lower end is
+    finite (where every resample's baseline is censored too, the interval says nothing more)."""
+    ratio, low, high = triple
+    shown = _speedup(ratio, at_least)
+    if shown == "-":
+        return shown
+    if seeds == 1:
+        return f"{shown}× {ONE_SEED}"
+    return f"{shown}×" + ("" if math.isinf(ratio) and math.isinf(low) else f" [{_ratio(low)}, {_ratio(high)}]")
 
 
 def cost_speedup(row: Row) -> str:
@@ -142,7 +152,7 @@ def text_table(rows: list[Row], study: Study, skipped: list[str] = ()) -> str:
 
 
 def markdown(rows: list[Row], study: Study, tuning: list | None = None,
-             sensitivity: dict[str, dict[float, float]] | None = None, skipped: list[str] = ()) -> str:
+             sensitivity: dict[str, dict[float, tuple[float, float]]] | None = None, skipped: list[str] = ()) -> str:
     header, body = headline(rows, study)
     lines = ["| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *body]]
     table = "\n".join(lines) + "\n\n" + _legend(rows, study) if rows else NO_ROWS
@@ -152,11 +162,13 @@ def markdown(rows: list[Row], study: Study, tuning: list | None = None,
     if sensitivity:
         factors = sorted({f for by in sensitivity.values() for f in by})
         out += ("\n## Sensitivity to the cost weights\n\nCost speedup with every weight (VJP, JVP, curvature) scaled, "
-                "re-priced from the logged call counts:\n\n| sampler | as measured | "
+                "re-priced from the logged call counts (≥: a bound, the baseline's median censored):\n\n"
+                "| sampler | at the run's weights | "
                 + " | ".join(f"weights × {f:g}" for f in factors) + " |\n|" + " --- |" * (len(factors) + 2) + "\n")
         for row in rows:
             by = sensitivity.get(row.sampler, {})
-            cells = [_ratio(row.speedup_cost[0]), *(_ratio(by.get(f, math.nan)) for f in factors)]
+            cells = [_speedup(row.speedup_cost[0], row.speedup_bound),
+                     *(_speedup(*by.get(f, (math.nan, math.nan))) for f in factors)]
             out += f"| {row.sampler} | " + " | ".join(cells) + " |\n"
     if tuning:
         out += "\n## Tuning (tuning seeds)\n\n| setting | selected | median cost to quality | median " + study.primary
@@ -212,9 +224,11 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
                f"of {len(rows)}.")
     if reached:
         best = reached[0]
+        tied = [r.sampler for r in reached[1:] if r.cost_to_quality[0] == best.cost_to_quality[0]]
+        tie = f" (tied with {', '.join(tied)})" if tied else ""
         versus = "" if best.sampler == study.baseline else \
-            f", {speedup_text(best)} the cost of {study.baseline}"
-        out.append(f"Least cost to quality: {best.sampler}, median {cost_interval(best, study.budget)}{versus}.")
+            f", a cost speedup of {speedup_text(best)} over {study.baseline}"
+        out.append(f"Least cost to quality: {best.sampler}{tie}, median {cost_interval(best, study.budget)}{versus}.")
         paying = {r.sampler: pays_for_derivatives([e for e in evaluation if e.sampler == r.sampler]) for r in rows}
         with_c = [r for r in reached if paying[r.sampler]]
         without = [r for r in reached if not paying[r.sampler]]

@@ -200,10 +200,10 @@ def test_a_censored_baseline_bounds_the_speedup_and_a_diverged_row_says_so():
     rows = analyse(base + fast + blown, STUDY)
     _, body = headline(rows, STUDY)
     cells = {line[0]: line for line in body}
-    assert "≥ 10.00× [" in cells["fast"][-3] and "∞×" not in cells["fast"][-3]  # budget 1000 / median 100
+    assert cells["fast"][-3] == "≥ 10.00×"  # budget 1000 / median 100; every resample censored: no interval
     assert cells["blown"][-5] == "diverged or failed on every seed"
     text = findings(rows, STUDY, base + fast + blown)
-    assert "fast, median 100 [100, 100], ≥ 10.00× [" in text
+    assert "fast, median 100 [100, 100], a cost speedup of ≥ 10.00× over langevin." in text
     assert "Never within the budget of 1,000: langevin." in text
     assert "Diverged or failed: blown (on 3 of 3 seeds)." in text
 
@@ -239,3 +239,13 @@ def test_the_findings_speak_of_derivative_samplers_only_where_some_ran():
     base = [_run("langevin", s, "evaluation", (3, 2, 0.9)) for s in (0, 1, 2)]  # pays for scores only
     text = findings(analyse(base, STUDY), STUDY, base)
     assert "derivatives" not in text
+
+
+def test_a_tie_for_least_cost_is_called_one():
+    from scorelab.summary import findings
+
+    base = [_run("langevin", s, "evaluation", (3, 2, 0.9)) for s in (0, 1, 2)]  # reaches at 1000
+    a = [_run("a", s, "evaluation", (3, 0.9, 0.5), "a") for s in (0, 1, 2)]  # at 100
+    b = [_run("b", s, "evaluation", (3, 0.9, 0.5), "b") for s in (0, 1, 2)]  # at 100 too
+    text = findings(analyse(base + a + b, STUDY), STUDY, base + a + b)
+    assert "Least cost to quality: a (tied with b), median 100 [100, 100], a cost speedup of 10.00× [" in text

@@ -43,3 +43,13 @@ def test_a_budget_ladder_is_drawn_as_its_measured_points_not_as_a_step_from_the_
     assert drawn.get_marker() == "o" and list(drawn.get_xdata()) == [10, 250, 1000]
     assert np.allclose(drawn.get_ydata(), [3.0, 0.3, 0.1])  # its points, not the value at 10 carried to 1000
     assert "points: one run to each budget" in ax.get_title()
+
+
+def test_a_speedup_plot_with_nothing_to_draw_says_so_and_has_no_legend():
+    from scorelab.analysis import analyse
+    from scorelab.plots import speedup_figure
+
+    never = [RunRecord(label, label, s, "evaluation", "FINISHED", curves={"m": [(10, 3.0), (1000, 3.0)]})
+             for label in ("a", "b") for s in (0, 1)]  # neither reaches: no speedup anywhere
+    ax = speedup_figure(analyse(never, STUDY), STUDY).axes[0]
+    assert ax.get_legend() is None and [t.get_text() for t in ax.texts] == ["no finite speedup to draw"]
