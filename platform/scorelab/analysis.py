@@ -134,6 +134,7 @@ class Row:
     # Where the baseline's median is censored (speedup_cost is inf): the speedup's lower bound, the
     # baseline's median with each censored cost put at the budget, over this row's median.
     speedup_bound: float = math.nan
+    spent: float = math.nan  # median over seeds of the cost a run ended at (its last step may pass the budget)
 
 
 def swept(rows: list[str]) -> set[str]:
@@ -188,6 +189,7 @@ def analyse(evaluation: list[RunRecord], study: Study) -> list[Row]:
             speedup_wall=_paired(walls(base), walls(runs)) if base else (math.nan,) * 3,
             seed_costs=c, ess=median([r.ess for r in runs if not math.isnan(r.ess)]),
             speedup_bound=_bound(costs(base), c, study.budget) if math.isinf(speedup[0]) else math.nan,
+            spent=median([r.cost for r in runs]),
         ))
     return rows
 

@@ -228,7 +228,12 @@ def _table(rows: list[Row], study: Study) -> str:
     header, body = headline(rows, study)
     keep = [i for i, h in enumerate(header) if h not in study.metrics or h == study.primary]
     lines = ["| " + " | ".join(r[i] for i in keep) + " |" for r in [header, ["---"] * len(header), *body]]
-    return "\n".join(lines) + "\n"
+    seeds = max((r.runs for r in rows), default=0)
+    level = next((r.cost_to_quality[3] for r in rows if not math.isnan(r.cost_to_quality[3])), math.nan)
+    intervals = ("one seed: no intervals" if seeds == 1 else f"costs: median over {seeds} seeds [order-statistic "
+                 f"interval, {level:.1%}]; speedups: [95 % paired bootstrap interval]; ≥: a bound, the baseline's "
+                 "median censored at the budget")
+    return "\n".join(lines) + f"\n\n{intervals}; the full legend is in the report.\n"
 
 
 def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:

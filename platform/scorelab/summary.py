@@ -42,6 +42,7 @@ def _bound(v: float, budget: float) -> str:
 
 
 ONE_SEED = "(one seed)"  # in place of an interval: one seed gives none
+PAST_BUDGET = 1.1  # runs that end past this multiple of the budget are named: their last step was large
 
 
 def _cost(row: Row, budget: float) -> str:
@@ -123,8 +124,8 @@ def _legend(rows: list[Row], study: Study) -> str:
             f"the tuning seeds (its one setting when it has one). ok: seeds that finished without diverging; reached: "
             f"seeds that reached quality. "
             f"Cost counts NFE (score evaluations), VJP and JVP (vector-Jacobian and Jacobian-vector products of the "
-            f"score) and CURV (exact curvature calls), each at its weight. Metrics at the full budget, mean ± sd over "
-            f"seeds. Quality is reached at the cost from "
+            f"score) and CURV (exact curvature calls), each at its weight. Metrics at the end of the run (its first "
+            f"step at or past the budget), mean ± sd over seeds. Quality is reached at the cost from "
             f"which {quality} holds to the end of the budget, resolved {resolution}. {intervals} ESS: min bulk ESS "
             f"over traced projections per 1000 cost units, median over seeds.")
 
@@ -247,6 +248,10 @@ def findings(rows: list[Row], study: Study, evaluation: list[RunRecord]) -> str:
     never = [r.sampler for r in rows if r.reached == 0 and r.ok > 0]
     if never:
         out.append(f"Never within the budget of {cost_text(study.budget)}: {', '.join(never)}.")
+    past = [f"{r.sampler} ({cost_text(r.spent)})" for r in rows if r.spent > PAST_BUDGET * study.budget]
+    if past:
+        out.append(f"Past the budget of {cost_text(study.budget)} (median cost the runs ended at; a step may take "
+                   f"more than is left): {', '.join(past)}.")
     diverged = [f"{r.sampler} (on {r.runs - r.ok} of {r.runs} seeds)" for r in rows if r.ok < r.runs]
     if diverged:
         out.append(f"Diverged or failed: {', '.join(diverged)}.")

@@ -249,3 +249,17 @@ def test_a_tie_for_least_cost_is_called_one():
     b = [_run("b", s, "evaluation", (3, 0.9, 0.5), "b") for s in (0, 1, 2)]  # at 100 too
     text = findings(analyse(base + a + b, STUDY), STUDY, base + a + b)
     assert "Least cost to quality: a (tied with b), median 100 [100, 100], a cost speedup of 10.00× [" in text
+
+
+def test_a_sampler_whose_runs_end_far_past_the_budget_is_named():
+    from scorelab.summary import findings
+
+    base = [_run("langevin", s, "evaluation", (3, 2, 0.9)) for s in (0, 1, 2)]
+    big = [_run("big", s, "evaluation", (3, 3, 3), "big") for s in (0, 1, 2)]
+    for run in base:
+        run.cost = 1000.0
+    for run in big:
+        run.cost = 13_000.0  # one step of it costs more than the whole budget
+    text = findings(analyse(base + big, STUDY), STUDY, base + big)
+    assert "Past the budget of 1,000 (median cost the runs ended at; a step may take more than is left): " \
+           "big (13,000)." in text and "langevin (" not in text

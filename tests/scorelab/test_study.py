@@ -61,6 +61,7 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     assert text.startswith("# A unit study") and parent in text
     assert "| hessian_diag_hutchinson |" in text and "| hessian_diag_langevin |" in text
     assert "**What the numbers show.** Quality is max_moment_error ≤" in text
+    assert "costs: median over 2 seeds [order-statistic interval, 50.0%]; speedups: [95 % paired" in text
     assert "**Why.** A diagonal preconditioner" in text
     assert "- estimated diagonal: hessian_diag_hutchinson ≥ 1000× langevin: measured" in text
     assert "**undetermined** (neither it nor langevin reached quality" in text  # both censored: no speedup
