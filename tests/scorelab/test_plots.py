@@ -42,7 +42,7 @@ def test_a_budget_ladder_is_drawn_as_its_measured_points_not_as_a_step_from_the_
     drawn = lines["annealed (a run to each budget, per seed)"]
     assert drawn.get_marker() == "o" and list(drawn.get_xdata()) == [10, 250, 1000]
     assert np.allclose(drawn.get_ydata(), [3.0, 0.3, 0.1])  # its points, not the value at 10 carried to 1000
-    assert "points: one run to each budget" in ax.get_title()
+    assert "points: one run to each budget" in ax.get_title(loc="left")
 
 
 def test_a_speedup_plot_with_nothing_to_draw_says_so_and_has_no_legend():
