@@ -214,8 +214,7 @@ def run_chain(
     infos = _InfoMeans()
     divergence = _Divergence(x0, limit)
     step_costs: list[float] = []
-    wall, t0 = 0.0, time.perf_counter()
-    compiling = _Compiling(compile)
+    clock = _SamplingClock(compile)
     state = sampler.init(x0, oracle, budget)
     stepper = Stepper(sampler, compile, device, budget if compile_horizon is None else compile_horizon,
                       None if trace is None else trace.project)
@@ -223,17 +222,16 @@ def run_chain(
 
     def checkpoint() -> bool:
         """Sync, check divergence, call back. True when the chains have diverged."""
-        nonlocal wall, t0, diverged_at
+        nonlocal diverged_at
         synchronize(device)
-        wall += time.perf_counter() - t0 - compiling.since_last()
+        clock.stop()
         bad = divergence.first_step()
         if bad >= 0:
             diverged_at = step_costs[bad]
         elif callback is not None:
-            callback(Checkpoint(oracle.cost, len(step_costs), lasting(state, compile), infos.pop(), wall,
+            callback(Checkpoint(oracle.cost, len(step_costs), lasting(state, compile), infos.pop(), clock.seconds,
                                 dataclasses.replace(oracle.counts), stepper.stepping(_stop(pending, budget))))
-        t0 = time.perf_counter()
-        compiling.restart()  # what the callback compiled (a replay's steps) is not this run's
+        clock.start()  # the callback's time, and what it compiled (a replay's steps), are not the run's
         return bad >= 0
 
     checkpoint()
@@ -249,31 +247,27 @@ def run_chain(
         done = oracle.cost >= budget or finished(state)
         if (due or done) and checkpoint():
             break
-    return ChainResult(lasting(state, compile), len(step_costs), oracle.cost, oracle.counts, wall, diverged_at,
-                       compiling.total)
+    return ChainResult(lasting(state, compile), len(step_costs), oracle.cost, oracle.counts, clock.seconds,
+                       diverged_at, clock.compile_seconds)
 
 
-class _Compiling:
-    """The seconds ``torch.compile`` spends compiling a run's steps (none for an eager run), read between
-    checkpoints from Dynamo's tally: a host-side sum over its compiles, no device work."""
+class _SamplingClock:
+    """A run's seconds sampling, read at checkpoints: the time since ``start`` less what ``torch.compile``
+    spent compiling the run's steps meanwhile (Dynamo's tally, a host-side sum; none for an eager run),
+    which is kept apart."""
 
     def __init__(self, compile: str):
-        self.on = compile != "none"
-        self.total = 0.0
-        self.restart()
+        self.compiled = compile != "none"
+        self.seconds = self.compile_seconds = 0.0
+        self.start()
 
-    def restart(self) -> None:
-        """Count from now."""
-        self._mark = seconds_compiling() if self.on else 0.0
+    def start(self) -> None:
+        self._t0, self._compiled = time.perf_counter(), seconds_compiling() if self.compiled else 0.0
 
-    def since_last(self) -> float:
-        """Seconds compiling since the last call (or restart), added to the total."""
-        if not self.on:
-            return 0.0
-        now = seconds_compiling()
-        spent, self._mark = now - self._mark, now
-        self.total += spent
-        return spent
+    def stop(self) -> None:
+        compiling = seconds_compiling() - self._compiled if self.compiled else 0.0
+        self.compile_seconds += compiling
+        self.seconds += time.perf_counter() - self._t0 - compiling
 
 
 def _stop(pending: list[float], budget: float) -> float:
