@@ -160,7 +160,8 @@ def _bound(base: dict[int, float], other: dict[int, float], budget: float) -> fl
     """A lower bound on median(base) / median(other) over the paired seeds, the base's censored costs
     taken at the budget they are known to exceed."""
     seeds = sorted(base.keys() & other.keys())
-    return median([min(base[s], budget) for s in seeds]) / median([other[s] for s in seeds])
+    ours = median([other[s] for s in seeds])  # 0 where the starting chains are already of quality
+    return median([min(base[s], budget) for s in seeds]) / ours if ours > 0 else math.inf
 
 
 def analyse(evaluation: list[RunRecord], study: Study) -> list[Row]:

@@ -279,9 +279,7 @@ def settled_mode(sampler: Any, mode: str, x: torch.Tensor) -> str:
     run uses it, so it steps as the run did after its first, timed steps."""
     if mode != "auto":
         return mode
-    if _auto_choices.get(setting_key(sampler, x)) == "compiled":
-        return "cuda_graph" if x.device.type == "cuda" else "inductor"
-    return "none"
+    return auto_mode(x.device) if _auto_choices.get(setting_key(sampler, x)) == "compiled" else "none"
 
 
 class _Auto:

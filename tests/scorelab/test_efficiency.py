@@ -263,3 +263,11 @@ def test_a_sampler_whose_runs_end_far_past_the_budget_is_named():
     text = findings(analyse(base + big, STUDY), STUDY, base + big)
     assert "Past the budget of 1,000 (median cost the runs ended at; a step may take more than is left): " \
            "big (13,000)." in text and "langevin (" not in text
+
+
+def test_a_sampler_of_quality_from_its_start_has_an_unbounded_speedup_over_a_censored_baseline():
+    base = [_run("langevin", s, "evaluation", (3, 3, 3)) for s in (0, 1)]  # never reaches
+    at_start = [RunRecord("start", "start", s, "evaluation", "FINISHED", curves={"m": [(0, 0.5), (1000, 0.5)]})
+                for s in (0, 1)]  # of quality at cost 0
+    row = {r.sampler: r for r in analyse(base + at_start, STUDY)}["start"]
+    assert row.cost_to_quality[0] == 0 and math.isinf(row.speedup_bound)
