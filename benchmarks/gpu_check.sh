@@ -24,7 +24,7 @@ fi
 python3 -c "import pluggy, yaml, scipy, numpy, pytest, torch" || { echo "missing Python packages (above): carry them as wheels"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py -k cuda 2>&1 | tee "$out/gpu_tests.txt"
+python3 -m pytest -q -p no:cacheprovider tests/scorelab/test_compiled.py tests/scorelab/test_rng.py -k cuda 2>&1 | tee "$out/gpu_tests.txt"
 tests=$?
 python3 benchmarks/peers.py --device cuda --repeats 3 --steps-per-call 1 16 --out "$out/peers_gpu.jsonl" 2>&1 | tee "$out/peers_gpu.txt"
 peers=$?

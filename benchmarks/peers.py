@@ -8,6 +8,9 @@ Contenders on each row, all running the same update on the same chains:
 - ``scorelab compiled``: the same with ``run_chain(..., compile="inductor")``, where this scorelab's
   ``run_chain`` has the keyword (else the column is left out and the run says so);
 - ``scorelab cuda_graph``, on a GPU only: the same with ``compile="cuda_graph"``;
+- ``compiled, keyed``: ``scorelab compiled`` (``cuda_graph`` on a GPU) on a comparison's ``rng: keyed``
+  (``scorelab.rng``): its normals (and MALA's uniforms) made by Philox inside the compiled step, not
+  drawn by torch first; another random stream, the same update;
 - ``compiled K/call``, one for each K of ``--steps-per-call``: ``scorelab compiled`` (``cuda_graph`` on
   a GPU) taking K steps a call where it may (``scorelab.compiled.STEPS_PER_CALL``, whose default is 1
   on the CPU and 8 on a GPU): what taking several a call gains or loses, measured in the same run;
@@ -65,8 +68,15 @@ from scorelab_builtins.models import MLP
 from scorelab_builtins.samplers import Langevin, Mala
 from scorelab_builtins.targets import Gaussian
 
+try:  # a scorelab before the rng key has no keyed column
+    from scorelab.rng import KeyedStream
+except ImportError:
+    KeyedStream = None
+
 BLACKJAX = "blackjax"
-COMPILED = ("scorelab compiled", "scorelab cuda_graph")  # optional, as the K/call columns: a failure leaves them out
+KEYED = "compiled, keyed"
+# Optional, as the K/call columns: a failure leaves them out.
+COMPILED = ("scorelab compiled", "scorelab cuda_graph", KEYED)
 HIDDEN = 256
 
 
@@ -188,11 +198,11 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
 
     sampler = Langevin(step_size=h) if row.sampler == "ula" else Mala(step_size=h, warmup=0)
 
-    def scorelab(k: int | None = None, **kw):
+    def scorelab(k: int | None = None, keyed: bool = False, **kw):
         def go():
             with calls_of(k, device):
-                return run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, generator(),
-                                 **kw).state.x
+                numbers = KeyedStream(0, device) if keyed else generator()
+                return run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, numbers, **kw).state.x
         return go
 
     out = [Contender("bare torch", bare, finish), Contender("scorelab eager", scorelab(), finish)]
@@ -201,6 +211,8 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
         if device.type == "cuda":  # inductor's graphs replayed as CUDA graphs: fewer launches a step
             out.append(Contender("scorelab cuda_graph", scorelab(compile="cuda_graph"), finish))
         mode = "cuda_graph" if device.type == "cuda" else "inductor"
+        if KeyedStream is not None:  # a comparison's rng: keyed, its noise made in the compiled step
+            out.append(Contender(KEYED, scorelab(keyed=True, compile=mode), finish))
         out += [Contender(per_call(k), scorelab(k, compile=mode), finish) for k in steps_per_call]
     return out
 

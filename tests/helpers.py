@@ -17,6 +17,7 @@ import torch
 from scorelab import compiled
 from scorelab.chain import ChainResult, run_chain
 from scorelab.oracle import Counts, ScoreOracle
+from scorelab.rng import run_generator
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import (
     AdaptiveLangevin,
@@ -197,13 +198,16 @@ class LearnedExact(ExactScore):
         return self.score(x, sigma), self.hess_diag(x, sigma)
 
 
-def short_chain(name: str, compile: str = "none", budget: float = 60) -> tuple[ChainResult, Counts]:
+def short_chain(name: str, compile: str = "none", budget: float = 60, rng: str = "generator"
+                ) -> tuple[ChainResult, Counts]:
     """``SAMPLERS[name]`` run from fixed chains (32 in 4-D, float64) with fixed seeds on a rotated
-    Gaussian whose exact score also plays a second-order head; the result and the oracle's counts."""
+    Gaussian whose exact score also plays a second-order head; the result and the oracle's counts.
+    ``rng``: a comparison's key of that name (:mod:`scorelab.rng`)."""
     target = Gaussian(dim=4, condition_number=10.0, rotate=True, mean_value=0.5)
     oracle = ScoreOracle(LearnedExact(target))
     x0 = torch.randn(32, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    result = run_chain(SAMPLERS[name](), oracle, x0, budget, torch.Generator().manual_seed(1), compile=compile)
+    sampler = SAMPLERS[name]()
+    result = run_chain(sampler, oracle, x0, budget, run_generator(rng, sampler, "cpu", 1), compile=compile)
     return result, oracle.counts
 
 

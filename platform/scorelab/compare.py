@@ -186,7 +186,7 @@ def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: Co
                 "seeds": comp.seeds, "tuning_seeds": comp.tuning_seeds, "primary_metric": comp.primary,
                 "baseline": comp.baseline,
                 "quality_multiple": comp.quality_multiple, "cost_resolution": comp.cost_resolution,
-                "device": device_name(device), "dtype": comp.dtype, "compile": comp.compile,
+                "device": device_name(device), "dtype": comp.dtype, "compile": comp.compile, "rng": comp.rng,
                 **{f"cost_weight.{k}": round(v, 4) for k, v in dataclasses.asdict(weights).items()},
                 **{k: round(v, 4) for k, v in weight_params.items() if k.count(".") > 1}},  # the measured spread
     )

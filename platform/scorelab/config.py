@@ -67,6 +67,9 @@ class ComparisonSpec:
     # The step loop eager (none), compiled by torch.compile (inductor; cuda_graph adds CUDA graphs), or (auto)
     # compiled only when the run is long enough and faster on its first steps; same counts and random stream.
     compile: Literal["none", "inductor", "cuda_graph", "auto"] = "none"
+    # A run's random numbers: a torch.Generator seeded with the seed (generator), or counter-based numbers keyed by
+    # it (keyed), made inside a compiled step's kernel, for the samplers that declare keyed_rng (scorelab.rng).
+    rng: Literal["generator", "keyed"] = "generator"
     # Chains per block (auto: all of them when they fit the device, else as many as fit): a run whose chains do not
     # fit steps them a block after another and is measured as one run (chain.run_blocks).
     chain_block: Literal["auto"] | int = "auto"

@@ -222,6 +222,9 @@ class SamplerTraits(CommonTraits):
                              "design ('' when it does not): the kit's no-sync check becomes a skip with this reason")
     compilable: bool = _trait(True, _flag, "its step is tensor work a compiler can capture; False (a host-side "
                               "solver) runs it eagerly whatever the comparison's compile key says")
+    keyed_rng: bool = _trait(False, _flag, "it draws through scorelab.rng (normal_draws, uniform_draws) and makes "
+                             "its numbers with normal_from and uniform_from, so a comparison's rng: keyed reaches "
+                             "it; False: it is given a torch.Generator whatever the comparison's rng key says")
     budget_bound: bool = _trait(False, _flag, "init plans the run from the budget (a schedule split over it): a "
                                 "comparison finds its cost to quality by a ladder of budgets, not by replaying")
     stationary_variance: Callable[[float], float] | None = _trait(

@@ -35,6 +35,7 @@ import torch
 from .chain import Checkpoint
 from .compiled import settled_mode
 from .oracle import Counts, ScoreOracle
+from .rng import KeyedStream, fork
 from .stepping import Stepper, Stepping
 
 Point = tuple[float, float, Counts]  # (cost, metric value, calls so far)
@@ -45,14 +46,14 @@ class Snapshot:
     """Everything a replay needs to continue a run exactly from a checkpoint."""
 
     state: Any
-    rng: torch.Tensor
+    generator: torch.Generator | KeyedStream  # a copy of the run's, as it stood at the checkpoint
     cost: float
     counts: Counts
     stepping: Stepping
 
     @classmethod
-    def take(cls, checkpoint: Checkpoint, generator: torch.Generator) -> Snapshot:
-        return cls(copy.deepcopy(checkpoint.state), generator.get_state(), checkpoint.cost,
+    def take(cls, checkpoint: Checkpoint, generator: torch.Generator | KeyedStream) -> Snapshot:
+        return cls(copy.deepcopy(checkpoint.state), fork(generator), checkpoint.cost,
                    dataclasses.replace(checkpoint.counts), checkpoint.stepping or Stepping())
 
 
@@ -67,8 +68,7 @@ def replay(sampler: Any, source: Any, weights, snapshot: Snapshot, until: tuple[
     graph has that output where the run's had a trace's or none: the same arithmetic, checked by
     landing on ``until``)."""
     oracle = ScoreOracle(source, weights, snapshot.counts)
-    generator = torch.Generator(snapshot.state.x.device)
-    generator.set_state(snapshot.rng)
+    generator = fork(snapshot.generator)
     state = copy.deepcopy(snapshot.state)
     end_cost, end_value = until
     points: list[Point] = []

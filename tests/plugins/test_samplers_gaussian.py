@@ -25,7 +25,9 @@ import math
 import pytest
 import torch
 
+from scorelab.contracts import traits
 from scorelab.oracle import ScoreOracle
+from scorelab.rng import KeyedStream
 from scorelab.sources import ExactScore
 from scorelab_builtins.samplers import (
     AdaptiveLangevin,
@@ -149,6 +151,22 @@ def test_reaches_the_target_or_its_known_bias(case):
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         state, _ = sampler.step(state, oracle, g)
+    assert_moments(state.x, *predict(target), Z)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CASES if traits("sampler", CASES[c][0]()).keyed_rng])
+def test_on_a_keyed_stream_reaches_the_same_target_or_known_bias(case):
+    """A comparison's ``rng: keyed`` gives these samplers Philox numbers made in the step: the same law."""
+    make, spec, steps, predict = CASES[case]
+    target = Gaussian(**spec)
+    x0 = target.sample(N, torch.Generator().manual_seed(7))
+    oracle = ScoreOracle(ExactScore(target))
+    sampler = make()
+    state = sampler.init(x0, oracle, math.inf)
+    stream = KeyedStream(seed=0)
+    for _ in range(steps):
+        state, _ = sampler.step(state, oracle, stream)
     assert_moments(state.x, *predict(target), Z)
 
 

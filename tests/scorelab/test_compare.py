@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from scorelab.analysis import select_best
 from scorelab.compare import run_comparison
 from scorelab.config import parse_comparison
+from scorelab.errors import ConfigError
 from scorelab.hookspecs import hookimpl
 from scorelab.schedules import log_spaced_checkpoints
 from scorelab.tracking import Tracker
@@ -323,3 +324,41 @@ def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(
     run = result.parent_run_id[:8]
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
         f"unit-{run}", f"unit-{run}-at-vjp30-jvp4-curvature1"]
+
+
+# A comparison on keyed streams: Langevin takes one (and its crossing is replayed from a checkpoint's copy of
+# it), annealed Langevin does not declare keyed_rng and takes a generator. Both reach quality in the budget.
+KEYED = {
+    "name": "keyed",
+    "target": {"name": "gaussian", "dim": 2},
+    "budget": 60,
+    "chains": 150,
+    "seeds": [0],
+    "checkpoints": 4,
+    "init": {"distribution": "gaussian", "scale": 5.0},
+    "cost_weights": {"vjp": 3, "jvp": 4},
+    "metrics": ["sliced_wasserstein"],
+    "samplers": [{"name": "langevin", "step_size": 0.2},
+                 {"name": "annealed_langevin", "levels": 3, "sigma_max": 2.0, "sigma_min": 0.1,
+                  "step_rule": "constant", "epsilon": 0.2, "denoise": False}],
+    "device": "cpu",
+    "rng": "keyed",
+}
+
+
+def test_a_comparison_on_keyed_streams_logs_which_stream_each_run_took_and_replays_it(host, tracking_uri):
+    result = run_comparison(parse_comparison(KEYED, "keyed.yaml", host), Tracker(tracking_uri))
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(result.parent_run_id).data.params["rng"] == "keyed"
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    children = {r.data.tags["scorelab.sampler"]: r for r in runs}
+    assert children["langevin"].data.params["rng"] == "keyed"
+    assert children["annealed_langevin"].data.params["rng"] == "generator"
+    assert children["langevin"].data.tags["scorelab.resolution"].startswith("replay")
+
+
+def test_an_unknown_rng_is_a_config_error_naming_the_choices(host):
+    with pytest.raises(ConfigError) as err:
+        parse_comparison({**KEYED, "rng": "philox"}, "keyed.yaml", host)
+    assert (err.value.file, err.value.key) == ("keyed.yaml", "rng")
+    assert "generator" in str(err.value) and "keyed" in str(err.value)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "scorelab"
 #: package's own ``__init__``, which only defines ``__version__`` and names imported on first use).
 LAYERS = [
     ("declarations", {"scorelab", "errors", "hookspecs", "contracts", "params", "describe"}),
-    ("runtime", {"device", "oracle", "sources", "targets", "schedules", "store", "tracking", "plugins"}),
+    ("runtime", {"device", "rng", "oracle", "sources", "targets", "schedules", "store", "tracking", "plugins"}),
     ("measurement", {"chain", "stepping", "compiled", "compiled_linear", "compiled_math", "cost", "crossing", "ess",
                      "efficiency", "floors", "plots", "analysis", "summary", "reporting", "testing"}),
     ("config", {"config"}),

@@ -42,6 +42,7 @@ import torch
 
 from scorelab.contracts import SamplerTraits, draws_first, finished, traits
 from scorelab.oracle import CostWeights
+from scorelab.rng import KeyedStream
 
 from ._common import check_contract, class_and_params, fields_of_record, kit_devices, new_report, same, single_threaded
 from ._known import SAMPLER_CAPABILITIES, CountingOracle, CountingSource, DiagonalGaussian
@@ -79,7 +80,8 @@ def _start(chains: int, shape: tuple[int, ...], device, dtype, seed: int = 1234)
 
 
 def _run(make: Callable[[], Any], x0: torch.Tensor, seed: int, *, steps: int = SHORT_STEPS,
-         budget: float = SHORT_BUDGET, target: DiagonalGaussian | None = None, watch: bool = False) -> _Run:
+         budget: float = SHORT_BUDGET, target: DiagonalGaussian | None = None, watch: bool = False,
+         keyed: bool = False) -> _Run:
     device, dtype = x0.device, x0.dtype
     target = target or _short_gaussian(tuple(x0.shape[1:]), device, dtype)
     source = CountingSource(target)
@@ -87,7 +89,7 @@ def _run(make: Callable[[], Any], x0: torch.Tensor, seed: int, *, steps: int = S
     sampler = make()
     before = _fields(sampler)
     x_in = x0.clone()
-    generator = torch.Generator(device).manual_seed(seed)
+    generator = KeyedStream(seed, device) if keyed else torch.Generator(device).manual_seed(seed)
     state = call("init(x0, oracle, budget)", sampler.init, x_in, oracle, budget)
     _check_state(state, x0, "init")
     xs, infos, syncs = [state.x.detach().clone()], [], []
@@ -215,6 +217,7 @@ def check_sampler(
         return report
     if report.ok and _check_short_runs(report, make, declared, devices):
         _check_moments(report, make, gaussian, budget, rel_tol)
+        _check_keyed(report, declared, make, gaussian, budget, rel_tol)
     return report
 
 
@@ -260,6 +263,34 @@ def _check_moments(report: Report, make, gaussian: bool, budget: float, rel_tol:
     for dim, chains in GAUSSIANS:
         with report.check(f"moments on a {dim}-D Gaussian"):
             _check_gaussian(make, dim, chains, budget, rel_tol)
+
+
+def _check_keyed(report: Report, declared: SamplerTraits, make, gaussian: bool, budget: float,
+                 rel_tol: float | None) -> None:
+    """A sampler that declares ``keyed_rng`` runs on a keyed stream (:mod:`scorelab.rng`): its chains
+    are reproducible per key, differ between keys, and keep the moments it has on a generator."""
+    if not declared.keyed_rng:  # an option a sampler takes up, not a check: nothing to report
+        return
+    x0 = _start(8, (3,), torch.device("cpu"), torch.float32)
+    with report.check("draws from a keyed stream (it declares keyed_rng)"):
+        try:
+            with scrambled_global_rng(11):
+                a = _run(make, x0, seed=7, keyed=True)
+            with scrambled_global_rng(22):
+                b = _run(make, x0, seed=7, keyed=True)
+            c = _run(make, x0, seed=8, keyed=True)
+        except Fail as e:
+            raise Fail(f"{e}. A sampler that declares keyed_rng = True draws with scorelab.rng's normal_draws and "
+                       "uniform_draws and makes its numbers with normal_from and uniform_from, never with torch's "
+                       "random functions") from None
+        if len(a.xs) != len(b.xs) or not all(same(p, q) for p, q in zip(a.xs, b.xs, strict=True)):
+            raise Fail("two runs with the same key gave different chains: some draws come from elsewhere")
+        if not declared.deterministic and all(same(p, q) for p, q in zip(a.xs, c.xs, strict=False)):
+            raise Fail("two keys gave the same chains: the keyed stream's draws are not used")
+    if gaussian:
+        dim, chains = GAUSSIANS[0]
+        with report.check(f"moments on a {dim}-D Gaussian, from a keyed stream"):
+            _check_gaussian(make, dim, chains, budget, rel_tol, keyed=True)
 
 
 def _check_signatures(cls: type) -> None:
@@ -424,15 +455,17 @@ def _check_draws_ahead(make, x0: torch.Tensor) -> None:
                    "and device alone; what depends on its values (a step size, a schedule) belongs in advance")
 
 
-def _check_gaussian(make, dim: int, chains: int, budget: float, rel_tol: float | None) -> None:
+def _check_gaussian(make, dim: int, chains: int, budget: float, rel_tol: float | None, keyed: bool = False) -> None:
     """The chains' moments after a run from N(0, I) to the budget, against a Gaussian's (or what the
-    sampler declares it settles at), within Z standard errors of their sample size plus an allowance."""
+    sampler declares it settles at), within Z standard errors of their sample size plus an allowance.
+    ``keyed``: drawn from a keyed stream (:mod:`scorelab.rng`), not a ``torch.Generator``."""
     mean, var, what = _gaussian(dim, chains, budget)
     sampler = make()
     declared = traits("sampler", sampler).stationary_variance
     expected, allowance = _expected_variance(declared, var, what, rel_tol)
     x, steps, cost = _sample_to_budget(sampler, DiagonalGaussian(mean, var).to(torch.device("cpu"), torch.float32),
-                                       _start(chains, (dim,), torch.device("cpu"), torch.float32, seed=99), budget)
+                                       _start(chains, (dim,), torch.device("cpu"), torch.float32, seed=99), budget,
+                                       keyed)
     bad = ~torch.isfinite(x).all(1)
     if bad.any():
         raise Fail(f"on {what}, {int(bad.sum())} chains hold NaN or inf after {steps} steps (cost {cost:g})")
@@ -470,11 +503,11 @@ def _expected_variance(declared, var: torch.Tensor, what: str, rel_tol: float | 
     return expected, 0.02 if rel_tol is None else rel_tol
 
 
-def _sample_to_budget(sampler, target: DiagonalGaussian, x0: torch.Tensor, budget: float
+def _sample_to_budget(sampler, target: DiagonalGaussian, x0: torch.Tensor, budget: float, keyed: bool = False
                       ) -> tuple[torch.Tensor, int, float]:
     """(the chains in float64, steps taken, cost) after running to the budget or until finished."""
     oracle = CountingOracle(CountingSource(target))
-    generator = torch.Generator().manual_seed(2024)
+    generator = KeyedStream(2024) if keyed else torch.Generator().manual_seed(2024)
     state = call("init", sampler.init, x0, oracle, budget)
     steps, cap = 0, int(20 * budget) + 100
     while oracle.cost < budget and not finished(state):

@@ -21,8 +21,10 @@ from collections.abc import Callable
 
 import torch
 
+from scorelab import rng
 
-def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+
+def normal_like(x: torch.Tensor, generator: torch.Generator | rng.KeyedStream) -> torch.Tensor:
     """z ~ N(0, I) of x's shape, dtype and device, from ``generator``: ``normal_from(normal_draws(x,
     generator), x)``.
 
@@ -32,20 +34,21 @@ def normal_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return normal_from(normal_draws(x, generator), x)
 
 
-def normal_draws(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def normal_draws(x: torch.Tensor, generator: torch.Generator | rng.KeyedStream) -> torch.Tensor:
     """What :func:`normal_like` takes from ``generator``: uniform pairs on the CPU in float64, the normals
-    themselves otherwise. A sampler that draws first (``scorelab.DrawsFirst``) draws these, and its
-    ``advance`` turns them into normals with :func:`normal_from`, inside its compiled graph."""
-    if x.dtype == torch.float64 and x.device.type == "cpu":
-        return uniform_pairs(x.numel(), generator)
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    themselves otherwise, and a ticket from a keyed stream (:mod:`scorelab.rng`). A sampler that draws
+    first (``scorelab.DrawsFirst``) draws these, and its ``advance`` turns them into normals with
+    :func:`normal_from`, inside its compiled graph."""
+    if isinstance(generator, rng.KeyedStream) or not (x.dtype == torch.float64 and x.device.type == "cpu"):
+        return rng.normal_draws(x, generator)
+    return uniform_pairs(x.numel(), generator)
 
 
 def normal_from(draws: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Standard normals of x's shape from :func:`normal_draws`' numbers (drawn for x)."""
-    if x.dtype == torch.float64 and x.device.type == "cpu":
+    if x.dtype == torch.float64 and x.device.type == "cpu" and not rng.is_ticket(draws):
         return box_muller(draws, x.shape)
-    return draws
+    return rng.normal_from(draws, x)
 
 
 def uniform_pairs(n: int, generator: torch.Generator) -> torch.Tensor:

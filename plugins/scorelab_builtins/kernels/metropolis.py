@@ -9,8 +9,8 @@ directions (Girolami & Calderhead 2011, constant-metric case),
 
 which leaves p exactly invariant. Each chain accepts or rejects on its own; a proposal whose log
 density or score is NaN or infinite is rejected, so a far too large step shows as zero acceptance,
-not as a divergence. One uniform per chain is drawn from the run's generator (``uniform_per_chain``),
-by the caller or else here.
+not as a divergence. One uniform per chain is drawn from the run's generator or keyed stream
+(``uniform_per_chain``), by the caller or else here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+
+from scorelab import rng
 
 from ._batch import batch_shape
 
@@ -53,8 +55,9 @@ def log_proposal(y: torch.Tensor, x: torch.Tensor, score_x: torch.Tensor, h, m=N
 
 
 def metropolis_hastings(x: torch.Tensor, y: torch.Tensor, log_prob_x: torch.Tensor, log_prob_y: torch.Tensor,
-                        score_x: torch.Tensor, score_y: torch.Tensor, h, generator: torch.Generator | None,
-                        m=None, *, u: torch.Tensor | None = None) -> Corrected:
+                        score_x: torch.Tensor, score_y: torch.Tensor, h,
+                        generator: torch.Generator | rng.KeyedStream | None, m=None, *,
+                        u: torch.Tensor | None = None) -> Corrected:
     """Accept or reject, per chain, the proposal y made from x with step ``h`` and preconditioner ``m``.
     ``u``: the chains' uniforms, (n,), drawn by the caller (with the proposal's noise, so a compiled
     step's draws come before its arithmetic instead of splitting it); else one is drawn per chain from
@@ -73,6 +76,8 @@ def metropolis_hastings(x: torch.Tensor, y: torch.Tensor, log_prob_x: torch.Tens
         if generator is None:
             raise ValueError("metropolis_hastings needs the chains' uniforms u or a generator to draw them from")
         u = uniform_per_chain(x, generator)
+    if rng.is_ticket(u):  # drawn from a keyed stream: the uniforms are made here, in the step's graph
+        u = rng.uniform_from(u, tuple(log_a.shape), x.dtype)
     elif u.shape != log_a.shape:
         raise ValueError(f"u must hold one uniform per chain, shape {tuple(log_a.shape)}; got {tuple(u.shape)}")
     accept = torch.log(u) < log_a
@@ -88,6 +93,7 @@ def _all_finite(v: torch.Tensor) -> torch.Tensor:
     return v.flatten(1).abs().amax(1) < math.inf
 
 
-def uniform_per_chain(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One uniform in [0, 1) per chain of ``x``, (n,), for the accept/reject decision."""
-    return torch.rand(x.shape[:1], generator=generator, device=x.device, dtype=x.dtype)
+def uniform_per_chain(x: torch.Tensor, generator: torch.Generator | rng.KeyedStream) -> torch.Tensor:
+    """One uniform in [0, 1) per chain of ``x``, (n,), for the accept/reject decision (from a keyed
+    stream, its ticket: :func:`metropolis_hastings` makes the uniforms)."""
+    return rng.uniform_draws(tuple(x.shape[:1]), x, generator)

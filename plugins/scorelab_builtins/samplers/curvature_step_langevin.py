@@ -79,6 +79,7 @@ class CurvatureStepLangevin(DrawsFirst):
     # The bias depends on the whole target (L is a largest curvature, not a per-coordinate one), so none is
     # declared; a small step_scale keeps it within the kit's allowance.
     example_params = {"step_scale": 0.05}
+    keyed_rng = True  # draws with normal_draws
 
     def __post_init__(self):
         if self.method not in ("secant", "power"):

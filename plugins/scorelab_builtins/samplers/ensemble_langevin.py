@@ -107,6 +107,7 @@ class EnsembleLangevin(DrawsFirst):
     # The kit's 100-D check runs 100 chains (N = d: C is singular, one direction moves only by jitter).
     example_params = {"jitter": 0.01}
     chains_interact = True  # every chain moves with the covariance of all of them
+    keyed_rng = True  # draws with normal_draws
 
     def __post_init__(self):
         if not 0 < self.step_size < 0.5:

@@ -106,6 +106,7 @@ class EnsembleMala(DrawsFirst):
     # The kit's 100-D check runs 100 chains (N = d: C is singular, one direction moves only by jitter).
     example_params = {"jitter": 0.01}
     chains_interact = True  # during warm-up M is every chain's covariance, h adapted on their mean acceptance
+    keyed_rng = True  # draws with normal_draws and uniform_per_chain
 
     def __post_init__(self):
         if not self.step_size > 0:

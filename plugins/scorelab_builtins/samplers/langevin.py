@@ -33,6 +33,8 @@ class LangevinInfo:
 class Langevin(DrawsFirst):
     step_size: float = 0.01  # the step h of x <- x + h s(x) + sqrt(2h) z, > 0; diverges on N(0, v) for h >= 2v
 
+    keyed_rng = True  # draws with normal_draws: a comparison's rng: keyed makes its noise in the compiled step
+
     def __post_init__(self):
         if not self.step_size > 0:
             raise ValueError(f"step_size must be > 0, got {self.step_size}")

@@ -77,6 +77,7 @@ class Mala(DrawsFirst):
     name = "mala"
     requires = ("log_prob",)
     chains_interact = True  # during warm-up the step is adapted on the acceptance averaged over chains
+    keyed_rng = True  # draws with normal_draws and uniform_per_chain
 
     def __post_init__(self):
         if not self.step_size > 0:
