@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -107,24 +109,35 @@ def test_the_shipped_study_is_valid(host):
     assert plan.spec.document == "docs/curvature-study.md"
 
 
+#: The shipped comparisons the end-to-end test runs: an exact score, and a learned one of each kind
+#: (2-D and images), each trained first. The whole quick study (``scorelab study configs/study
+#: --quick``) took 169 s on the 2-core CPU CI runs on, most of it the start of its 13 processes: more
+#: than a quarter of the suite's time budget. Every shipped comparison is validated by the test above.
+RUN_END_TO_END = ["mixture.yaml", "checkerboard_second_order.yaml", "digits_second_order.yaml"]
+
+
 @pytest.mark.slow
 def test_the_quick_study_runs_end_to_end(tmp_path, capsys):
     """The shipped study, shrunk by --quick, through the command line with two comparisons at a time
-    (each its own process, on one fresh store): every section and goal written."""
+    (each its own process, on one fresh store): every section written, the chosen comparisons
+    measured and their goals judged, the rest named as not measured."""
     from scorelab.cli import main
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "study.md"
-    args = ["study", "configs/study", "--quick", "--quiet", "--tracking-uri", uri, "--out", str(out), "--jobs", "2"]
+    args = ["study", "configs/study", "--quick", "--quiet", "--tracking-uri", uri, "--out", str(out), "--jobs", "2",
+            "--only", *RUN_END_TO_END]
     assert main(args) == 0
-    assert capsys.readouterr().out.count("started ") == len(load_study("configs/study").entries)
+    assert capsys.readouterr().out.count("started ") == len(RUN_END_TO_END)
     text = out.read_text()
     plan = load_study("configs/study", quick=True)
     assert "**Quick run**" in text
     for entry, comp in zip(plan.entries, plan.comparisons, strict=True):
-        assert f"## {entry.title}" in text and f"Experiment `{comp.name}`" in text
-        assert all(f"{g.sampler} ≥ {g.speedup:g}×" in text for g in entry.goals)
-    assert text.count("**What the numbers show.**") == len(plan.entries)
+        assert f"## {entry.title}" in text
+        if Path(comp.file).name in RUN_END_TO_END:
+            assert f"Experiment `{comp.name}`" in text
+            assert all(f"{g.sampler} ≥ {g.speedup:g}×" in text for g in entry.goals)
+    assert text.count("**What the numbers show.**") == len(RUN_END_TO_END)
     # Rebuilt from MLflow alone: the same document.
     again = tmp_path / "again" / "study.md"
     assert main(["study", "configs/study", "--quick", "--from-mlflow", "--tracking-uri", uri, "--out", str(again)]) == 0
