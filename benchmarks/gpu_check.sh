@@ -2,12 +2,13 @@
 # The GPU checks of the compiled step path, as one command for a machine with a CUDA card and torch
 # on it (scorelab itself is read from this checkout, not installed): the CUDA-only tests of
 # tests/scorelab/test_compiled.py (eager and compiled chains agree; CUDA-graph outputs kept past a
-# step stay intact), then benchmarks/peers.py on the GPU, 1e6-chain row included, with the compiled
-# loop taking 1 and 16 steps a call beside its default 8 (what several a call gain on the card), then
-# the kernels a step of the 1e6-chain row at 1, 8 and 16 steps a call (benchmarks/profile_step.py:
-# whether several steps fuse into fewer passes over the chains), then the same row's update with its
-# noise made inside the compiled graph against drawn first (benchmarks/fused_noise.py). No
-# tracking, so no MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first).
+# step stay intact) and tests/scorelab/test_rng.py (keyed numbers on the card are the CPU's; a keyed
+# run under CUDA graphs is the eager one), then benchmarks/peers.py on the GPU, 1e6-chain row and
+# keyed column included, with the compiled loop taking 1 and 16 steps a call beside its default 8
+# (what several a call gain on the card), then the kernels a step of the 1e6-chain row at 1, 8 and
+# 16 steps a call (benchmarks/profile_step.py: whether several steps fuse into fewer passes over the
+# chains), then the same row's update with its noise made inside the compiled graph from keyed
+# tickets against drawn first (benchmarks/fused_noise.py). No tracking, so no MLflow is needed; pluggy, pyyaml, scipy, numpy and pytest are (checked first).
 # BlackJAX's column needs jax for the card and blackjax; a blackjax wheel in .whl/ (`pip download
 # --no-deps -d .whl blackjax==1.7.1`) is installed first when there is one.
 #

@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from scorelab.chain import run_chain
-from scorelab.device import device_name, resolve_device, synchronize
+from scorelab.device import cpu_model, device_name, resolve_device, synchronize
 from scorelab.oracle import ScoreOracle
 from scorelab.sources import ExactScore, ModelScore
 from scorelab_builtins.models import MLP
@@ -445,7 +445,7 @@ def main() -> None:
         versions |= {"jax": peers[0].__version__, "blackjax": peers[1].__version__}
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     commit = checkout_commit()
-    print(f"device {device_name(device)}" + (f", JAX on {peers[2].device_kind}" if peers else "")
+    print(f"device {device_name(device)} ({cpu_model()})" + (f", JAX on {peers[2].device_kind}" if peers else "")
           + (f"; pinned to core {core}" if core is not None else "; not pinned")
           + f", 1 torch intra-op thread; {steps} steps per run, {repeats} rounds; "
           + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; commit {commit}")
@@ -470,7 +470,7 @@ def main() -> None:
                                     **{f"steps_per_s_{k}": v for k, v in s["steps_per_s"].items()},
                                     **{f"ratio_to_blackjax_{k}": (v[k] if (v := s["ratio_to_blackjax"]) else None)
                                        for k in ("median", "min", "max")},
-                                    "device": device_name(device), "pinned_core": core,
+                                    "device": device_name(device), "cpu": cpu_model(), "pinned_core": core,
                                     "jax_device": peers[2].device_kind if peers else None,
                                     **versions, "commit": commit, "date": date}) + "\n")
     print(f"\nwrote {args.out}; run time {time.perf_counter() - t_run:.0f} s")

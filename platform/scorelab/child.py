@@ -89,7 +89,7 @@ def open_child(setup: Setup, setting: SamplerSetting, seed: int, role: str) -> R
         params={"sampler": setting.name, "plugin": setting.plugin, "setting": setting.label, "role": role,
                 "seed": seed, "budget": comp.budget,
                 "chains": comp.chains, "chain_block": comp.block,  # chain_block < chains: run in blocks
-                "rng": stream_of(comp.rng, setting.cls), **hyperparameters(setting.make())},
+                "rng": stream_of(comp.rng, setting.make()), **hyperparameters(setting.make())},
     )
     setup.order += 1
     return RunRecord(setting.label, setting.name, seed, role, "FINISHED", run_id)
@@ -174,7 +174,7 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     blocked = comp.blocked  # no one run to snapshot or trace: see the module docstring
     x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype, host=blocked)
     bound = BOUND_FACTOR * max(1.0, float(x0.abs().max()), float(setup.reference.abs().max()))
-    generator = run_generator(comp.rng, setting.cls, setup.device, seed)
+    generator = run_generator(comp.rng, setting.make(), setup.device, seed)
     traced = not ladder and not blocked and record.role == "evaluation"
     tracer = Tracer(x0[0].numel(), seed=seed, device=setup.device, dtype=x0.dtype) if traced else None
 
@@ -228,7 +228,7 @@ def _refine(setup: Setup, setting: SamplerSetting, seed: int, x0: torch.Tensor, 
     if ladder:
         def run_at(budget: float) -> Point | None:
             try:
-                chain = _run(setup, setting, x0, budget, run_generator(comp.rng, setting.cls, setup.device, seed))
+                chain = _run(setup, setting, x0, budget, run_generator(comp.rng, setting.make(), setup.device, seed))
             except ValueError:  # the sampler cannot run at so small a budget
                 return None
             return chain.cost, (math.nan if chain.diverged_at is not None else value(chain.state.x)), chain.counts

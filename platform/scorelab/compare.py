@@ -29,7 +29,7 @@ from .child import Setup, initial_chains
 from .config import Comparison
 from .contracts import hyperparameters, traits
 from .cost import measure_cost_weights
-from .device import cpu_threads, device_name, resolve_device
+from .device import cpu_model, cpu_threads, device_name, resolve_device
 from .errors import ConfigError
 from .executors import ChildJob, Executor, LocalExecutor
 from .floors import quality_floor
@@ -257,4 +257,4 @@ def environment(device) -> dict:
     import scorelab
 
     return {"scorelab": scorelab.__version__, "torch": torch.__version__, "python": _platform.python_version(),
-            "device": device_name(device), "platform": _platform.platform()}
+            "device": device_name(device), "cpu": cpu_model(), "platform": _platform.platform()}

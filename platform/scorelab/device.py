@@ -91,6 +91,21 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (Linux's /proc/cpuinfo, else what Python's platform module says): CPU
+    timings are the machine's, and two x86_64 machines may differ by 2x on the same run."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -5,7 +5,9 @@ The checksums depend on the floating-point kernels of the machine and torch buil
 (vector width, fused multiply-add, and the CPU's vendor, whose math libraries take paths of their
 own), so they are kept per platform and the test skips on one not pinned. Pin a new platform, or
 re-pin after a deliberate change of behaviour: ``python tests/plugins/test_sampler_checksums.py --pin``
-(the platform it runs on).
+(the platform it runs on; after a change of behaviour the other platforms' pins are stale: delete
+them, and they skip until pinned on their machines again). The AMD pins were taken before the key
+named the vendor and vector capability: their key is written by hand from what that machine was.
 """
 
 from __future__ import annotations

@@ -154,8 +154,15 @@ def test_reaches_the_target_or_its_known_bias(case):
     assert_moments(state.x, *predict(target), Z)
 
 
+KEYED_CASES = [c for c in CASES if traits("sampler", CASES[c][0]()).keyed_rng]
+
+
+def test_the_samplers_that_take_keyed_streams_have_cases():
+    assert KEYED_CASES == ["langevin", "mala", "curvature_step_langevin[power]", "curvature_step_langevin[secant]"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [c for c in CASES if traits("sampler", CASES[c][0]()).keyed_rng])
+@pytest.mark.parametrize("case", KEYED_CASES)
 def test_on_a_keyed_stream_reaches_the_same_target_or_known_bias(case):
     """A comparison's ``rng: keyed`` gives these samplers Philox numbers made in the step: the same law."""
     make, spec, steps, predict = CASES[case]

@@ -29,6 +29,22 @@ def test_config_error_is_one_readable_line(tmp_path, capsys):
     assert err.startswith(f"error: {bad}: samplers[0]: unknown sampler 'langevn'; did you mean 'langevin'?")
 
 
+def test_keyed_numbers_without_compiling_are_named_slow_before_any_work(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    import scorelab.compare
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("no work in this test")
+
+    monkeypatch.setattr(scorelab.compare, "run_comparison", stop)
+    config = tmp_path / "keyed.yaml"
+    config.write_text("name: x\ntarget: gaussian\nbudget: 10\nmetrics: [mmd]\nsamplers: [langevin]\nrng: keyed\n")
+    with pytest.raises(RuntimeError, match="no work"):
+        main(["compare", str(config), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert "rng: keyed with compile: none makes the keyed numbers eagerly" in capsys.readouterr().err
+
+
 def test_ui_command_knows_its_options():
     from scorelab.cli import build_parser
 

@@ -76,6 +76,22 @@ def test_keyed_uniforms_are_uniform_with_their_dtypes_bits(dtype, bits):
     assert (scaled % 2 == 1).any()  # ... and not of 2^(1 - bits): every bit is random
 
 
+def test_a_seeds_keyed_numbers_are_pinned():
+    """Integers and uniforms are exact on every platform: a change of the key's derivation from the
+    seed, the counter layout or the uniforms' construction shows here."""
+    ticket = rng.KeyedStream(seed=0).ticket()
+    assert ticket.tolist() == [2546248239, 3626093760, 0]
+    assert (rng.uniforms(ticket, (4,), torch.float64) * 2.0 ** 53).tolist() == [
+        6330770283946124, 4659463659321795, 3473907305561002, 4450351289478032]
+    assert (rng.uniforms(ticket, (4,), torch.float32) * 2.0 ** 24).tolist() == [11791978, 8091683, 8678927, 1080944]
+
+
+def test_a_tickets_normals_and_uniforms_come_from_different_counters():
+    ticket = rng.KeyedStream(seed=0).ticket()
+    normal_words, uniform_words = (torch.stack(rng._words(ticket, 64, kind)) for kind in (0, 1))
+    assert not (normal_words == uniform_words).any()
+
+
 def test_a_stream_hands_out_tickets_in_order_and_is_restored_from_its_state():
     stream = rng.KeyedStream(seed=9)
     first, second = stream.ticket(), stream.ticket()

@@ -138,6 +138,7 @@ def test_the_quick_study_runs_end_to_end(tmp_path, capsys):
             assert f"Experiment `{comp.name}`" in text
             assert all(f"{g.sampler} ≥ {g.speedup:g}×" in text for g in entry.goals)
     assert text.count("**What the numbers show.**") == len(RUN_END_TO_END)
+    assert text.count("**Not measured**: no finished run") == len(plan.entries) - len(RUN_END_TO_END)
     # Rebuilt from MLflow alone: the same document.
     again = tmp_path / "again" / "study.md"
     assert main(["study", "configs/study", "--quick", "--from-mlflow", "--tracking-uri", uri, "--out", str(again)]) == 0

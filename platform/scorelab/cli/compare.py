@@ -29,6 +29,10 @@ def run(args) -> int:
     from scorelab.tracking import Tracker
 
     comp = load_comparison(args.config)  # every config error before any work
+    if comp.rng == "keyed" and comp.compile == "none":
+        print("scorelab compare: rng: keyed with compile: none makes the keyed numbers eagerly, an order of magnitude "
+              "slower than torch's own (benchmarks/README.md); compile: auto or inductor makes them in the step",
+              file=sys.stderr)
     executor = None
     if args.executor == "ray":
         from scorelab.executors import RayExecutor

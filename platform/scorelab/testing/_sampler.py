@@ -273,6 +273,9 @@ def _check_keyed(report: Report, declared: SamplerTraits, make, gaussian: bool, 
         return
     x0 = _start(8, (3,), torch.device("cpu"), torch.float32)
     with report.check("draws from a keyed stream (it declares keyed_rng)"):
+        if not draws_first(make()):
+            raise Fail("it declares keyed_rng but does not split its step into draw and advance (scorelab.DrawsFirst): "
+                       "a compiled step takes a keyed stream's tickets as inputs of its graph, drawn before it")
         try:
             with scrambled_global_rng(11):
                 a = _run(make, x0, seed=7, keyed=True)
