@@ -234,3 +234,25 @@ def rewritten_graph(fn, x: torch.Tensor, dynamic: bool = False) -> torch.fx.Grap
 def several_a_call(monkeypatch, steps: int = 8) -> None:
     """Compiled runs on the CPU take ``steps`` steps a call wherever they may, as on a GPU."""
     monkeypatch.setitem(compiled.STEPS_PER_CALL, "cpu", steps)
+
+
+# -- a small comparison ---------------------------------------------------------------------------------
+
+# Both samplers reach quality within the budget (Langevin from N(0, 25 I) contracts by 0.8 a step), so the
+# crossing of each is resolved: Langevin's at checkpoints (or by replay), annealed Langevin's by a ladder of
+# budgets.
+TWO_ROWS_THAT_REACH = {
+    "name": "two-rows",
+    "target": {"name": "gaussian", "dim": 2},
+    "budget": 60,
+    "chains": 150,
+    "seeds": [0],
+    "checkpoints": 4,
+    "init": {"distribution": "gaussian", "scale": 5.0},
+    "cost_weights": {"vjp": 3, "jvp": 4},
+    "metrics": ["sliced_wasserstein"],
+    "samplers": [{"name": "langevin", "step_size": 0.2},
+                 {"name": "annealed_langevin", "levels": 3, "sigma_max": 2.0, "sigma_min": 0.1,
+                  "step_rule": "constant", "epsilon": 0.2, "denoise": False}],
+    "device": "cpu",
+}

@@ -139,19 +139,23 @@ CASES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
-def test_reaches_the_target_or_its_known_bias(case):
+def _check_case(case: str, generator) -> None:
+    """CASES[case] run from exact draws of its target, its steps drawing from ``generator``."""
     make, spec, steps, predict = CASES[case]
     target = Gaussian(**spec)
     x0 = target.sample(N, torch.Generator().manual_seed(7))
     oracle = ScoreOracle(ExactScore(target))
     sampler = make()
     state = sampler.init(x0, oracle, math.inf)
-    g = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        state, _ = sampler.step(state, oracle, g)
+        state, _ = sampler.step(state, oracle, generator)
     assert_moments(state.x, *predict(target), Z)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_reaches_the_target_or_its_known_bias(case):
+    _check_case(case, torch.Generator().manual_seed(0))
 
 
 KEYED_CASES = [c for c in CASES if traits("sampler", CASES[c][0]()).keyed_rng]
@@ -165,16 +169,7 @@ def test_the_samplers_that_take_keyed_streams_have_cases():
 @pytest.mark.parametrize("case", KEYED_CASES)
 def test_on_a_keyed_stream_reaches_the_same_target_or_known_bias(case):
     """A comparison's ``rng: keyed`` gives these samplers Philox numbers made in the step: the same law."""
-    make, spec, steps, predict = CASES[case]
-    target = Gaussian(**spec)
-    x0 = target.sample(N, torch.Generator().manual_seed(7))
-    oracle = ScoreOracle(ExactScore(target))
-    sampler = make()
-    state = sampler.init(x0, oracle, math.inf)
-    stream = KeyedStream(seed=0)
-    for _ in range(steps):
-        state, _ = sampler.step(state, oracle, stream)
-    assert_moments(state.x, *predict(target), Z)
+    _check_case(case, KeyedStream(seed=0))
 
 
 def test_the_biased_predictions_are_resolved_from_the_truth():

@@ -22,7 +22,7 @@ from scorelab.sources import ExactScore
 from scorelab.tracking import Tracker
 from scorelab_builtins.samplers import Langevin
 from scorelab_builtins.targets import Gaussian
-from tests.helpers import assert_moments, stationary
+from tests.helpers import TWO_ROWS_THAT_REACH, assert_moments, stationary
 
 H, BUDGET, CHECKPOINTS = 0.2, 60, [5, 20, 40]
 
@@ -163,23 +163,7 @@ def test_all_blocks_diverging_report_the_earliest():
 # -- a comparison in blocks ---------------------------------------------------------------------------
 
 CHAINS = 150
-# Both samplers reach quality within the budget (Langevin from N(0, 25 I) contracts by 0.8 a step), so the
-# crossing of each is resolved: Langevin's at checkpoints, annealed Langevin's by a ladder of budgets.
-BASE = {
-    "name": "blocks",
-    "target": {"name": "gaussian", "dim": 2},
-    "budget": 60,
-    "chains": CHAINS,
-    "seeds": [0],
-    "checkpoints": 4,
-    "init": {"distribution": "gaussian", "scale": 5.0},
-    "cost_weights": {"vjp": 3, "jvp": 4},
-    "metrics": ["sliced_wasserstein"],
-    "samplers": [{"name": "langevin", "step_size": 0.2},
-                 {"name": "annealed_langevin", "levels": 3, "sigma_max": 2.0, "sigma_min": 0.1,
-                  "step_rule": "constant", "epsilon": 0.2, "denoise": False}],
-    "device": "cpu",
-}
+BASE = {**TWO_ROWS_THAT_REACH, "name": "blocks", "chains": CHAINS}
 
 
 def _children(tracking_uri, result) -> dict:

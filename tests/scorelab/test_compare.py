@@ -17,6 +17,7 @@ from scorelab.errors import ConfigError
 from scorelab.hookspecs import hookimpl
 from scorelab.schedules import log_spaced_checkpoints
 from scorelab.tracking import Tracker
+from tests.helpers import TWO_ROWS_THAT_REACH
 
 BASE = {
     "name": "unit",
@@ -327,23 +328,8 @@ def test_cost_to_quality_is_resolved_between_checkpoints_and_repriced_by_report(
 
 
 # A comparison on keyed streams: Langevin takes one (and its crossing is replayed from a checkpoint's copy of
-# it), annealed Langevin does not declare keyed_rng and takes a generator. Both reach quality in the budget.
-KEYED = {
-    "name": "keyed",
-    "target": {"name": "gaussian", "dim": 2},
-    "budget": 60,
-    "chains": 150,
-    "seeds": [0],
-    "checkpoints": 4,
-    "init": {"distribution": "gaussian", "scale": 5.0},
-    "cost_weights": {"vjp": 3, "jvp": 4},
-    "metrics": ["sliced_wasserstein"],
-    "samplers": [{"name": "langevin", "step_size": 0.2},
-                 {"name": "annealed_langevin", "levels": 3, "sigma_max": 2.0, "sigma_min": 0.1,
-                  "step_rule": "constant", "epsilon": 0.2, "denoise": False}],
-    "device": "cpu",
-    "rng": "keyed",
-}
+# it); annealed Langevin does not declare keyed_rng and takes a generator.
+KEYED = {**TWO_ROWS_THAT_REACH, "name": "keyed", "rng": "keyed"}
 
 
 def test_a_comparison_on_keyed_streams_logs_which_stream_each_run_took_and_replays_it(host, tracking_uri):
