@@ -8,7 +8,7 @@
   :func:`uniforms`). In a compiled step (:mod:`scorelab.compiled`) they are made inside the step's
   fused kernel, never written to memory and read back: the write and read of every step's noise
   are saved, and on the CPU no mt19937 runs (``benchmarks/fused_noise.py``). The numbers are the
-  same in every compile mode and on every device (the integers exactly, the normals to the
+  same in every compile mode and on every device (integers and uniforms exactly, normals to the
   rounding of log, sqrt, cos and sin). Eagerly they cost more than torch's: some 22 tensor
   operations a Philox round, ten rounds.
 
@@ -30,6 +30,8 @@ import math
 from typing import Any
 
 import torch
+
+from .contracts import traits
 
 MODES = ("generator", "keyed")
 _MASK = 0xFFFFFFFF
@@ -70,8 +72,6 @@ class KeyedStream:
 def stream_of(rng: str, sampler: Any) -> str:
     """The random numbers a comparison whose ``rng`` key is ``rng`` gives ``sampler`` (a class or an
     instance): ``keyed`` where the sampler declares ``keyed_rng``, else ``generator``."""
-    from .contracts import traits
-
     if rng not in MODES:
         raise ValueError(f"rng: expected one of {', '.join(MODES)}, got {rng!r}")
     return "keyed" if rng == "keyed" and traits("sampler", sampler).keyed_rng else "generator"
