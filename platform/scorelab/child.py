@@ -79,7 +79,7 @@ def initial_chains(comp: Comparison, target, seed: int, device, dtype, *, host: 
 def open_child(setup: Setup, setting: SamplerSetting, seed: int, role: str) -> RunRecord:
     """Start the child's MLflow run (named, tagged, its params written) and number it. An executor opens
     every run itself, so a task that dies on another machine still leaves a run to mark FAILED."""
-    comp, tracker = setup.comp, setup.tracker
+    comp, tracker, sampler = setup.comp, setup.tracker, setting.make()
     run_id = tracker.start_run(
         # The UI cuts names at ~15 characters: role and seed first keep tuning and evaluation runs apart.
         setup.experiment_id, f"{'tune' if role == 'tuning' else 'eval'} {seed} {setting.label}",
@@ -89,7 +89,7 @@ def open_child(setup: Setup, setting: SamplerSetting, seed: int, role: str) -> R
         params={"sampler": setting.name, "plugin": setting.plugin, "setting": setting.label, "role": role,
                 "seed": seed, "budget": comp.budget,
                 "chains": comp.chains, "chain_block": comp.block,  # chain_block < chains: run in blocks
-                "rng": stream_of(comp.rng, setting.make()), **hyperparameters(setting.make())},
+                "rng": stream_of(comp.rng, sampler), **hyperparameters(sampler)},
     )
     setup.order += 1
     return RunRecord(setting.label, setting.name, seed, role, "FINISHED", run_id)
@@ -168,13 +168,14 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
     # Tuning chooses by the primary metric alone, so tuning runs spend no time on the others.
     metrics = comp.metrics if record.role == "evaluation" else {comp.primary: comp.metrics[comp.primary]}
     measure = _Measure(setup, record, metrics)
-    ladder = traits("sampler", setting.make()).budget_bound  # its cost to quality is found by a budget ladder
+    sampler = setting.make()  # its traits; each run makes its own
+    ladder = traits("sampler", sampler).budget_bound  # its cost to quality is found by a budget ladder
     record.budget_points = ladder
     tracker.set_tags(run_id, {"scorelab.curve": "budgets" if ladder else "checkpoints"})
     blocked = comp.blocked  # no one run to snapshot or trace: see the module docstring
     x0 = initial_chains(comp, setup.target, seed, setup.device, setup.dtype, host=blocked)
     bound = BOUND_FACTOR * max(1.0, float(x0.abs().max()), float(setup.reference.abs().max()))
-    generator = run_generator(comp.rng, setting.make(), setup.device, seed)
+    generator = run_generator(comp.rng, sampler, setup.device, seed)
     traced = not ladder and not blocked and record.role == "evaluation"
     tracer = Tracer(x0[0].numel(), seed=seed, device=setup.device, dtype=x0.dtype) if traced else None
 

@@ -169,11 +169,15 @@ def normals(ticket: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) ->
     radius passes that with probability 2^-24 = 6e-8, a normal passes it with probability 8e-9."""
     n = math.prod(shape)
     u = _unit(_words(ticket, -(-n // _per_group(dtype)), kind=0), dtype)
-    z = []
-    for a, b in zip(u[::2], u[1::2], strict=True):
-        r, t = torch.sqrt(-2.0 * torch.log1p(-a)), (2.0 * math.pi) * b
-        z += [r * torch.cos(t), r * torch.sin(t)]
+    z = [w for a, b in zip(u[::2], u[1::2], strict=True) for w in box_muller_pair(a, b)]
     return torch.stack(z, 1).reshape(-1)[:n].reshape(shape)
+
+
+def box_muller_pair(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The independent normals (r cos t, r sin t), r = sqrt(-2 log(1 - u)) and t = 2 pi v, from
+    uniforms u and v in [0, 1): whole-tensor operations a compiled step fuses."""
+    r, t = torch.sqrt(-2.0 * torch.log1p(-u)), (2.0 * math.pi) * v
+    return r * torch.cos(t), r * torch.sin(t)
 
 
 def _per_group(dtype: torch.dtype) -> int:

@@ -62,8 +62,7 @@ def box_muller(uv: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.T
     Box–Muller transform, as whole-tensor operations a compiled step fuses: r = sqrt(-2 log(1 - u))
     and t = 2 pi v give the independent normals r cos t and r sin t. With 53-bit u the largest |z|
     is sqrt(2 log 2^53) = 8.6, as for torch's own float64 draws."""
-    r, t = torch.sqrt(-2.0 * torch.log1p(-uv[0])), (2.0 * math.pi) * uv[1]
-    return torch.cat((r * torch.cos(t), r * torch.sin(t)))[: math.prod(shape)].reshape(shape)
+    return torch.cat(rng.box_muller_pair(uv[0], uv[1]))[: math.prod(shape)].reshape(shape)
 
 
 def _sqrt(v):
