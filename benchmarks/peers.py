@@ -14,6 +14,7 @@ Contenders on each row, all running the same update on the same chains:
 - ``compiled K/call``, one for each K of ``--steps-per-call``: ``scorelab compiled`` (``cuda_graph`` on
   a GPU) taking K steps a call where it may (``scorelab.compiled.STEPS_PER_CALL``, whose default is 1
   on the CPU and 8 on a GPU): what taking several a call gains or loses, measured in the same run;
+  and ``compiled, keyed K/call``, the same on a keyed stream;
 - ``blackjax``: jit + ``lax.scan`` of BlackJAX's step. For ULA that is BlackJAX's Euler integrator
   (``blackjax.mcmc.diffusions.overdamped_langevin``, the one its MALA composes) applied to all chains
   at once, the score given in place of the log density's gradient; for MALA ``blackjax.mala`` with a
@@ -214,17 +215,20 @@ def torch_contenders(row: Row, problem: Problem, steps: int, device: torch.devic
         if KeyedStream is not None:  # a comparison's rng: keyed, its noise made in the compiled step
             out.append(Contender(KEYED, scorelab(keyed=True, compile=mode), finish))
         out += [Contender(per_call(k), scorelab(k, compile=mode), finish) for k in steps_per_call]
+        if KeyedStream is not None:
+            out += [Contender(per_call(k, keyed=True), scorelab(k, keyed=True, compile=mode), finish)
+                    for k in steps_per_call]
     return out
 
 
 def compiled_column(name: str) -> bool:
     """A compiled contender: warmed up twice, and left out of the run if it fails."""
-    return name in COMPILED or name.startswith("compiled ")
+    return name in COMPILED or name.startswith("compiled")
 
 
-def per_call(k: int) -> str:
-    """The name of the contender taking ``k`` compiled steps a call."""
-    return f"compiled {k}/call"
+def per_call(k: int, keyed: bool = False) -> str:
+    """The name of the contender taking ``k`` compiled steps a call (``keyed``: on a keyed stream)."""
+    return f"{KEYED if keyed else 'compiled'} {k}/call"
 
 
 @contextlib.contextmanager
@@ -461,10 +465,10 @@ def main() -> None:
             contenders.append(jax_contender(row, problem, steps, *peers))
         contenders = warm_up(contenders, device)
         summary = summarise(measure(contenders, steps, repeats, device))
-        print(f"  {'contender':<20} {'steps/s median (min-max)':>30} {'x blackjax median (min-max)':>30}")
+        print(f"  {'contender':<24} {'steps/s median (min-max)':>30} {'x blackjax median (min-max)':>30}")
         with args.out.open("a") as f:
             for name, s in summary.items():
-                print(f"  {name:<20} {fmt(s['steps_per_s'], 0):>30} {fmt(s['ratio_to_blackjax'], 2):>30}")
+                print(f"  {name:<24} {fmt(s['steps_per_s'], 0):>30} {fmt(s['ratio_to_blackjax'], 2):>30}")
                 f.write(json.dumps({"row": key, "contender": name, "chains": chains, "dim": row.dim,
                                     "dtype": row.dtype, "steps": steps, "repeats": repeats,
                                     **{f"steps_per_s_{k}": v for k, v in s["steps_per_s"].items()},

@@ -29,15 +29,17 @@ from scorelab import compiled
 from scorelab.chain import run_chain
 from scorelab.device import device_name, resolve_device, synchronize
 from scorelab.oracle import ScoreOracle
+from scorelab.rng import KeyedStream
 from scorelab_builtins.samplers import Langevin, Mala
 
 
-def run(row, problem, steps: int, device: torch.device) -> None:
-    """An init plus ``steps`` compiled steps of the row's sampler, as ``peers.py``'s compiled column."""
+def run(row, problem, steps: int, device: torch.device, keyed: bool = False) -> None:
+    """An init plus ``steps`` compiled steps of the row's sampler, as ``peers.py``'s compiled column
+    (``keyed``: its keyed column, the noise made in the compiled step)."""
     sampler = Langevin(step_size=row.step_size) if row.sampler == "ula" else Mala(step_size=row.step_size, warmup=0)
     mode = "cuda_graph" if device.type == "cuda" else "inductor"
-    run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, torch.Generator(device).manual_seed(0),
-              compile=mode)
+    numbers = KeyedStream(0, device) if keyed else torch.Generator(device).manual_seed(0)
+    run_chain(sampler, ScoreOracle(problem.source), problem.x0, steps + 1, numbers, compile=mode)
     synchronize(device)
 
 
@@ -65,6 +67,7 @@ def main() -> None:
                    help="steps timed and profiled, rounded down to 1 + a multiple of K (default: %(default)s)")
     p.add_argument("--steps-per-call", type=positive, nargs="+", metavar="K",
                    help="compiled steps a call to profile (default: scorelab's for the device)")
+    p.add_argument("--keyed", action="store_true", help="a keyed stream (rng: keyed) in place of a generator")
     p.add_argument("--top", type=positive, default=20, help="ops shown, by their own time (default: %(default)s)")
     p.add_argument("--core", type=int, help="the CPU core to pin to (default: the first allowed)")
     args = p.parse_args()
@@ -82,12 +85,12 @@ def main() -> None:
         steps = 1 + k * max(1, (args.steps - 1) // k)
         with calls_of(k, device):
             for _ in range(2):  # compiles, then may recompile once on a value that changed
-                run(row, problem, steps, device)
+                run(row, problem, steps, device, args.keyed)
             t0 = time.perf_counter()
-            run(row, problem, steps, device)
+            run(row, problem, steps, device, args.keyed)
             rate = steps / (time.perf_counter() - t0)
             with profile(activities=activities) as prof:
-                run(row, problem, steps, device)
+                run(row, problem, steps, device, args.keyed)
         print(f"\n{k} step(s) a call: {rate:.1f} steps/s unprofiled ({steps} steps, the first single)")
         print(table(prof, steps, device, args.top))
 

@@ -9,7 +9,7 @@
   fused kernel, never written to memory and read back: the write and read of every step's noise
   are saved, and on the CPU no mt19937 runs (``benchmarks/fused_noise.py``). The numbers are the
   same in every compile mode and on every device (integers and uniforms exactly, normals to the
-  rounding of log, sqrt, cos and sin). Eagerly they cost more than torch's: some 22 tensor
+  rounding of log, sqrt, cos and sin). Eagerly they cost more than torch's: some 12 tensor
   operations a Philox round, ten rounds.
 
 A sampler reaches a keyed stream only if it declares ``keyed_rng = True`` (a trait,
@@ -18,7 +18,9 @@ and turns their draws into numbers with :func:`normal_from` and :func:`uniform_f
 sampler gets the run's ``torch.Generator`` whatever the key says.
 
 Philox is written with int64 tensor operations (torch has no unsigned 32-bit multiply a compiler
-takes): each 32 x 32-bit product is split so no intermediate passes 2^63. Its output is checked
+takes): each 32 x 32-bit product is one multiply by the multiplier less 2^32, which keeps it within
+int64 (signed overflow is undefined in the C++ a compiled step becomes); the first round's, whose
+words may be an index, split the multiplier in halves (:func:`_mulhilo_split`). Its output is checked
 against the published known-answer vectors (``tests/scorelab/test_rng.py``). A ticket is used once:
 its normals and its uniforms come from distinct counters, but two draws of normals from one ticket
 are the same numbers.
@@ -130,16 +132,26 @@ def philox(counter: tuple[torch.Tensor, ...], key0: torch.Tensor | int, key1: to
     """Philox-4x32-10 of four counter words under the key (key0, key1): four words of 32 bits, each
     in an int64 tensor. Words broadcast against one another."""
     c0, c1, c2, c3 = counter
-    for _ in range(10):
-        hi0, lo0 = _mulhilo(c0, _MULTIPLIERS[0])
-        hi1, lo1 = _mulhilo(c2, _MULTIPLIERS[1])
+    for r in range(10):
+        mulhilo = _mulhilo if r else _mulhilo_split
+        hi0, lo0 = mulhilo(c0, _MULTIPLIERS[0])
+        hi1, lo1 = mulhilo(c2, _MULTIPLIERS[1])
         c0, c1, c2, c3 = hi1 ^ c1 ^ key0, lo1, hi0 ^ c3 ^ key1, lo0
         key0, key1 = (key0 + _BUMPS[0]) & _MASK, (key1 + _BUMPS[1]) & _MASK
     return c0, c1, c2, c3
 
 
 def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The high and low 32 bits of a * m for a < 2^32 in int64: m split in 16-bit halves."""
+    """The high and low 32 bits of a * m for a < 2^32 and 2^31 < m < 2^32, in int64 with one multiply
+    that cannot overflow: q = a (m - 2^32) lies in (-2^62, 0], and a m = q + a 2^32."""
+    q = a * (m - 2 ** 32)
+    return (q >> 32) + a, q & _MASK
+
+
+def _mulhilo_split(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_mulhilo` with m split in 16-bit halves, for the first round, whose words may be an
+    index (``arange``): inductor's CPU code turns index x constant into a vector ``arange`` whose
+    lane offsets it computes in 32-bit ints, which a 32-bit multiplier overflows (torch 2.13)."""
     low = a * (m & 0xFFFF)
     t = a * (m >> 16) + (low >> 16)
     return t >> 16, ((t & 0xFFFF) << 16) | (low & 0xFFFF)
