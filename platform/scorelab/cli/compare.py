@@ -30,7 +30,7 @@ def run(args) -> int:
 
     comp = load_comparison(args.config)  # every config error before any work
     if comp.rng == "keyed" and comp.compile == "none":
-        print("scorelab compare: rng: keyed with compile: none makes the keyed numbers eagerly, an order of magnitude "
+        print("scorelab compare: rng: keyed with compile: none makes the keyed numbers eagerly, about ten times "
               "slower than torch's own (benchmarks/README.md); compile: auto or inductor makes them in the step",
               file=sys.stderr)
     executor = None
