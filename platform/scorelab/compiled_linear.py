@@ -60,7 +60,7 @@ def transposed(weight: torch.Tensor) -> torch.Tensor:
     """``weight.T`` copied contiguous. A custom op, so that inductor computes it once, apart: as a view it
     is read in place, a gather of 16 strided floats per vector of the layer's output loop (the 2 -> 256
     layer with its tanh on 1e4 chains 3.4 times XLA's time on an Intel Xeon, ``kernels_vs_xla.py``)."""
-    return weight.t().contiguous()
+    return weight.t().clone(memory_format=torch.contiguous_format)  # a copy even where .T is contiguous
 
 
 @transposed.register_fake
