@@ -2,7 +2,8 @@
 tier. Shared helpers that are not fixtures live in tests/helpers.py.
 
 Tiers: tests marked ``slow`` (statistical checks on long chains or large samples, and trainings) and
-the rest. Every run prints the seconds each tier took; ``-m "not slow"`` runs the fast tier alone.
+the rest. Every run prints the seconds each tier took, summed over the tests (with ``-n``, over all
+workers: more than the wall time); ``-m "not slow"`` runs the fast tier alone.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class TierClock:
         self.tests[tier].add(report.nodeid)
 
     def pytest_terminal_summary(self, terminalreporter):
-        terminalreporter.write_sep("-", "time by tier")
+        terminalreporter.write_sep("-", "time by tier (the tests' seconds, summed over workers)")
         for tier in self.TIERS:
             terminalreporter.write_line(f"{tier:>8}: {self.seconds[tier]:7.1f} s over {len(self.tests[tier])} tests")
 
