@@ -49,7 +49,7 @@ class ChainResult:
     counts: Counts
     wall_time: float  # seconds sampling, compiling excluded
     diverged_at: float | None  # cost at the first step that produced NaN/inf, if any
-    compile_time: float = 0.0  # seconds torch.compile spent compiling this run's steps
+    compile_seconds: float = 0.0  # seconds torch.compile spent compiling this run's steps
 
 
 class _InfoMeans:
@@ -375,4 +375,4 @@ def _joined_result(results: Sequence[ChainResult], device: torch.device) -> Chai
     most = min(diverged, key=lambda r: r.diverged_at) if diverged else max(results, key=lambda r: r.cost)
     x = torch.cat([r.state.x for r in results]).to(device)
     return ChainResult(Chains(x), most.steps, most.cost, most.counts, sum(r.wall_time for r in results),
-                       most.diverged_at, sum(r.compile_time for r in results))
+                       most.diverged_at, sum(r.compile_seconds for r in results))

@@ -184,7 +184,7 @@ def _sample(setup: Setup, setting: SamplerSetting, seed: int, record: RunRecord)
                  bound=bound, trace=tracer)
     record.cost, record.diverged_at = chain.cost, chain.diverged_at
     final = {"cost": chain.cost, "steps": chain.steps, "sampling_seconds": chain.wall_time,
-             "compile_seconds": chain.compile_time,
+             "compile_seconds": chain.compile_seconds,
              "diverged": float(chain.diverged_at is not None), **_calls(chain.counts)}
     if chain.diverged_at is not None:
         final["diverged_at_cost"] = chain.diverged_at

@@ -108,13 +108,21 @@ def _at(curve, cost):
     return value
 
 
+def _not_drawn(row, baseline: str) -> str:
+    """Why ``row`` has no bar in the speedup plot, in a few words."""
+    speedup = row.speedup_cost[0]
+    if math.isinf(speedup):
+        return f"{row.label} ≥ {row.speedup_bound:.3g}×"
+    return f"{row.label} (did not reach)" if speedup == 0 else f"{row.label} (neither it nor {baseline} reached)"
+
+
 def speedup_figure(rows, study):
     """Speedup over the baseline in cost and in wall time, with bootstrap intervals."""
     plt = _pyplot()
     drawn = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
-    # Said, not drawn: a bound where the baseline's median is censored, no speedup where one's own is.
-    unbounded = [f"{r.label} ≥ {r.speedup_bound:.3g}×" if math.isinf(r.speedup_cost[0])
-                 else f"{r.label} (did not reach)" for r in rows if r.speedup_cost[0] in (0.0, math.inf)]
+    # Said, not drawn: a bound where the baseline's median is censored, no speedup where one's own is,
+    # none where both are (the baseline's own row then says nothing).
+    unbounded = [_not_drawn(r, study.baseline) for r in rows if r not in drawn and r.sampler != study.baseline]
     rows = drawn
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5), dpi=100, layout="constrained")
     y = np.arange(len(rows))

@@ -56,10 +56,10 @@ def test_a_compiled_runs_wall_time_leaves_out_its_compiling():
         return result, time.perf_counter() - t0
 
     (compiled_run, elapsed), (eager, _) = run("inductor"), run("none")
-    assert compiled_run.compile_time > 0 and compiled_run.compile_time + compiled_run.wall_time < elapsed
+    assert compiled_run.compile_seconds > 0 and compiled_run.compile_seconds + compiled_run.wall_time < elapsed
     # Tracing alone (inductor's code may come from its disk cache) is far longer than 20 steps of 64 chains.
-    assert compiled_run.wall_time < 0.5 * compiled_run.compile_time
-    assert eager.compile_time == 0.0
+    assert compiled_run.wall_time < 0.5 * compiled_run.compile_seconds
+    assert eager.compile_seconds == 0.0
 
 
 @pytest.mark.slow

@@ -53,3 +53,4 @@ def test_a_speedup_plot_with_nothing_to_draw_says_so_and_has_no_legend():
              for label in ("a", "b") for s in (0, 1)]  # neither reaches: no speedup anywhere
     ax = speedup_figure(analyse(never, STUDY), STUDY).axes[0]
     assert ax.get_legend() is None and [t.get_text() for t in ax.texts] == ["no finite speedup to draw"]
+    assert ax.get_title(loc="left") == "not drawn, no finite speedup: b (neither it nor a reached)"
