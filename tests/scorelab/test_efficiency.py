@@ -271,3 +271,20 @@ def test_a_sampler_of_quality_from_its_start_has_an_unbounded_speedup_over_a_cen
                 for s in (0, 1)]  # of quality at cost 0
     row = {r.sampler: r for r in analyse(base + at_start, STUDY)}["start"]
     assert row.cost_to_quality[0] == 0 and math.isinf(row.speedup_bound)
+
+
+def test_runs_csv_leaves_a_metric_a_run_did_not_measure_empty():
+    import csv
+    import dataclasses
+    import io
+
+    from scorelab.summary import runs_csv
+
+    study = dataclasses.replace(STUDY, metrics=["m", "other"])
+    tuning = _run("a", 100, "tuning", (3, 2, 0.9))  # tuning runs measure the primary metric alone
+    evaluation = _run("a", 0, "evaluation", (3, 2, 0.9))
+    evaluation.curves["other"] = [(1000, 0.25)]
+    rows = {r["role"]: r for r in csv.DictReader(io.StringIO(runs_csv([tuning, evaluation], study)))}
+    assert (rows["tuning"]["final.m"], rows["tuning"]["final.other"], rows["tuning"]["cost_to_quality.other"]) \
+        == ("0.9", "", "")
+    assert rows["evaluation"]["final.other"] == "0.25"
