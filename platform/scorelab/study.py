@@ -176,14 +176,16 @@ def write_document(plan: StudyPlan, client, refs: list[str], out: Path | None = 
             continue
         latest = find_parent(client, ref)
         later = latest if latest is not None and latest.info.run_id != measured[0].info.run_id else None
-        parts += _section(entry, client, assets, *measured, later=later)
+        parts += _section(entry, client, assets, *measured, later=later, quick=plan.quick is not None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(p for p in parts if p))
     return out, unmeasured
 
 
-def _section(entry: Entry, client, assets: Path, parent, study: Study, records, weights, later=None) -> list[str]:
-    """The comparison's section from its run ``parent``; ``later``: a later run of it that did not finish."""
+def _section(entry: Entry, client, assets: Path, parent, study: Study, records, weights, later=None,
+             quick: bool = False) -> list[str]:
+    """The comparison's section from its run ``parent``; ``later``: a later run of it that did not finish;
+    ``quick``: a quick run's, whose goals get no verdict."""
     experiment = client.get_experiment(parent.info.experiment_id).name
     rows, files = report_files(records, study, weights)
     folder = assets / experiment
@@ -206,7 +208,9 @@ def _section(entry: Entry, client, assets: Path, parent, study: Study, records, 
     if entry.why:
         parts.append("**Why.** " + " ".join(entry.why.split()) + "\n")
     if entry.goals:
-        parts.append("**Goals.**\n\n" + "\n".join(_goal_line(g, rows, study) for g in entry.goals) + "\n")
+        lines = [_goal_line(g, rows, study, quick) for g in entry.goals]
+        parts.append("**Goals.**" + (" A quick run's figures: no verdict." if quick else "") + "\n\n"
+                     + "\n".join(lines) + "\n")
     return parts
 
 
@@ -236,9 +240,14 @@ def _table(rows: list[Row], study: Study) -> str:
     return "\n".join(lines) + f"\n\n{intervals}; the full legend is in the report.\n"
 
 
-def _goal_line(goal: Goal, rows: list[Row], study: Study) -> str:
+def _goal_line(goal: Goal, rows: list[Row], study: Study, quick: bool = False) -> str:
+    """The goal, what was measured, and its verdict (none for a quick run: its budget, chains and seeds
+    are a fraction of the study's)."""
     row = next((r for r in rows if r.sampler == goal.sampler), None)
     what = f"{goal.what}: " if goal.what else ""
+    if quick:
+        measured = "nothing (every setting diverged or failed)" if row is None else speedup_text(row)
+        return f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: measured {measured}"
     if row is None:
         return (f"- {what}{goal.sampler} ≥ {goal.speedup:g}× {study.baseline}: **not measured** (every setting "
                 "diverged or failed in tuning)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,14 @@ def test_document_from_mlflow_with_findings_and_goals(folder, host, tracking_uri
     note = f" A later run, parent `{killed}`, ended KILLED: this is the latest finished one."
     assert unmeasured == [] and again.read_text() == text.replace("report.md).\n", f"report.md).{note}\n")
 
+    # A quick run's document states what was measured against each goal, and no verdict.
+    quick = dataclasses.replace(plan, quick=QuickSpec())
+    quick_text = write_document(quick, MlflowClient(tracking_uri), [parent], folder / "quick" / "study.md")[0].read_text()
+    assert "**Goals.** A quick run's figures: no verdict." in quick_text
+    line = next(x for x in quick_text.splitlines() if x.startswith("- estimated diagonal: hessian_diag_hutchinson"))
+    assert line.startswith("- estimated diagonal: hessian_diag_hutchinson ≥ 1000× langevin: measured ") and "**" not in line
+    assert not any(v in quick_text for v in ("**met**", "**not met**", "**undetermined**"))
+
 
 def test_quick_shrinks_every_comparison(host):
     config = {**GAUSSIAN, "samplers": [{"name": "langevin", "step_size": [0.01, 0.02]}, *GAUSSIAN["samplers"][2:]]}
@@ -138,6 +148,7 @@ def test_the_quick_study_runs_end_to_end(tmp_path, capsys):
             assert f"Experiment `{comp.name}`" in text
             assert all(f"{g.sampler} ≥ {g.speedup:g}×" in text for g in entry.goals)
     assert text.count("**What the numbers show.**") == len(RUN_END_TO_END)
+    assert not any(v in text for v in ("**met**", "**not met**", "**undetermined**"))  # a quick run judges nothing
     assert text.count("**Not measured**: no finished run") == len(plan.entries) - len(RUN_END_TO_END)
     # Rebuilt from MLflow alone: the same document.
     again = tmp_path / "again" / "study.md"
