@@ -429,7 +429,8 @@ def main() -> None:
     p.add_argument("--chains", type=positive,
                    help="chains of every row (default: each row's; a small number measures the per-step overhead)")
     p.add_argument("--steps-per-call", type=positive, nargs="+", default=(), metavar="K",
-                   help="add a 'compiled K/call' column for each K: scorelab's compiled loop taking K steps a call")
+                   help="add 'compiled K/call' and 'compiled, keyed K/call' columns for each K: scorelab's "
+                        "compiled loop taking K steps a call, on the default and on a keyed stream")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_CHAINS} chains, 20 steps, 2 rounds")
     p.add_argument("--core", type=int, help="the CPU core to pin the run to (default: the first allowed)")

@@ -77,7 +77,8 @@ def main() -> None:
     row = ROWS[args.row]
     problem = make_problem(row, args.chains or row.chains, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    print(f"{args.row}: {row.what}, {len(problem.x0)} chains, {row.dtype}; device {device_name(device)}"
+    print(f"{args.row}: {row.what}, {len(problem.x0)} chains, {row.dtype}"
+          + (", keyed stream" if args.keyed else "") + f"; device {device_name(device)}"
           + (f", pinned to core {core}" if core is not None else "") + f"; torch {torch.__version__}")
     for k in args.steps_per_call or [compiled.steps_per_call(device)]:
         # The loop learns a step's calls from a single step, then takes k a call up to the budget:

@@ -48,7 +48,7 @@ class TierClock:
         self.tests[tier].add(report.nodeid)
 
     def pytest_terminal_summary(self, terminalreporter):
-        terminalreporter.write_sep("-", "time by tier (the tests' seconds, summed over workers)")
+        terminalreporter.write_sep("-", "time by tier (the tests' seconds; under -n, summed over workers)")
         for tier in self.TIERS:
             terminalreporter.write_line(f"{tier:>8}: {self.seconds[tier]:7.1f} s over {len(self.tests[tier])} tests")
 

@@ -12,14 +12,14 @@ computes the activation beside it: the first layer's tanh as its output is writt
 as it is read, so the hidden activations are not written and read once more. From the same
 benchmark: the 2 -> 256 layer with its tanh on 1e4 chains 1.27 ms (inductor on torch's ops 5.97,
 XLA 1.45), the 256 -> 2 head after a tanh 1.15 ms (4.84, XLA 1.39). On a 2-core Intel Xeon (Ice
-Lake) the first layer took 7.0 ms against XLA's 2.3 until its weight was transposed apart
-(:func:`transposed`): 1.7 ms against 1.7 after (2026-12-01).
+Lake) the first layer took 3.0 times XLA's time (7.0 ms against 2.3) until its weight was transposed
+apart (:func:`transposed`), and 1.0 times after (1.7 against 1.7; 2026-12-01, commit 8a0990d).
 
 Inductor lowers oneDNN's linear only for weights frozen into the graph as constants, and a sampler
 step's network weights are inputs of its graph, so the call is a custom op, ``scorelab::linear``,
 that inductor leaves as a call. It has no derivative, and a layer a step differentiates through is
-left to torch in either case. The layers are summed out on any CPU; all the figures are from the one
-named above.
+left to torch in either case. The layers are summed out on any CPU; the figures are from the AMD EPYC
+named above but for the Intel Xeon's.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def _(x, weight, bias):
 @torch.library.custom_op("scorelab::transposed", mutates_args=())
 def transposed(weight: torch.Tensor) -> torch.Tensor:
     """``weight.T`` copied contiguous. A custom op, so that inductor computes it once, apart: as a view it
-    is read in place, a gather of 16 strided floats per vector of the layer's output loop (the 2 -> 256
-    layer with its tanh on 1e4 chains 3.4 times XLA's time on an Intel Xeon, ``kernels_vs_xla.py``)."""
+    is read in place, a gather of strided floats for every vector of the layer's output loop (the
+    2 -> 256 layer with its tanh on 1e4 chains 3.0 times XLA's time on an Intel Xeon, ``kernels_vs_xla.py``)."""
     return weight.t().clone(memory_format=torch.contiguous_format)  # a copy even where .T is contiguous
 
 

@@ -108,12 +108,16 @@ def _at(curve, cost):
     return value
 
 
-def _not_drawn(row, baseline: str) -> str:
-    """Why ``row`` has no bar in the speedup plot, in a few words."""
+def _not_drawn(row, base) -> str:
+    """Why ``row`` has no bar in the speedup plot, in a few words (``base``: the baseline's row, if any)."""
     speedup = row.speedup_cost[0]
     if math.isinf(speedup):
         return f"{row.label} ≥ {row.speedup_bound:.3g}×"
-    return f"{row.label} (did not reach)" if speedup == 0 else f"{row.label} (neither it nor {baseline} reached)"
+    if speedup == 0:
+        return f"{row.label} (did not reach)"
+    if base is not None and math.isinf(row.cost_to_quality[0]) and math.isinf(base.cost_to_quality[0]):
+        return f"{row.label} (neither it nor {base.sampler} reached)"
+    return f"{row.label} (no speedup computable)"
 
 
 def speedup_figure(rows, study):
@@ -121,8 +125,9 @@ def speedup_figure(rows, study):
     plt = _pyplot()
     drawn = [r for r in rows if 0 < r.speedup_cost[0] < math.inf]
     # Said, not drawn: a bound where the baseline's median is censored, no speedup where one's own is,
-    # none where both are (the baseline's own row then says nothing).
-    unbounded = [_not_drawn(r, study.baseline) for r in rows if r not in drawn and r.sampler != study.baseline]
+    # none where both are or none is computable; the baseline's own row says nothing.
+    base = next((r for r in rows if r.sampler == study.baseline), None)
+    unbounded = [_not_drawn(r, base) for r in rows if r not in drawn and r is not base]
     rows = drawn
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5), dpi=100, layout="constrained")
     y = np.arange(len(rows))

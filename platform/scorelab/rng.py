@@ -142,8 +142,9 @@ def philox(counter: tuple[torch.Tensor, ...], key0: torch.Tensor | int, key1: to
 
 
 def _mulhilo(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The high and low 32 bits of a * m for a < 2^32 and 2^31 < m < 2^32, in int64 with one multiply
-    that cannot overflow: q = a (m - 2^32) lies in (-2^62, 0], and a m = q + a 2^32."""
+    """The high and low 32 bits of a * m for 0 <= a < 2^32 and 2^31 < m < 2^32, in int64 with one multiply
+    that cannot overflow: q = a (m - 2^32) lies in (-2^63, 0] (in (-2^62, 0] for Philox's multipliers,
+    both above 3 2^30), and a m = q + a 2^32."""
     q = a * (m - 2 ** 32)
     return (q >> 32) + a, q & _MASK
 

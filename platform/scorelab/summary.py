@@ -186,16 +186,22 @@ def _tuned(cost: float) -> str:
 
 def runs_csv(runs: list[RunRecord], study: Study) -> str:
     """Every run, tuning and evaluation: the raw figures behind the tables (inf: censored at the budget;
-    empty: a metric the run did not measure, as tuning runs measure the primary metric alone)."""
+    empty: a metric the run did not measure, as tuning runs measure the primary metric alone; nan: a
+    final value a failed run never logged)."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["role", "sampler", "setting", "seed", "status", "diverged_at", "cost", "run_id", "ess_per_1k_cost",
                 *[f"final.{m}" for m in study.metrics], *[f"cost_to_quality.{m}" for m in study.metrics]])
     for r in sorted(runs, key=lambda r: (r.role != "tuning", r.sampler, r.label, r.seed)):
         w.writerow([r.role, r.sampler, r.label, r.seed, r.status, r.diverged_at, r.cost, r.run_id, r.ess,
-                    *[r.final(m) if m in r.curves else "" for m in study.metrics],
-                    *[study.cost_to_quality(r, m) if m in r.curves else "" for m in study.metrics]])
+                    *[r.final(m) if _measures(r, m, study) else "" for m in study.metrics],
+                    *[study.cost_to_quality(r, m) if _measures(r, m, study) else "" for m in study.metrics]])
     return out.getvalue()
+
+
+def _measures(run: RunRecord, metric: str, study: Study) -> bool:
+    """Whether ``run`` measures ``metric``: tuning runs measure the primary metric alone."""
+    return run.role != "tuning" or metric == study.primary
 
 
 def pays_for_derivatives(records: list[RunRecord]) -> bool:

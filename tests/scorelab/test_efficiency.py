@@ -284,7 +284,10 @@ def test_runs_csv_leaves_a_metric_a_run_did_not_measure_empty():
     tuning = _run("a", 100, "tuning", (3, 2, 0.9))  # tuning runs measure the primary metric alone
     evaluation = _run("a", 0, "evaluation", (3, 2, 0.9))
     evaluation.curves["other"] = [(1000, 0.25)]
-    rows = {r["role"]: r for r in csv.DictReader(io.StringIO(runs_csv([tuning, evaluation], study)))}
-    assert (rows["tuning"]["final.m"], rows["tuning"]["final.other"], rows["tuning"]["cost_to_quality.other"]) \
-        == ("0.9", "", "")
-    assert rows["evaluation"]["final.other"] == "0.25"
+    failed = RunRecord("a", "langevin", 1, "evaluation", "FAILED")  # failed before its first checkpoint
+    table = csv.DictReader(io.StringIO(runs_csv([tuning, evaluation, failed], study)))
+    rows = {(r["role"], r["seed"]): r for r in table}
+    tuned = rows["tuning", "100"]
+    assert (tuned["final.m"], tuned["final.other"], tuned["cost_to_quality.other"]) == ("0.9", "", "")
+    assert rows["evaluation", "0"]["final.other"] == "0.25"
+    assert (rows["evaluation", "1"]["final.m"], rows["evaluation", "1"]["cost_to_quality.m"]) == ("nan", "inf")
