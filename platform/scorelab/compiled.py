@@ -63,9 +63,11 @@ WORTH_COMPILING = 20.0
 RECOMPILE_LIMIT = 64
 #: Steps one compiled call takes, per device type, for a sampler that draws first, where no checkpoint
 #: or the budget falls among them (:mod:`scorelab.stepping`): the per-call price (Dynamo's guards, the
-#: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. One on the CPU:
-#: there a graph of 8 steps was faster per step for small problems and the Gaussian, but no faster, and
-#: in some runs slower, for the MLP score and MALA on 1000 chains (benchmarks/README.md).
+#: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. One on the CPU,
+#: where it depends on the row and the CPU: on an AMD EPYC 8 a call was faster for small problems and
+#: the Gaussian, no faster and in some runs slower for the MLP score and MALA on 1000 chains; on an
+#: Intel Xeon 4 a call was faster for MALA and the Gaussian, a little slower for the d = 2 MLP, and
+#: graphs of several steps take longer to compile (benchmarks/README.md).
 #: Fixed per device, not measured, so that a mode reproduces itself bit for bit per seed.
 STEPS_PER_CALL = {"cuda": 8, "cpu": 1}
 
