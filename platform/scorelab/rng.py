@@ -10,7 +10,7 @@
   are saved, and on the CPU no mt19937 runs (``benchmarks/fused_noise.py``). The numbers are the
   same in every compile mode and on every device (integers and uniforms exactly, normals to the
   rounding of log, sqrt, cos and sin). Eagerly they cost more than torch's: some 12 tensor
-  operations a Philox round, ten rounds.
+  operations a Philox round (22 in the first), ten rounds.
 
 A sampler reaches a keyed stream only if it declares ``keyed_rng = True`` (a trait,
 :mod:`scorelab.contracts`): it then draws through :func:`normal_draws` and :func:`uniform_draws`,
