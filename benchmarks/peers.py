@@ -12,7 +12,7 @@ Contenders on each row, all running the same update on the same chains:
   (``scorelab.rng``): its normals (and MALA's uniforms) made by Philox inside the compiled step, not
   drawn by torch first; another random stream, the same update;
 - ``compiled K/call``, one for each K of ``--steps-per-call``: ``scorelab compiled`` (``cuda_graph`` on
-  a GPU) taking K steps a call where it may (``scorelab.compiled.STEPS_PER_CALL``, whose default is 1
+  a GPU) taking K steps a call where it may (``scorelab.compiled.STEPS_PER_CALL``, whose default is 4
   on the CPU and 8 on a GPU): what taking several a call gains or loses, measured in the same run;
   and ``compiled, keyed K/call``, the same on a keyed stream;
 - ``blackjax``: jit + ``lax.scan`` of BlackJAX's step. For ULA that is BlackJAX's Euler integrator

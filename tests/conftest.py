@@ -12,11 +12,21 @@ import pytest
 import torch
 
 import scorelab_builtins
+from scorelab import compiled
 from scorelab.plugins import PluginHost
 
 # The tests' tensors are small: one intra-op thread is many times faster than two contending for a
 # shared 2-core machine (KSD of 400 points: 14 ms against 360 ms). Every test module relies on this.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_step_a_call_on_the_cpu(monkeypatch):
+    """Compiled CPU runs take one step a call in the suite (``several_a_call`` in tests/helpers.py for
+    more), where scorelab takes 4 (``scorelab.compiled.STEPS_PER_CALL``): a graph of several steps
+    compiles for longer, and the tests compile many small runs. The path of several a call is the same
+    code for any number, and its tests set 8, as on a GPU."""
+    monkeypatch.setitem(compiled.STEPS_PER_CALL, "cpu", 1)
 
 
 @pytest.fixture

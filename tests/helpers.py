@@ -232,7 +232,8 @@ def rewritten_graph(fn, x: torch.Tensor, dynamic: bool = False) -> torch.fx.Grap
 
 
 def several_a_call(monkeypatch, steps: int = 8) -> None:
-    """Compiled runs on the CPU take ``steps`` steps a call wherever they may, as on a GPU."""
+    """Compiled runs on the CPU take ``steps`` steps a call wherever they may, as on a GPU (the suite
+    runs them one a call otherwise: tests/conftest.py)."""
     monkeypatch.setitem(compiled.STEPS_PER_CALL, "cpu", steps)
 
 

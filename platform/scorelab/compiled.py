@@ -18,12 +18,13 @@ What compiling keeps, so that a compiled run means what an eager one does:
   around it), so compiled and eager steps take the same numbers from the run's generator. A sampler
   that draws first (:class:`~scorelab.contracts.DrawsFirst`) has its ``draw`` run eagerly and its
   ``advance`` captured as one graph; any other step is captured as a graph per stretch between its
-  draws, each called separately. On a GPU the step loop calls a sampler that draws first for
-  ``STEPS_PER_CALL`` steps at a time between checkpoints (8; on the CPU one, :func:`multi_step_function`,
-  :mod:`scorelab.stepping`): their draws made first, one ``draw`` per step in order, their advances
-  one graph. Fused arithmetic rounds differently (and on the CPU float32 linear layers are oneDNN's
-  or summed out and a float32 tanh is computed within 5 ULP, 6 without FMAs, :mod:`compiled_math`),
-  so chains agree with eager ones to rounding, and a mode reproduces itself bit for bit per seed.
+  draws, each called separately. The step loop calls a sampler that draws first for
+  ``STEPS_PER_CALL`` steps at a time between checkpoints (8 on a GPU, 4 on the CPU,
+  :func:`multi_step_function`, :mod:`scorelab.stepping`): their draws made first, one ``draw`` per
+  step in order, their advances one graph. Fused arithmetic rounds differently (and on the CPU
+  float32 linear layers are oneDNN's or summed out and a float32 tanh is computed within 5 ULP, 6
+  without FMAs, :mod:`compiled_math`), so chains agree with eager ones to rounding, and a mode
+  reproduces itself bit for bit per seed.
 - Divergence detection, checkpoints and the budget stay in the step loop, outside the step; a call of
   several steps gives the loop each step's Info, extremes of the chains and trace record.
 - Under ``cuda_graph`` a step's outputs live in the graph's memory pool until its next replay; the
@@ -63,13 +64,12 @@ WORTH_COMPILING = 20.0
 RECOMPILE_LIMIT = 64
 #: Steps one compiled call takes, per device type, for a sampler that draws first, where no checkpoint
 #: or the budget falls among them (:mod:`scorelab.stepping`): the per-call price (Dynamo's guards, the
-#: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. One on the CPU,
-#: where it depends on the row and the CPU: on an AMD EPYC 8 a call was faster for small problems and
-#: the Gaussian, no faster and in some runs slower for the MLP score and MALA on 1000 chains; on an
-#: Intel Xeon 4 a call was faster for MALA and the Gaussian, a little slower for the d = 2 MLP, and
-#: graphs of several steps take longer to compile (benchmarks/README.md).
+#: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. On the CPU 4: on
+#: an Intel Xeon 4 a call was faster than one for MALA and the Gaussian (15-30 %), 2 % either way on
+#: the MLP rows; on an AMD EPYC 8 a call was as fast or faster on every row but the d = 2 MLP's, 2 %
+#: slower (benchmarks/README.md). A graph of 4 steps takes longer to compile than one of one.
 #: Fixed per device, not measured, so that a mode reproduces itself bit for bit per seed.
-STEPS_PER_CALL = {"cuda": 8, "cpu": 1}
+STEPS_PER_CALL = {"cuda": 8, "cpu": 4}
 
 
 def seconds_compiling() -> float:

@@ -1,7 +1,7 @@
 """How the step loop moves a sampler on: one step a call, or, compiled, several.
 
 A compiled sampler that draws first (:func:`scorelab.compiled.multi_step_function`) takes
-:func:`~scorelab.compiled.steps_per_call` steps a call (8 on a GPU, 1 elsewhere) where none of them
+:func:`~scorelab.compiled.steps_per_call` steps a call (8 on a GPU, 4 on the CPU) where none of them
 but the last reaches the loop's next stop (a checkpoint or the budget), as predicted from the calls
 the last single step made. The calls are checked after each call of several: if they were not as
 predicted (a refresh among the steps), the steps' costs are known in sum only (each is put at its

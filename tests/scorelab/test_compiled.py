@@ -139,7 +139,7 @@ def test_a_sampler_whose_calls_change_between_steps_goes_on_in_single_steps(monk
 def test_a_compiled_run_takes_as_many_steps_a_call_as_its_device_says_and_reproduces_itself(monkeypatch):
     calls = _counting_calls_of_several_steps(monkeypatch)
     single, _ = short_chain("langevin", "inductor", budget=100)
-    assert calls == []  # one step a call on the CPU
+    assert calls == []  # one step a call, as the suite runs compiled CPU steps (tests/conftest.py)
     several_a_call(monkeypatch)
     runs = [short_chain("langevin", "inductor", budget=100)[0] for _ in range(2)]
     # a single step (its calls), then calls of 8 until the next would pass the budget before its last step
