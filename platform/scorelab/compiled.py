@@ -65,8 +65,8 @@ RECOMPILE_LIMIT = 64
 #: Steps one compiled call takes, per device type, for a sampler that draws first, where no checkpoint
 #: or the budget falls among them (:mod:`scorelab.stepping`): the per-call price (Dynamo's guards, the
 #: step loop's bookkeeping, on a GPU the graph's launches) is paid once for them all. On the CPU 4: on
-#: an Intel Xeon 4 a call was faster than one for MALA and the Gaussian (15-30 %), 2 % either way on
-#: the MLP rows; on an AMD EPYC 8 a call was as fast or faster on every row but the d = 2 MLP's, 2 %
+#: an Intel Xeon 4 a call was faster than one for MALA and the Gaussian (13-30 %), within 5 % either
+#: way on the MLP rows; on an AMD EPYC 8 a call was as fast or faster on every row but the d = 2 MLP's, 2 %
 #: slower (benchmarks/README.md). A graph of 4 steps takes longer to compile than one of one.
 #: Fixed per device, not measured, so that a mode reproduces itself bit for bit per seed.
 STEPS_PER_CALL = {"cuda": 8, "cpu": 4}
