@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def test_two_damaged_checkpoints_are_one_clear_error(store, module_host):
     run_id = _killed_run(store, module_host)
     checkpoints = _artifacts(store, run_id) / "checkpoints"
     (checkpoints / "last.pt").write_bytes(b"")
-    (checkpoints / "previous.pt").write_bytes(os.urandom(500))
+    (checkpoints / "previous.pt").write_bytes(random.Random(1).randbytes(500))
     with pytest.raises(ScorelabError, match=f"no readable checkpoint in run {run_id}: checkpoints/last.pt") as err:
         resume(run_id, Tracker(store), host=module_host)
     assert "previous.pt" in str(err.value) and "weights_only" not in str(err.value)
@@ -234,7 +235,7 @@ DAMAGE = [
     # (what is done to the model directory's artifacts, words the error has)
     ("truncated weights", lambda a: (a / "weights.pt").write_bytes((a / "weights.pt").read_bytes()[:300]),
      "weights.pt of run {run} is not a readable state dict (truncated, or not written by scorelab)"),
-    ("random weights", lambda a: (a / "weights.pt").write_bytes(os.urandom(2000)),
+    ("random weights", lambda a: (a / "weights.pt").write_bytes(random.Random(0).randbytes(2000)),
      "weights.pt of run {run} is not a readable state dict (truncated, or not written by scorelab)"),
     ("empty weights", lambda a: (a / "weights.pt").write_bytes(b""),
      "weights.pt of run {run} is not a readable state dict"),
@@ -291,7 +292,8 @@ def test_a_damaged_model_is_a_clear_score_error(store, whole, module_host, tmp_p
 
 
 def test_a_damaged_model_in_a_compare_is_one_line(store, whole, tmp_path, capsys):
-    run = _damaged_copy(store, whole, tmp_path, lambda a: (a / "weights.pt").write_bytes(os.urandom(2000)))
+    noise = random.Random(2).randbytes(2000)
+    run = _damaged_copy(store, whole, tmp_path, lambda a: (a / "weights.pt").write_bytes(noise))
     config = tmp_path / "cmp.yaml"
     config.write_text(yaml.safe_dump(_comparison(run)))
     assert main(["compare", str(config), "--tracking-uri", store, "--quiet"]) == 2
