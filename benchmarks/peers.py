@@ -5,8 +5,9 @@ Contenders on each row, all running the same update on the same chains:
 - ``bare torch``: the update written out by hand, the score called directly (no oracle, no
   divergence tracking, no Info): the floor of torch eager;
 - ``scorelab eager``: ``scorelab.chain.run_chain`` with the built-in sampler and a ``ScoreOracle``;
-- ``scorelab compiled``: the same with ``run_chain(..., compile="inductor")``, where this scorelab's
-  ``run_chain`` has the keyword (else the column is left out and the run says so);
+- ``scorelab compiled``: the same with ``run_chain(..., compile="inductor")``, taking scorelab's
+  steps a call (``scorelab.compiled.STEPS_PER_CALL``: 4 on the CPU, 8 on a GPU), where this
+  scorelab's ``run_chain`` has the keyword (else the column is left out and the run says so);
 - ``scorelab cuda_graph``, on a GPU only: the same with ``compile="cuda_graph"``;
 - ``compiled, keyed``: ``scorelab compiled`` (``cuda_graph`` on a GPU) on a comparison's ``rng: keyed``
   (``scorelab.rng``): its normals (and MALA's uniforms) made by Philox inside the compiled step, not

@@ -183,7 +183,9 @@ def test_auto_stays_eager_when_compiling_cannot_pay(monkeypatch):
 
 
 @pytest.mark.slow
-def test_auto_times_both_paths_when_compiling_may_pay(monkeypatch):
+@pytest.mark.parametrize("steps_a_call", [1, 4])  # the suite's, and scorelab's CPU default
+def test_auto_times_both_paths_when_compiling_may_pay(steps_a_call, monkeypatch):
+    several_a_call(monkeypatch, steps_a_call)
     monkeypatch.setattr(compiled, "_auto_choices", {})
     monkeypatch.setattr(compiled, "WORTH_COMPILING", 0.0)
     eager, eager_counts = short_chain("langevin", "none")
