@@ -49,7 +49,7 @@ class ChainResult:
     counts: Counts
     wall_time: float  # seconds sampling, compiling excluded
     diverged_at: float | None  # cost at the first step that produced NaN/inf, if any
-    compile_seconds: float = 0.0  # seconds torch.compile spent compiling this run's steps
+    compile_seconds: float = 0.0  # seconds spent compiling this run's steps (recording CUDA graphs too)
 
 
 class _InfoMeans:
@@ -252,9 +252,9 @@ def run_chain(
 
 
 class _SamplingClock:
-    """A run's seconds sampling, read at checkpoints: the time since ``start`` less what ``torch.compile``
-    spent compiling the run's steps meanwhile (Dynamo's tally, a host-side sum; none for an eager run),
-    which is kept apart."""
+    """A run's seconds sampling, read at checkpoints: the time since ``start`` less what was spent
+    meanwhile compiling the run's steps and recording their CUDA graphs (Dynamo's tally, a host-side
+    sum, :func:`~scorelab.compiled.seconds_compiling`; none for an eager run), which is kept apart."""
 
     def __init__(self, compile: str):
         self.compiled = compile != "none"

@@ -62,6 +62,32 @@ def test_a_compiled_runs_wall_time_leaves_out_its_compiling():
     assert eager.compile_seconds == 0.0
 
 
+def test_recording_a_cuda_graph_counts_as_compiling_not_sampling(monkeypatch):
+    """Dynamo times a CUDA graph's recording (at the graph's second call) under its own key, outside
+    its compiling; both are the making of a compiled step, so a run's sampling clock leaves out both."""
+    from torch._dynamo import utils
+
+    tally = {"_compile.compile_inner": [2.0, 0.5], "CUDAGraphNode.record": [0.25], "other": [7.0]}
+    monkeypatch.setattr(utils, "compilation_time_metrics", tally)
+    assert compiled.seconds_compiling() == 2.75
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_runs_graph_recordings_are_tallied_as_compiling():
+    """Dynamo still times CUDA graph recordings under the key :func:`compiled.seconds_compiling` reads,
+    and a ``cuda_graph`` run's compile seconds take them in."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    torch._dynamo.reset()
+    target = Gaussian(dim=2).to("cuda", torch.float32)
+    x0 = torch.randn(64, 2, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    recorded = sum(compilation_time_metrics.get("CUDAGraphNode.record", ()))
+    result = run_chain(Langevin(step_size=0.1), ScoreOracle(ExactScore(target)), x0, 40,
+                       torch.Generator("cuda").manual_seed(0), checkpoints=[20], compile="cuda_graph")
+    recording = sum(compilation_time_metrics.get("CUDAGraphNode.record", ())) - recorded
+    assert recording > 0 and result.compile_seconds >= recording
+
+
 @pytest.mark.slow
 def test_divergence_is_detected_at_the_same_step(monkeypatch):
     several_a_call(monkeypatch)  # it diverges inside the first call of several steps
