@@ -257,3 +257,19 @@ TWO_ROWS_THAT_REACH = {
                   "step_rule": "constant", "epsilon": 0.2, "denoise": False}],
     "device": "cpu",
 }
+
+
+def interrupted_child(monkeypatch, at: int) -> None:
+    """A comparison's children run as usual, but the ``at``-th (from 1) is interrupted as Ctrl-C would
+    interrupt it, once its run is open."""
+    from scorelab import child
+
+    calls, sample = [], child._sample
+
+    def interrupting(*args):
+        calls.append(None)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return sample(*args)
+
+    monkeypatch.setattr(child, "_sample", interrupting)

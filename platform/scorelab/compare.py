@@ -35,6 +35,7 @@ from .executors import ChildJob, Executor, LocalExecutor
 from .floors import quality_floor
 from .oracle import CostWeights
 from .reporting import headline_metrics, report_files, skipped_samplers
+from .resume import Resumed, check_same, reopen, unfinished
 from .schedules import log_spaced_checkpoints
 from .sources import ExactScore
 from .summary import NO_ROWS, findings, headline, skipped_text
@@ -56,12 +57,15 @@ class ComparisonResult:
     skipped: list[str]  # samplers not evaluated: every setting diverged or failed on a tuning seed
 
 
-def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None,
-                   progress: Any = None, executor: Executor | None = None) -> ComparisonResult:
-    """Run ``comp``: its child runs by ``executor`` (default: one after another, in this process)."""
+def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None, progress: Any = None,
+                   executor: Executor | None = None, resume: str | None = None) -> ComparisonResult:
+    """Run ``comp``: its child runs by ``executor`` (default: one after another, in this process). With
+    ``resume`` (a parent run id, or the experiment's name for its latest comparison), finish that
+    comparison of ``comp`` instead, in its parent run (:mod:`scorelab.resume`)."""
     device = resolve_device(comp.device)
+    resumed = unfinished(tracker.client, resume, comp.name) if resume is not None else None
     with cpu_threads(comp.cpu_threads if device.type == "cpu" else 0):
-        return _run_comparison(comp, tracker, device, plugins, progress, executor or LocalExecutor())
+        return _run_comparison(comp, tracker, device, plugins, progress, executor or LocalExecutor(), resumed)
 
 
 def materials(comp: Comparison, device, tracking_uri: str | None) -> tuple:
@@ -75,11 +79,15 @@ def materials(comp: Comparison, device, tracking_uri: str | None) -> tuple:
 
 
 def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progress,
-                    executor: Executor) -> ComparisonResult:
+                    executor: Executor, resumed: Resumed | None) -> ComparisonResult:
     started = time.perf_counter()
     executor.check(tracker.uri)
+    if resumed is not None:  # the same comparison, before any work: priced with the weights it measured
+        check_same(resumed, resolved_config(comp, resumed.weights, device), comp.file)
     dtype, target, source, reference = materials(comp, device, tracker.uri)
-    if comp.cost_weights is not None:
+    if resumed is not None:
+        weights, weight_params = resumed.weights, {}
+    elif comp.cost_weights is not None:
         weights, weight_params = CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
     else:
         # Timed on one block of chains: the batch every step runs on (all of them, unless they run in blocks).
@@ -88,22 +96,31 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         weights, weight_params = measured.weights, measured.as_params()
     # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
     floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
-              for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy}
+              for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy
+              and (resumed is None or name not in resumed.floors)}
+    floors |= resumed.floors if resumed is not None else {}
     study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors, comp.budget,
                   comp.cost_resolution)
 
-    experiment_id, parent, tags = _open_parent(comp, tracker, target, device, weights, weight_params, floors,
-                                               plugins)
+    if resumed is None:
+        experiment_id, parent, tags = _open_parent(comp, tracker, target, device, weights, weight_params, floors,
+                                                   plugins)
+    else:
+        reopen(tracker, resumed, environment(device))
+        experiment_id, parent, tags = resumed.experiment_id, resumed.parent_id, _parent_tags(comp, device)
     monitor = _system_metrics(parent, tracker) if device.type == "cuda" else None
     setup = Setup(comp, tracker, experiment_id, parent, source, target, reference, weights,
-                  log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags, study)
+                  log_spaced_checkpoints(comp.budget, comp.checkpoints), device, dtype, tags, study,
+                  order=resumed.order if resumed is not None else 0)
 
-    records: list[RunRecord] = []
+    records: list[RunRecord] = list(resumed.kept) if resumed is not None else []
+    if progress is not None and records:
+        progress.update(len(records))
     try:
         tuning, evaluation = plan(comp)
-        records += executor.run(setup, tuning, progress)
+        records += executor.run(setup, _not_done(comp, tuning, records), progress)
         best = select_best(records, study)
-        records += executor.run(setup, evaluation(best), progress)
+        records += executor.run(setup, _not_done(comp, evaluation(best), records), progress)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         # A child the signal caught between its run's creation and its own handler is still open: end it too.
@@ -143,13 +160,20 @@ def plan(comp: Comparison) -> tuple[list[ChildJob], Any]:
     return tuning, evaluation
 
 
+def _not_done(comp: Comparison, jobs: list[ChildJob], records: list[RunRecord]) -> list[ChildJob]:
+    """``jobs`` less those a record already holds (a resumed comparison's children that ended)."""
+    done = {(r.label, r.seed, r.role) for r in records}
+    return [j for j in jobs if (comp.samplers[j.setting].label, j.seed, j.role) not in done]
+
+
 def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study: Study, weights: CostWeights,
                   started: float) -> tuple[list, list[str]]:
     """The parent's answer (its description), report files and headline metrics; the parent ends FINISHED.
     Returns the headline rows and the samplers left out of them."""
     rows, files = report_files(records, study, weights)
     skipped = skipped_samplers(records, study)
-    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"], skipped)})
+    tracker.set_tags(parent, {NOTE_TAG: answer(rows, study, [r for r in records if r.role == "evaluation"], skipped),
+                              "scorelab.status": "ok"})
     for name, content in files.items():
         if isinstance(content, str):
             tracker.log_text(parent, content, name)
@@ -163,6 +187,11 @@ def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study
 
 #: The run's description in the MLflow UI, rendered as Markdown at the top of the run's page.
 NOTE_TAG = "mlflow.note.content"
+
+
+def _parent_tags(comp: Comparison, device) -> dict:
+    """The tags the parent and every child carry."""
+    return {"scorelab.target": comp.target_name, "scorelab.device": device_name(device)}
 
 
 def answer(rows, study: Study, evaluation: list[RunRecord], skipped: list[str] = ()) -> str:
@@ -179,7 +208,7 @@ def _open_parent(comp: Comparison, tracker: Tracker, target, device, weights: Co
                  floors: dict, plugins) -> tuple[str, str, dict]:
     """The comparison's parent run, with what cannot be recomputed (floors, weights) written at once."""
     experiment_id = tracker.experiment(comp.name)
-    tags = {"scorelab.target": comp.target_name, "scorelab.device": device_name(device)}
+    tags = _parent_tags(comp, device)
     parent = tracker.start_run(
         experiment_id, f"compare {comp.name}", tags={**tags, "scorelab.role": "comparison"},
         params={"target": comp.target_name, "score": comp.score, "budget": comp.budget, "chains": comp.chains,

@@ -78,10 +78,9 @@ def load_records(client, ref: str, *, partial: bool = False,
     study = Study(metrics, config["primary_metric"], config["quality_multiple"], config["baseline"], floors,
                   config["budget"], config.get("cost_resolution", 0.0))
 
-    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                                  max_results=50000)
     records = []
-    for run in sorted(children, key=lambda r: int(r.data.tags.get("scorelab.order", 0))):
+    current = [run for run in children(client, parent) if SUPERSEDED_TAG not in run.data.tags]
+    for run in sorted(current, key=lambda r: int(r.data.tags.get("scorelab.order", 0))):
         tags, m = run.data.tags, run.data.metrics
         record = RunRecord(
             label=tags["scorelab.setting"], sampler=tags["scorelab.sampler"], seed=int(tags["scorelab.seed"]),
@@ -98,6 +97,17 @@ def load_records(client, ref: str, *, partial: bool = False,
     if problems and not partial:
         raise IncompleteComparison(parent.info.run_id, problems)
     return parent, study, records, CostWeights(**config["cost_weights"])
+
+
+#: The tag of a child that never ended and that a resume of its comparison ran again (:mod:`scorelab.resume`):
+#: it stays in the store, with what it logged, and reports read past it.
+SUPERSEDED_TAG = "scorelab.superseded"
+
+
+def children(client, parent) -> list:
+    """Every child run of the comparison ``parent``, superseded ones too."""
+    return client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                              max_results=50000)
 
 
 def comparison_config(client, parent) -> dict:

@@ -184,3 +184,32 @@ def test_one_process_runs_the_chosen_comparisons_and_keeps_the_rest(folder, trac
     assert "started" not in printed and printed.count("parent run ") == 2
     assert main([*argv, "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_resume_takes_finished_comparisons_and_finishes_the_one_killed(folder, tracking_uri, capsys, monkeypatch):
+    """A study stopped in its second comparison: ``--resume`` keeps the first as it finished and finishes
+    the second in its own parent run."""
+    from scorelab.cli import main
+    from tests.helpers import interrupted_child
+
+    second = {**GAUSSIAN, "name": "unit-gaussian-2", "samplers": GAUSSIAN["samplers"][:2]}
+    (folder / "second.yaml").write_text(yaml.safe_dump(second))
+    (folder / "study.yaml").write_text(STUDY + "  - config: second.yaml\n    title: The same, two rows\n")
+    argv = ["study", str(folder), "--quiet", "--tracking-uri", tracking_uri, "--out", str(folder / "study.md")]
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, len(GAUSSIAN["seeds"]) * 3 + 1)  # the second comparison's first child
+        assert main(argv) == 130
+    client = MlflowClient(tracking_uri)
+    (first,) = client.search_runs([client.get_experiment_by_name("unit-gaussian").experiment_id],
+                                  "tags.`scorelab.role` = 'comparison'")
+    (killed,) = client.search_runs([client.get_experiment_by_name("unit-gaussian-2").experiment_id],
+                                   "tags.`scorelab.role` = 'comparison'")
+    assert (first.info.status, killed.info.status) == ("FINISHED", "KILLED")
+    capsys.readouterr()
+
+    assert main([*argv, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"unit-gaussian: finished already, parent run {first.info.run_id}" in printed
+    assert f"unit-gaussian-2: parent run {killed.info.run_id}" in printed and "not measured" not in printed
+    resumed = client.get_run(killed.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["scorelab.resumed_rerun"] == "1"

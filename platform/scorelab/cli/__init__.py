@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: open runs are marked KILLED in MLflow with what they had logged", file=sys.stderr)
+        print("\ninterrupted: open runs are marked KILLED in MLflow with what they had logged"
+              + ("; finish the comparison with the same command and --resume" if args.command == "compare" else ""),
+              file=sys.stderr)
         return 130
     finally:
         if previous is not None:

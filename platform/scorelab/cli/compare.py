@@ -13,6 +13,10 @@ def add(sub):
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="run the child runs one after another here (local), or each as a Ray task (ray; "
                         "pip install 'scorelab[ray]')")
+    p.add_argument("--resume", nargs="?", const="", metavar="RUN_ID",
+                   help="finish a comparison that did not finish (killed, or failed), in its own parent run: its "
+                        "children that ended are kept, those that never ended run again (default: the config's "
+                        "experiment's latest comparison)")
     p.add_argument("--ray-address", help="the Ray cluster to submit to (e.g. ray://head:10001 or auto; default: "
                                          "$RAY_ADDRESS, else a Ray runtime on this machine); with --executor ray")
     return p
@@ -53,7 +57,8 @@ def run(args) -> int:
     total = sum(len(comp.tuning_seeds) for s in comp.samplers if s.name in tuned) + len(comp.seeds) * len(
         {s.name for s in comp.samplers})
     with tqdm(total=total, desc=comp.name, unit="run", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar, executor=executor)
+        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar, executor=executor,
+                                resume=None if args.resume is None else args.resume or comp.name)
     print(text_table(result.rows, result.study, result.skipped))
     w = result.cost_weights
     print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "

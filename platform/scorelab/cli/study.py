@@ -26,6 +26,10 @@ def add(sub):
     p.add_argument("--only", nargs="+", metavar="CONFIG",
                    help="run only these comparisons (config file names, e.g. banana.yaml); the document takes the "
                         "others' latest runs from MLflow")
+    p.add_argument("--resume", action="store_true",
+                   help="finish a study that was stopped: a comparison whose latest run finished is taken from "
+                        "MLflow, one that did not finish is resumed in its own parent run (scorelab compare "
+                        "--resume), one never run is run")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run N comparisons at once, each in its own process (comparisons use one CPU thread "
                         "each, so N = the number of cores is the fastest on a CPU); default 1")
@@ -50,7 +54,8 @@ def run(args) -> int:
             tracker.client.search_experiments(max_results=1)  # create the store once, before the workers
             ran = _in_processes(args, [plan.entries[i].config for i in chosen], min(args.jobs, len(chosen)))
         else:
-            ran = {i: _run_one(plan, i, tracker, progress=not args.quiet and sys.stderr.isatty()) for i in chosen}
+            ran = {i: _run_one(plan, i, tracker, progress=not args.quiet and sys.stderr.isatty(), resume=args.resume)
+                   for i in chosen}
         refs = [ran.get(i, ref) for i, ref in enumerate(refs)]
         if args.record:
             args.record.write_text(json.dumps(ran))
@@ -64,21 +69,30 @@ def run(args) -> int:
     return 0
 
 
-def _run_one(plan, i: int, tracker, progress: bool) -> str:
-    """Comparison ``i`` of the study (its model trained first where it has one): its parent run id."""
+def _run_one(plan, i: int, tracker, progress: bool, resume: bool = False) -> str:
+    """Comparison ``i`` of the study (its model trained first where it has one): its parent run id. With
+    ``resume``, its latest run if that finished, else that run finished (with the model it ran with)."""
     from tqdm import tqdm
 
     from scorelab.compare import run_comparison
     from scorelab.plugins import host
+    from scorelab.reporting import comparison_config, find_parent
     from scorelab.training.run import train
 
     comp, training = plan.comparisons[i], plan.trainings[i]
-    if training is not None:
+    latest = find_parent(tracker.client, comp.name) if resume else None
+    if latest is not None and latest.info.status == "FINISHED":
+        print(f"{comp.name}: finished already, parent run {latest.info.run_id}", flush=True)
+        return latest.info.run_id
+    if latest is not None and training is not None:  # resumed with the model it was comparing
+        comp = plan.with_model(i, comparison_config(tracker.client, latest)["score"])
+    elif training is not None:
         trained = train(training, tracker, progress=progress)
         print(f"{training.name}: trained {trained.model_uri} in {trained.seconds:.0f} s", flush=True)
         comp = plan.with_model(i, trained.model_uri)
     with tqdm(desc=comp.name, unit="run", disable=not progress) as bar:
-        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar)
+        result = run_comparison(comp, tracker, plugins=host().listing(), progress=bar,
+                                resume=latest.info.run_id if latest is not None else None)
     print(f"{comp.name}: parent run {result.parent_run_id}, {result.total_seconds:.0f} s", flush=True)
     return result.parent_run_id
 
@@ -90,7 +104,8 @@ def _in_processes(args, configs: list[str], jobs: int) -> dict[int, str]:
     from scorelab.errors import ScorelabError
 
     base = [sys.executable, "-m", "scorelab", "study", str(args.folder), "--quiet"]
-    base += ["--quick"] * args.quick + (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
+    base += ["--quick"] * args.quick + ["--resume"] * args.resume
+    base += ["--tracking-uri", args.tracking_uri] if args.tracking_uri else []
     pending, running, ran, failed = list(configs), {}, {}, []
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -1,0 +1,103 @@
+"""A comparison killed part way and resumed (``scorelab compare CONFIG --resume``) gives the answer an
+uninterrupted one gives, in its own parent run, keeping what it had logged; another config, a finished
+comparison or one still running is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from scorelab.compare import run_comparison
+from scorelab.config import parse_comparison
+from scorelab.errors import ConfigError, ScorelabError
+from scorelab.reporting import SUPERSEDED_TAG, load_records
+from scorelab.tracking import Tracker
+from tests.helpers import interrupted_child
+from tests.scorelab.test_compare import BASE
+
+# Two settings of Langevin tuned on two seeds, then two samplers on two seeds: 8 children.
+CONFIG = {**BASE, "name": "resumed"}
+KILLED_AT = 6  # the child interrupted: the second evaluation run, after tuning has chosen
+
+
+def _curves(records):
+    """Each run's numbers (a record rebuilt from MLflow has an empty curve for a metric not measured)."""
+    return {(r.label, r.seed, r.role): (r.status, {k: v for k, v in r.curves.items() if v}, r.counts, r.cost)
+            for r in records}
+
+
+def _answer(result):
+    """What a comparison concluded, its timings apart (wall seconds differ between any two runs)."""
+    return [dataclasses.replace(r, wall_to_quality=0.0, speedup_wall=(0.0,) * 3) for r in result.rows]
+
+
+def test_a_killed_comparison_resumed_gives_the_uninterrupted_answer(host, tmp_path, monkeypatch):
+    whole = run_comparison(parse_comparison(CONFIG, None, host), Tracker(f"sqlite:///{tmp_path / 'whole.db'}"))
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, KILLED_AT)
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(parse_comparison(CONFIG, None, host), Tracker(uri))
+    client = MlflowClient(uri)
+    (killed,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
+                                   "attributes.status = 'KILLED' and tags.`scorelab.role` = 'evaluation'")
+
+    resumed = run_comparison(parse_comparison(CONFIG, None, host), Tracker(uri), resume="resumed")
+    parent = client.get_run(resumed.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["scorelab.status"] == "ok"
+    assert killed.data.tags["mlflow.parentRunId"] == resumed.parent_run_id  # the killed comparison's own parent
+    assert (parent.data.tags["scorelab.resumed_after"], parent.data.tags["scorelab.resumed_kept"],
+            parent.data.tags["scorelab.resumed_rerun"]) == ("killed", str(KILLED_AT - 1), "1")
+    # The answer and every run's numbers are the uninterrupted comparison's.
+    assert _curves(resumed.runs) == _curves(whole.runs)
+    assert _answer(resumed) == _answer(whole)
+    # What the killed child logged stays, marked as run again; the report reads the runs that stand.
+    assert client.get_run(killed.info.run_id).data.tags[SUPERSEDED_TAG]
+    _, _, reported, _ = load_records(client, resumed.parent_run_id)
+    assert _curves(reported) == _curves(whole.runs) and killed.info.run_id not in {r.run_id for r in reported}
+    assert sorted(r.run_id for r in reported) == sorted(r.run_id for r in resumed.runs)
+
+
+def test_only_the_same_unfinished_comparison_is_resumed(host, tracking_uri, monkeypatch):
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(parse_comparison(CONFIG, "resumed.yaml", host), Tracker(tracking_uri))
+    changed = {**CONFIG, "budget": 80}
+    with pytest.raises(ConfigError, match=r"resumed.yaml: budget: comparison \w+ ran another config; it differs "
+                                          r"in budget\. Resume it with the config it ran"):
+        run_comparison(parse_comparison(changed, "resumed.yaml", host), Tracker(tracking_uri), resume="resumed")
+    with pytest.raises(ScorelabError, match="is in experiment 'resumed', and the config's name is 'other'"):
+        run_comparison(parse_comparison({**CONFIG, "name": "other"}, None, host), Tracker(tracking_uri),
+                       resume=MlflowClient(tracking_uri).search_runs(
+                           [MlflowClient(tracking_uri).get_experiment_by_name("resumed").experiment_id],
+                           "tags.`scorelab.role` = 'comparison'")[0].info.run_id)
+
+    done = run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri), resume="resumed")
+    with pytest.raises(ScorelabError, match=f"comparison {done.parent_run_id} \\('resumed'\\) finished; nothing "
+                                            "to resume"):
+        run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri), resume="resumed")
+    with pytest.raises(ScorelabError, match="no comparison to resume: 'nowhere'"):
+        run_comparison(parse_comparison({**CONFIG, "name": "nowhere"}, None, host), Tracker(tracking_uri),
+                       resume="nowhere")
+
+
+def test_the_cli_resumes_the_configs_latest_comparison(host, tmp_path, monkeypatch, capsys):
+    from scorelab.cli import main
+
+    config = tmp_path / "resumed.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, 2)
+        assert main(["compare", str(config), "--quiet", "--tracking-uri", uri]) == 130
+    assert "finish the comparison with the same command and --resume" in capsys.readouterr().err
+    assert main(["compare", str(config), "--quiet", "--tracking-uri", uri, "--resume"]) == 0
+    client = MlflowClient(uri)
+    (parent,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
+                                   "tags.`scorelab.role` = 'comparison'")
+    assert parent.info.status == "FINISHED" and parent.info.run_id in capsys.readouterr().out
