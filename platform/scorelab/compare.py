@@ -82,8 +82,8 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
                     executor: Executor, resumed: Resumed | None) -> ComparisonResult:
     started = time.perf_counter()
     executor.check(tracker.uri)
-    if resumed is not None:  # the same comparison, before any work: priced with the weights it measured
-        check_same(resumed, resolved_config(comp, resumed.weights, device), comp.file)
+    if resumed is not None:  # the same comparison, before any work
+        check_same(resumed, config_now(comp, resumed.weights, device), comp.file)
     dtype, target, source, reference = materials(comp, device, tracker.uri)
     if resumed is not None:
         weights, weight_params = resumed.weights, {}
@@ -95,10 +95,9 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         measured = measure_cost_weights(source, x[:comp.block].to(device))
         weights, weight_params = measured.weights, measured.as_params()
     # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
-    floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
-              for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy
-              and (resumed is None or name not in resumed.floors)}
-    floors |= resumed.floors if resumed is not None else {}
+    floors = resumed.floors if resumed is not None else {
+        name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
+        for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy}
     study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors, comp.budget,
                   comp.cost_resolution)
 
@@ -119,10 +118,12 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     try:
         tuning, evaluation = plan(comp)
         records += executor.run(setup, _not_done(comp, tuning, records), progress)
-        best = select_best(records, study)
+        best = select_best([r for r in records if r.role == "tuning"], study)  # a resume keeps evaluation runs too
         records += executor.run(setup, _not_done(comp, evaluation(best), records), progress)
+        records.sort(key=_plan_order(comp))  # a resume's reruns, and Ray's, come last
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        exc.add_note(f"comparison {parent} is {status}; the same command with --resume finishes it")
         # A child the signal caught between its run's creation and its own handler is still open: end it too.
         for run_id in sorted(tracker.open - {parent}):
             tracker.set_tags(run_id, {"scorelab.status": "killed"})
@@ -164,6 +165,13 @@ def _not_done(comp: Comparison, jobs: list[ChildJob], records: list[RunRecord]) 
     """``jobs`` less those a record already holds (a resumed comparison's children that ended)."""
     done = {(r.label, r.seed, r.role) for r in records}
     return [j for j in jobs if (comp.samplers[j.setting].label, j.seed, j.role) not in done]
+
+
+def _plan_order(comp: Comparison):
+    """A sort key putting records in :func:`plan`'s order: tuning, then evaluation; by setting, then seed."""
+    settings = {s.label: i for i, s in enumerate(comp.samplers)}
+    seeds = {"tuning": comp.tuning_seeds, "evaluation": comp.seeds}
+    return lambda r: (r.role != "tuning", settings[r.label], seeds[r.role].index(r.seed))
 
 
 def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study: Study, weights: CostWeights,
@@ -280,6 +288,13 @@ def resolved_config(comp: Comparison, weights: CostWeights, device) -> dict:
         "cost_weights": dataclasses.asdict(weights),
         "source_file": comp.file,
     }
+
+
+def config_now(comp: Comparison, logged: CostWeights, device) -> dict:
+    """``comp`` resolved as it would run now, to compare with a config a comparison logged: with its own
+    cost weights where it gives them, else with the ``logged`` ones that comparison measured."""
+    given = CostWeights(**dataclasses.asdict(comp.cost_weights)) if comp.cost_weights is not None else None
+    return resolved_config(comp, given or logged, device)
 
 
 def environment(device) -> dict:

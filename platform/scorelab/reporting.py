@@ -59,8 +59,9 @@ class IncompleteComparison(ScorelabError):
 
     def __init__(self, parent_id: str, problems: list[str]):
         self.parent_id, self.problems = parent_id, problems
-        super().__init__(f"comparison {parent_id} is incomplete: " + "; ".join(problems) + ". Rerun it, or pass "
-                         "--partial to report what finished (marked incomplete)")
+        super().__init__(f"comparison {parent_id} is incomplete: " + "; ".join(problems) + ". Finish it with "
+                         "scorelab compare CONFIG --resume, or pass --partial to report what finished (marked "
+                         "incomplete)")
 
 
 def load_records(client, ref: str, *, partial: bool = False,

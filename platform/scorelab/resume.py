@@ -20,7 +20,7 @@ from .analysis import RunRecord
 from .errors import ConfigError, ScorelabError
 from .oracle import CostWeights
 from .reporting import SUPERSEDED_TAG, children, comparison_config, find_parent, load_records
-from .store import process_tags
+from .store import HOST_TAG, PID_TAG, orphaned, process_tags
 from .tracking import Tracker
 
 
@@ -52,11 +52,17 @@ def unfinished(client, ref: str, name: str) -> Resumed:
     if status == "FINISHED":
         raise ScorelabError(f"comparison {run_id} ('{name}') finished; nothing to resume (run it without --resume "
                             "for a new one)")
-    if status == "RUNNING":
-        tags = parent.data.tags
-        raise ScorelabError(f"comparison {run_id} ('{name}') is still running (process {tags.get('scorelab.pid')} on "
-                            f"{tags.get('scorelab.host')}); stop it first")
-    _, study, records, weights = load_records(client, run_id, partial=True)
+    tags = parent.data.tags
+    if status == "RUNNING" and not orphaned(tags):  # a tracking server's runs are not reaped as a sqlite store's
+        raise ScorelabError(f"comparison {run_id} ('{name}') is still running (process {tags.get(PID_TAG)} on "
+                            f"{tags.get(HOST_TAG)}); stop it first")
+    from mlflow.exceptions import MlflowException  # imported when needed, as everywhere in scorelab
+
+    try:
+        _, study, records, weights = load_records(client, run_id, partial=True)
+    except MlflowException:  # killed within its first second, before its config was logged
+        raise ScorelabError(f"comparison {run_id} ('{name}') was stopped before it logged its config; nothing to "
+                            "resume (run it without --resume)") from None
     kept = [r for r in records if r.status in ("FINISHED", "FAILED")]
     orders = [int(r.data.tags.get("scorelab.order", 0)) for r in children(client, parent)]  # superseded ones too
     return Resumed(run_id, parent.info.experiment_id, comparison_config(client, parent), weights, study.floors,
@@ -64,14 +70,19 @@ def unfinished(client, ref: str, name: str) -> Resumed:
 
 
 def check_same(resumed: Resumed, now: dict, file: str | None) -> None:
-    """ConfigError unless ``now`` (the config resolved with the resumed weights) is the one the comparison
-    logged, its path apart; the error names the keys that differ."""
-    logged, now = (_plain({k: v for k, v in c.items() if k != "source_file"}) for c in (resumed.config, now))
-    differ = sorted(k for k in logged.keys() | now.keys() if logged.get(k) != now.get(k))
+    """ConfigError unless ``now`` (the config as it would run, :func:`scorelab.compare.resolved_config`)
+    is the one the comparison logged; the error names the keys that differ."""
+    differ = differences(resumed.config, now)
     if differ:
         raise ConfigError(f"comparison {resumed.parent_id} ran another config; it differs in "
                           f"{', '.join(differ)}. Resume it with the config it ran (config.yaml in its artifacts), "
                           "or run this one without --resume", file=file, key=differ[0])
+
+
+def differences(logged: dict, now: dict) -> list[str]:
+    """The top-level keys in which two resolved configs differ, the config file's path apart."""
+    logged, now = (_plain({k: v for k, v in c.items() if k != "source_file"}) for c in (logged, now))
+    return sorted(k for k in logged.keys() | now.keys() if logged.get(k) != now.get(k))
 
 
 def _plain(value: Any) -> Any:
@@ -80,27 +91,31 @@ def _plain(value: Any) -> Any:
 
 
 def reopen(tracker: Tracker, resumed: Resumed, environment: dict) -> None:
-    """The parent running again in this process, and the children that never ended superseded. Resumed
-    in another environment (``environment.json`` of the parent), a notice says so: the wall times of the
-    children run before and after are not comparable; costs are."""
+    """The parent running again in this process, and the children that never ended superseded (and
+    ended, where a dead process left them RUNNING). Resumed in another environment
+    (``environment.json`` of the parent), a notice says so: the wall times of the children run before
+    and after are not comparable."""
     client = tracker.client
     for record in resumed.rerun:
-        client.set_tag(record.run_id, SUPERSEDED_TAG, "never ended; run again by a resume of its comparison")
+        tracker.set_tags(record.run_id, {SUPERSEDED_TAG: "never ended; run again by a resume of its comparison"})
+        tracker.end(record.run_id, "KILLED") if record.status == "RUNNING" else tracker.flush(record.run_id)
     parent = client.get_run(resumed.parent_id)
     logged = _logged_environment(client, resumed.parent_id)
     changed = sorted(k for k in environment if logged is not None and logged.get(k) != environment[k])
     if changed:
         print(f"scorelab: resuming comparison {resumed.parent_id} in another environment than it ran in "
               f"({', '.join(f'{k} {logged.get(k)} -> {environment[k]}' for k in changed)}): wall times of its "
-              "children before and after are not comparable; costs are", file=sys.stderr)
-    client.update_run(resumed.parent_id, status="RUNNING")
-    tracker.open.add(resumed.parent_id)
+              "children before and after are not comparable", file=sys.stderr)
+    # This process's id first, then RUNNING: another command that finds the run RUNNING sees a live process.
     tracker.set_tags(resumed.parent_id, {**process_tags(), "scorelab.status": "running",
                                          "scorelab.resumed_after": parent.data.tags.get("scorelab.status", "unknown"),
                                          "scorelab.resumed_kept": len(resumed.kept),
                                          "scorelab.resumed_rerun": len(resumed.rerun),
                                          **({"scorelab.resumed_in": json.dumps({k: environment[k] for k in changed})}
                                             if changed else {})})
+    tracker.flush(resumed.parent_id)
+    client.update_run(resumed.parent_id, status="RUNNING")
+    tracker.open.add(resumed.parent_id)
 
 
 def _logged_environment(client, run_id: str) -> dict | None:

@@ -136,16 +136,20 @@ def _tables(db) -> set[str]:
 
 def _end_dead_runs(client) -> None:
     """Mark KILLED every RUNNING run started on this host by a process that no longer exists."""
-    host = socket.gethostname()
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return
     for run in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=50000):
         tags = run.data.tags
-        if tags.get(HOST_TAG) == host and PID_TAG in tags and not _alive(int(tags[PID_TAG])):
+        if orphaned(tags):
             client.set_tag(run.info.run_id, "scorelab.status", "killed")
             client.set_terminated(run.info.run_id, "KILLED")
             print(f"marked run {run.info.run_id} ({run.info.run_name}) KILLED: its process {tags[PID_TAG]} is gone")
+
+
+def orphaned(tags: dict[str, str]) -> bool:
+    """Whether a RUNNING run with these tags was started on this host by a process that no longer exists."""
+    return tags.get(HOST_TAG) == socket.gethostname() and PID_TAG in tags and not _alive(int(tags[PID_TAG]))
 
 
 def _alive(pid: int) -> bool:

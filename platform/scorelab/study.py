@@ -215,11 +215,12 @@ def _section(entry: Entry, client, assets: Path, parent, study: Study, records, 
 
 
 def _unmeasured(entry: Entry, why: Exception) -> list[str]:
+    resume = ""
     if isinstance(why, IncompleteComparison):
-        why = f"its latest run, parent {why.parent_id}, did not finish"
+        why, resume = f"its latest run, parent {why.parent_id}, did not finish", " --resume"
     parts = [f"## {entry.title}\n",
              f"**Not measured**: no finished run of this comparison in MLflow ({why}). Run it with "
-             f"`scorelab study <folder> --only {entry.config}`; the document then takes it from MLflow.\n"]
+             f"`scorelab study <folder> --only {entry.config}{resume}`; the document then takes it from MLflow.\n"]
     if entry.why:
         parts.append("**Why.** " + " ".join(entry.why.split()) + "\n")
     if entry.goals:

@@ -18,7 +18,7 @@ LAYERS = [
                      "efficiency", "floors", "plots", "analysis", "summary", "reporting", "testing"}),
     ("config", {"config"}),
     ("training", {"training"}),
-    ("comparison", {"compare", "child", "executors", "study"}),
+    ("comparison", {"compare", "child", "executors", "resume", "study"}),
     ("interface", {"cli", "scaffold", "__main__"}),
 ]
 LEVEL = {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}

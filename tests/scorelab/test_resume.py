@@ -5,15 +5,20 @@ comparison or one still running is refused."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from scorelab.analysis import select_best
 from scorelab.compare import run_comparison
 from scorelab.config import parse_comparison
 from scorelab.errors import ConfigError, ScorelabError
 from scorelab.reporting import SUPERSEDED_TAG, load_records
+from scorelab.store import PID_TAG
 from scorelab.tracking import Tracker
 from tests.helpers import interrupted_child
 from tests.scorelab.test_compare import BASE
@@ -21,6 +26,13 @@ from tests.scorelab.test_compare import BASE
 # Two settings of Langevin tuned on two seeds, then two samplers on two seeds: 8 children.
 CONFIG = {**BASE, "name": "resumed"}
 KILLED_AT = 6  # the child interrupted: the second evaluation run, after tuning has chosen
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def _curves(records):
@@ -62,28 +74,54 @@ def test_a_killed_comparison_resumed_gives_the_uninterrupted_answer(host, tmp_pa
     assert sorted(r.run_id for r in reported) == sorted(r.run_id for r in resumed.runs)
 
 
+def test_tuning_alone_chooses_the_setting_a_resume_evaluates(host, tracking_uri, monkeypatch):
+    """The kept evaluation runs of a resumed comparison do not enter tuning's choice: the first evaluation
+    run of the chosen setting is made to read as diverged before the resume, and the setting stays."""
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, KILLED_AT)
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri))
+    client = MlflowClient(tracking_uri)
+    (evaluated,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
+                                      "attributes.status = 'FINISHED' and tags.`scorelab.role` = 'evaluation'")
+    chosen = evaluated.data.tags["scorelab.setting"]
+    client.log_metric(evaluated.info.run_id, "diverged_at_cost", 1.0)
+
+    resumed = run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri), resume="resumed")
+    tuned = select_best([r for r in resumed.runs if r.role == "tuning"], resumed.study)["langevin"]
+    assert tuned == chosen
+    assert {r.label for r in resumed.runs if r.role == "evaluation" and r.sampler == "langevin"} == {chosen}
+
+
 def test_only_the_same_unfinished_comparison_is_resumed(host, tracking_uri, monkeypatch):
     with monkeypatch.context() as patched:
         interrupted_child(patched, 1)
         with pytest.raises(KeyboardInterrupt):
             run_comparison(parse_comparison(CONFIG, "resumed.yaml", host), Tracker(tracking_uri))
-    changed = {**CONFIG, "budget": 80}
-    with pytest.raises(ConfigError, match=r"resumed.yaml: budget: comparison \w+ ran another config; it differs "
-                                          r"in budget\. Resume it with the config it ran"):
-        run_comparison(parse_comparison(changed, "resumed.yaml", host), Tracker(tracking_uri), resume="resumed")
+    for changed, key in [({"budget": 80}, "budget"), ({"cost_weights": {"vjp": 5, "jvp": 4}}, "cost_weights")]:
+        with pytest.raises(ConfigError, match=rf"resumed.yaml: {key}: comparison \w+ ran another config; it differs "
+                                              rf"in {key}\. Resume it with the config it ran"):
+            run_comparison(parse_comparison({**CONFIG, **changed}, "resumed.yaml", host), Tracker(tracking_uri),
+                           resume="resumed")
+    # Running, as far as the store knows: refused while its process lives, resumed once it is gone (a tracking
+    # server's runs are not marked KILLED by the next command, as a sqlite store's are).
+    tracker = Tracker(tracking_uri)
+    client = tracker.client
+    (parent,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
+                                   "tags.`scorelab.role` = 'comparison'")
+    client.update_run(parent.info.run_id, status="RUNNING")
+    with pytest.raises(ScorelabError, match=rf"is still running \(process {os.getpid()} on "):
+        run_comparison(parse_comparison(CONFIG, None, host), tracker, resume="resumed")
+    client.set_tag(parent.info.run_id, PID_TAG, str(_dead_pid()))
+    assert run_comparison(parse_comparison(CONFIG, None, host), tracker, resume="resumed").parent_run_id == \
+        parent.info.run_id
     with pytest.raises(ScorelabError, match="is in experiment 'resumed', and the config's name is 'other'"):
-        run_comparison(parse_comparison({**CONFIG, "name": "other"}, None, host), Tracker(tracking_uri),
-                       resume=MlflowClient(tracking_uri).search_runs(
-                           [MlflowClient(tracking_uri).get_experiment_by_name("resumed").experiment_id],
-                           "tags.`scorelab.role` = 'comparison'")[0].info.run_id)
-
-    done = run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri), resume="resumed")
-    with pytest.raises(ScorelabError, match=f"comparison {done.parent_run_id} \\('resumed'\\) finished; nothing "
+        run_comparison(parse_comparison({**CONFIG, "name": "other"}, None, host), tracker, resume=parent.info.run_id)
+    with pytest.raises(ScorelabError, match=f"comparison {parent.info.run_id} \\('resumed'\\) finished; nothing "
                                             "to resume"):
-        run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri), resume="resumed")
+        run_comparison(parse_comparison(CONFIG, None, host), tracker, resume="resumed")
     with pytest.raises(ScorelabError, match="no comparison to resume: 'nowhere'"):
-        run_comparison(parse_comparison({**CONFIG, "name": "nowhere"}, None, host), Tracker(tracking_uri),
-                       resume="nowhere")
+        run_comparison(parse_comparison({**CONFIG, "name": "nowhere"}, None, host), tracker, resume="nowhere")
 
 
 def test_the_cli_resumes_the_configs_latest_comparison(host, tmp_path, monkeypatch, capsys):
@@ -95,7 +133,7 @@ def test_the_cli_resumes_the_configs_latest_comparison(host, tmp_path, monkeypat
     with monkeypatch.context() as patched:
         interrupted_child(patched, 2)
         assert main(["compare", str(config), "--quiet", "--tracking-uri", uri]) == 130
-    assert "finish the comparison with the same command and --resume" in capsys.readouterr().err
+    assert "is KILLED; the same command with --resume finishes it" in capsys.readouterr().err
     assert main(["compare", str(config), "--quiet", "--tracking-uri", uri, "--resume"]) == 0
     client = MlflowClient(uri)
     (parent,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],

@@ -213,3 +213,9 @@ def test_resume_takes_finished_comparisons_and_finishes_the_one_killed(folder, t
     assert f"unit-gaussian-2: parent run {killed.info.run_id}" in printed and "not measured" not in printed
     resumed = client.get_run(killed.info.run_id)
     assert resumed.info.status == "FINISHED" and resumed.data.tags["scorelab.resumed_rerun"] == "1"
+    # A config changed since its comparison finished is run anew, in a new parent run.
+    (folder / "second.yaml").write_text(yaml.safe_dump({**second, "budget": 300}))
+    assert main([*argv, "--resume", "--only", "second.yaml"]) == 0
+    printed = capsys.readouterr().out
+    assert "unit-gaussian-2: its config differs from its latest run's in budget: run anew" in printed
+    assert f"parent run {killed.info.run_id}" not in printed

@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     except ScorelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: open runs are marked KILLED in MLflow with what they had logged"
-              + ("; finish the comparison with the same command and --resume" if args.command == "compare" else ""),
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("\ninterrupted: open runs are marked KILLED in MLflow with what they had logged", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):  # what to do next, where the command knows (compare.py)
+            print(note, file=sys.stderr)
         return 130
     finally:
         if previous is not None:

@@ -76,17 +76,14 @@ def _run_one(plan, i: int, tracker, progress: bool, resume: bool = False) -> str
 
     from scorelab.compare import run_comparison
     from scorelab.plugins import host
-    from scorelab.reporting import comparison_config, find_parent
     from scorelab.training.run import train
 
-    comp, training = plan.comparisons[i], plan.trainings[i]
-    latest = find_parent(tracker.client, comp.name) if resume else None
+    comp, latest = _latest_run(plan, i, tracker.client) if resume else (plan.comparisons[i], None)
     if latest is not None and latest.info.status == "FINISHED":
         print(f"{comp.name}: finished already, parent run {latest.info.run_id}", flush=True)
         return latest.info.run_id
-    if latest is not None and training is not None:  # resumed with the model it was comparing
-        comp = plan.with_model(i, comparison_config(tracker.client, latest)["score"])
-    elif training is not None:
+    training = plan.trainings[i]
+    if latest is None and training is not None:
         trained = train(training, tracker, progress=progress)
         print(f"{training.name}: trained {trained.model_uri} in {trained.seconds:.0f} s", flush=True)
         comp = plan.with_model(i, trained.model_uri)
@@ -95,6 +92,29 @@ def _run_one(plan, i: int, tracker, progress: bool, resume: bool = False) -> str
                                 resume=latest.info.run_id if latest is not None else None)
     print(f"{comp.name}: parent run {result.parent_run_id}, {result.total_seconds:.0f} s", flush=True)
     return result.parent_run_id
+
+
+def _latest_run(plan, i: int, client) -> tuple:
+    """Comparison ``i`` as its latest run in MLflow ran (with the model that run compared, whose training
+    is not checked), and that run; or the comparison and None where there is no run, or the config now
+    differs from the run's (said in a line: it is run anew)."""
+    from scorelab.compare import config_now
+    from scorelab.device import resolve_device
+    from scorelab.oracle import CostWeights
+    from scorelab.reporting import comparison_config, find_parent
+    from scorelab.resume import differences
+
+    comp = plan.comparisons[i]
+    latest = find_parent(client, comp.name)
+    if latest is None:
+        return comp, None
+    logged = comparison_config(client, latest)
+    ran = plan.with_model(i, logged["score"]) if plan.trainings[i] is not None else comp
+    changed = differences(logged, config_now(ran, CostWeights(**logged["cost_weights"]), resolve_device(ran.device)))
+    if changed:
+        print(f"{comp.name}: its config differs from its latest run's in {', '.join(changed)}: run anew", flush=True)
+        return comp, None
+    return ran, latest
 
 
 def _in_processes(args, configs: list[str], jobs: int) -> dict[int, str]:
