@@ -102,6 +102,22 @@ def _tuning_key(runs: list[RunRecord], study: Study) -> tuple:
     return (not healthy, cost if not math.isnan(cost) else math.inf, final)
 
 
+def in_plan_order(records: list[RunRecord], labels: list[str], tuning_seeds: list[int],
+                  seeds: list[int]) -> list[RunRecord]:
+    """``records`` in the order a comparison plans its children: tuning, then evaluation; by setting (in
+    ``labels``' order), then seed. A comparison run in one go has them so; a resumed one runs its
+    children that never ended last, and Ray's may end in any order."""
+    setting = {label: i for i, label in enumerate(labels)}
+    order = {"tuning": list(tuning_seeds), "evaluation": list(seeds)}
+
+    def key(r: RunRecord) -> tuple:
+        known = order.get(r.role, [])
+        return (r.role != "tuning", setting.get(r.label, len(setting)),
+                known.index(r.seed) if r.seed in known else len(known))
+
+    return sorted(records, key=key)
+
+
 def select_best(tuning: list[RunRecord], study: Study) -> dict[str, str | None]:
     """Best setting per sampler from tuning runs alone: the least median cost to reach quality on the
     primary metric over the tuning seeds (censored seeds counted as such), ties broken by the median

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .analysis import RunRecord, Study, select_best, swept
+from .analysis import RunRecord, Study, in_plan_order, select_best, swept
 from .child import Setup, initial_chains
 from .config import Comparison
 from .contracts import hyperparameters, traits
@@ -120,7 +120,7 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
         records += executor.run(setup, _not_done(comp, tuning, records), progress)
         best = select_best([r for r in records if r.role == "tuning"], study)  # a resume keeps evaluation runs too
         records += executor.run(setup, _not_done(comp, evaluation(best), records), progress)
-        records.sort(key=_plan_order(comp))  # a resume's reruns, and Ray's, come last
+        records = in_plan_order(records, [s.label for s in comp.samplers], comp.tuning_seeds, comp.seeds)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         exc.add_note(f"comparison {parent} is {status}; the same command with --resume finishes it")
@@ -165,13 +165,6 @@ def _not_done(comp: Comparison, jobs: list[ChildJob], records: list[RunRecord]) 
     """``jobs`` less those a record already holds (a resumed comparison's children that ended)."""
     done = {(r.label, r.seed, r.role) for r in records}
     return [j for j in jobs if (comp.samplers[j.setting].label, j.seed, j.role) not in done]
-
-
-def _plan_order(comp: Comparison):
-    """A sort key putting records in :func:`plan`'s order: tuning, then evaluation; by setting, then seed."""
-    settings = {s.label: i for i, s in enumerate(comp.samplers)}
-    seeds = {"tuning": comp.tuning_seeds, "evaluation": comp.seeds}
-    return lambda r: (r.role != "tuning", settings[r.label], seeds[r.role].index(r.seed))
 
 
 def _close_parent(tracker: Tracker, parent: str, records: list[RunRecord], study: Study, weights: CostWeights,

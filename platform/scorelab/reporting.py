@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .analysis import RunRecord, Study, analyse, select_best, swept, tuning_table, weight_sensitivity
+from .analysis import RunRecord, Study, analyse, in_plan_order, select_best, swept, tuning_table, weight_sensitivity
 from .errors import ScorelabError
 from .oracle import CostWeights
 from .plots import quality_vs_cost_figure, speedup_figure
@@ -94,6 +94,8 @@ def load_records(client, ref: str, *, partial: bool = False,
         calls = [dict(_history(client, run.info.run_id, f"calls.{k}")) for k in ("nfe", "vjp", "jvp", "curvature")]
         record.counts = {step: tuple(int(c[step]) for c in calls) for step in calls[0] if all(step in c for c in calls)}
         records.append(record)
+    records = in_plan_order(records, [s["label"] for s in config["samplers"]], config.get("tuning_seeds", []),
+                            config["seeds"])
     problems = incomplete(parent, config, records, study)
     if problems and not partial:
         raise IncompleteComparison(parent.info.run_id, problems)

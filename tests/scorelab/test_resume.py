@@ -71,7 +71,9 @@ def test_a_killed_comparison_resumed_gives_the_uninterrupted_answer(host, tmp_pa
     assert client.get_run(killed.info.run_id).data.tags[SUPERSEDED_TAG]
     _, _, reported, _ = load_records(client, resumed.parent_run_id)
     assert _curves(reported) == _curves(whole.runs) and killed.info.run_id not in {r.run_id for r in reported}
-    assert sorted(r.run_id for r in reported) == sorted(r.run_id for r in resumed.runs)
+    # In the order an uninterrupted comparison has them (the rerun child ran last), in memory and rebuilt.
+    assert [r.run_id for r in reported] == [r.run_id for r in resumed.runs]
+    assert [(r.label, r.seed, r.role) for r in resumed.runs] == [(r.label, r.seed, r.role) for r in whole.runs]
 
 
 def test_tuning_alone_chooses_the_setting_a_resume_evaluates(host, tracking_uri, monkeypatch):
