@@ -55,6 +55,7 @@ class ComparisonResult:
     tracking_seconds: float
     total_seconds: float
     skipped: list[str]  # samplers not evaluated: every setting diverged or failed on a tuning seed
+    resumed: tuple[int, int] | None = None  # for a resumed comparison: children kept, children run again
 
 
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None, progress: Any = None,
@@ -63,7 +64,7 @@ def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None =
     ``resume`` (a parent run id, or the experiment's name for its latest comparison), finish that
     comparison of ``comp`` instead, in its parent run (:mod:`scorelab.resume`)."""
     device = resolve_device(comp.device)
-    resumed = unfinished(tracker.client, resume, comp.name) if resume is not None else None
+    resumed = unfinished(tracker.client, resume, comp.name, tracker.uri) if resume is not None else None
     with cpu_threads(comp.cpu_threads if device.type == "cpu" else 0):
         return _run_comparison(comp, tracker, device, plugins, progress, executor or LocalExecutor(), resumed)
 
@@ -137,7 +138,8 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
 
     rows, skipped = _close_parent(tracker, parent, records, study, weights, started)
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
-                            tracker.seconds, time.perf_counter() - started, skipped)
+                            tracker.seconds, time.perf_counter() - started, skipped,
+                            None if resumed is None else (len(resumed.kept), len(resumed.rerun)))
 
 
 

@@ -38,20 +38,24 @@ class Resumed:
     order: int  # the next child's number
 
 
-def unfinished(client, ref: str, name: str) -> Resumed:
+def unfinished(client, ref: str, name: str, uri: str) -> Resumed:
     """The comparison to resume: ``ref`` is a parent run id, or ``name`` (the config's experiment) for its
-    latest comparison. Refused with one line where there is none, it finished, or it runs still."""
+    latest comparison, in the store at ``uri``. Refused with one line where there is none, it finished,
+    or it runs still."""
     parent = find_parent(client, ref)
     if parent is None:
-        raise ScorelabError(f"no comparison to resume: '{ref}' is neither a comparison's parent run id nor an "
-                            "experiment with one")
+        raise ScorelabError(f"no comparison to resume: {_not_a_comparison(client, ref)} (tracking URI {uri})")
     run_id, status = parent.info.run_id, parent.info.status
     experiment = client.get_experiment(parent.info.experiment_id).name
     if experiment != name:
         raise ScorelabError(f"comparison {run_id} is in experiment '{experiment}', and the config's name is '{name}'")
     if status == "FINISHED":
+        earlier = client.search_runs([parent.info.experiment_id], "tags.`scorelab.role` = 'comparison' and "
+                                     "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+        others = "".join(f"; an earlier one did not finish: {r.info.run_id} ({r.info.status}), --resume "
+                         f"{r.info.run_id} finishes it" for r in earlier[:1])
         raise ScorelabError(f"comparison {run_id} ('{name}') finished; nothing to resume (run it without --resume "
-                            "for a new one)")
+                            f"for a new one){others}")
     tags = parent.data.tags
     if status == "RUNNING" and not orphaned(tags):  # a tracking server's runs are not reaped as a sqlite store's
         raise ScorelabError(f"comparison {run_id} ('{name}') is still running (process {tags.get(PID_TAG)} on "
@@ -67,6 +71,19 @@ def unfinished(client, ref: str, name: str) -> Resumed:
     orders = [int(r.data.tags.get("scorelab.order", 0)) for r in children(client, parent)]  # superseded ones too
     return Resumed(run_id, parent.info.experiment_id, comparison_config(client, parent), weights, study.floors,
                    kept, [r for r in records if r.status not in ("FINISHED", "FAILED")], max(orders, default=-1) + 1)
+
+
+def _not_a_comparison(client, ref: str) -> str:
+    """Why ``ref`` names no comparison: a child run's parent is named."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        parent = client.get_run(ref).data.tags.get("mlflow.parentRunId")
+    except MlflowException:
+        parent = None
+    if parent is not None:
+        return f"run {ref} is a child run of comparison {parent}; pass that"
+    return f"'{ref}' is neither a comparison's parent run id nor an experiment with one"
 
 
 def check_same(resumed: Resumed, now: dict, file: str | None) -> None:

@@ -3,7 +3,8 @@
 - **Reachable and writable**, or one clear line: a read-only folder, a missing parent directory or a
   tracking server that does not answer within seconds is reported before the expensive setup.
 - **Concurrent commands**: a fresh sqlite store is created under a file lock beside it, so commands
-  started together do not race in MLflow's schema creation.
+  started together do not race in MLflow's schema creation; it is made in a file beside it and moved
+  into place whole, so an interrupt while MLflow makes its tables leaves no half-made store.
 - **Relocatable**: MLflow records artifact locations as absolute paths. A project folder that was
   moved or copied would write into, and read from, the original's ``runs/artifacts``; on opening, a
   store's own artifact root (``artifacts/`` beside the database) is rewritten to where it now lies.
@@ -19,6 +20,7 @@ import os
 import re
 import socket
 import sqlite3
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -71,11 +73,26 @@ def open_store(uri: str, *, write: bool = True):
             return MlflowClient(uri)
     _check_writable(path, uri)
     with _locked(path):
+        if not path.exists():
+            _create(path)
         client = MlflowClient(uri)
-        client.search_experiments(max_results=1)  # creates or upgrades the schema, one process at a time
+        client.search_experiments(max_results=1)  # upgrades an older schema, one process at a time
         _relocate(path)
         _end_dead_runs(client)
     return client
+
+
+def _create(path: Path) -> None:
+    """A new store, its schema made in a file beside it and moved into place whole: MLflow's migrations
+    take seconds, and one interrupted in place leaves a store every later command fails to open."""
+    from mlflow.tracking import MlflowClient
+
+    for remains in path.parent.glob(f".{path.name}.creating-*"):  # of creations cut short (we hold the lock)
+        remains.unlink()
+    # A name of its own: MLflow keeps each URI's store, schema and all, for the rest of the process.
+    making = path.with_name(f".{path.name}.creating-{os.getpid()}-{time.time_ns()}")
+    MlflowClient(f"sqlite:///{making}").search_experiments(max_results=1)
+    os.replace(making, path)
 
 
 def _check_reachable(uri: str) -> None:

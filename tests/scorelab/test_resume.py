@@ -120,10 +120,28 @@ def test_only_the_same_unfinished_comparison_is_resumed(host, tracking_uri, monk
     with pytest.raises(ScorelabError, match="is in experiment 'resumed', and the config's name is 'other'"):
         run_comparison(parse_comparison({**CONFIG, "name": "other"}, None, host), tracker, resume=parent.info.run_id)
     with pytest.raises(ScorelabError, match=f"comparison {parent.info.run_id} \\('resumed'\\) finished; nothing "
-                                            "to resume"):
+                                            r"to resume \(run it without --resume for a new one\)$"):
         run_comparison(parse_comparison(CONFIG, None, host), tracker, resume="resumed")
-    with pytest.raises(ScorelabError, match="no comparison to resume: 'nowhere'"):
+    with pytest.raises(ScorelabError, match="no comparison to resume: 'nowhere' is neither a comparison's parent run "
+                                            f"id nor an experiment with one \\(tracking URI {tracking_uri}\\)"):
         run_comparison(parse_comparison({**CONFIG, "name": "nowhere"}, None, host), tracker, resume="nowhere")
+    child = client.search_runs([parent.info.experiment_id], "tags.`scorelab.role` = 'evaluation'")[0].info.run_id
+    with pytest.raises(ScorelabError, match=f"run {child} is a child run of comparison {parent.info.run_id}; pass "
+                                            "that"):
+        run_comparison(parse_comparison(CONFIG, None, host), tracker, resume=child)
+
+    # A later comparison finished, an earlier one killed: the refusal names the one to resume.
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(parse_comparison(CONFIG, None, host), tracker)
+    (killed,) = client.search_runs([parent.info.experiment_id], "tags.`scorelab.role` = 'comparison' and "
+                                   "attributes.status = 'KILLED'")
+    later = run_comparison(parse_comparison(CONFIG, None, host), tracker).parent_run_id
+    with pytest.raises(ScorelabError, match=f"comparison {later} \\('resumed'\\) finished; nothing to resume .*; an "
+                                            f"earlier one did not finish: {killed.info.run_id} \\(KILLED\\), --resume "
+                                            f"{killed.info.run_id} finishes it"):
+        run_comparison(parse_comparison(CONFIG, None, host), tracker, resume="resumed")
 
 
 def test_the_cli_resumes_the_configs_latest_comparison(host, tmp_path, monkeypatch, capsys):
@@ -133,11 +151,24 @@ def test_the_cli_resumes_the_configs_latest_comparison(host, tmp_path, monkeypat
     config.write_text(yaml.safe_dump(CONFIG))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with monkeypatch.context() as patched:
-        interrupted_child(patched, 2)
+        interrupted_child(patched, KILLED_AT)  # langevin's evaluation on its second seed
         assert main(["compare", str(config), "--quiet", "--tracking-uri", uri]) == 130
     assert "is KILLED; the same command with --resume finishes it" in capsys.readouterr().err
-    assert main(["compare", str(config), "--quiet", "--tracking-uri", uri, "--resume"]) == 0
+    # Its report (--partial) tallies the children that ended; the one killed is listed, not counted as failed.
+    report = ["report", "resumed", "--partial", "--tracking-uri", uri, "--out", str(tmp_path / "r")]
+    assert main(report) == 0
+    printed = capsys.readouterr().out
+    assert "INCOMPLETE comparison (--partial)" in printed and "rows from the children that ended" in printed
+    (row,) = [line.split() for line in printed.splitlines() if line.startswith("langevin ")]
+    assert row[2] == "1/1"  # ok: of the one evaluation run that ended (not 1/2, the killed one as failed)
+    # `--resume CONFIG`: the flag takes the config for its RUN_ID; it is read as the config.
+    assert main(["compare", "--resume", str(config), "--quiet", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed: {KILLED_AT - 1} children kept as they ended, 1 that never ended run again" in out
+    assert f"scorelab report {{}} --tracking-uri {uri}" not in out and f"--tracking-uri {uri}" in out
     client = MlflowClient(uri)
     (parent,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
                                    "tags.`scorelab.role` = 'comparison'")
-    assert parent.info.status == "FINISHED" and parent.info.run_id in capsys.readouterr().out
+    assert parent.info.status == "FINISHED" and f"scorelab report {parent.info.run_id} --tracking-uri {uri}" in out
+    assert main(["compare", "--quiet", "--tracking-uri", uri]) == 2
+    assert "a comparison config is required" in capsys.readouterr().err

@@ -89,6 +89,30 @@ def socket_closed_port():
     return held()
 
 
+def test_a_store_creation_interrupted_leaves_no_store_and_the_next_command_creates_it(tmp_path, monkeypatch):
+    """MLflow makes its tables in seconds; an interrupt among them used to leave a store no command could
+    open (a leftover ``_alembic_tmp_experiments`` table). The store is made beside its place and moved in."""
+    import os
+
+    from scorelab import store
+
+    path = tmp_path / "runs" / "mlflow.db"
+    with monkeypatch.context() as patched:
+        def interrupted(*args):
+            raise KeyboardInterrupt
+
+        patched.setattr(os, "replace", interrupted)  # the schema made, the move not yet done
+        with pytest.raises(KeyboardInterrupt):
+            open_store(f"sqlite:///{path}")
+    assert not path.exists()
+    (tmp_path / "runs" / ".mlflow.db.creating-1-2").write_bytes(b"half a schema")  # remains of another cut short
+    tracker = Tracker(f"sqlite:///{path}")
+    run = tracker.start_run(tracker.experiment("after"), "a run")
+    tracker.end(run)
+    assert store.sqlite_path(tracker.uri) == path and not list((tmp_path / "runs").glob(".mlflow.db.creating-*"))
+    assert MlflowClient(tracker.uri).get_run(run).info.status == "FINISHED"
+
+
 def test_reading_a_missing_store_creates_nothing(tmp_path):
     db = tmp_path / "runs" / "mlflow.db"
     with pytest.raises(ScorelabError, match="no MLflow store at .*MLFLOW_TRACKING_URI"):

@@ -7,7 +7,7 @@ import sys
 
 def add(sub):
     p = sub.add_parser("compare", help="run a sampler comparison from a YAML config")
-    p.add_argument("config", help="path to a comparison config (see configs/)")
+    p.add_argument("config", nargs="?", help="path to a comparison config (see configs/)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -15,8 +15,8 @@ def add(sub):
                         "pip install 'scorelab[ray]')")
     p.add_argument("--resume", nargs="?", const="", metavar="RUN_ID",
                    help="finish a comparison that did not finish (killed, or failed), in its own parent run: its "
-                        "children that ended are kept, those that never ended run again (default: the config's "
-                        "experiment's latest comparison)")
+                        "children that ended are kept, those that never ended run again; RUN_ID is its parent "
+                        "run (default: the latest comparison of the config's experiment)")
     p.add_argument("--ray-address", help="the Ray cluster to submit to (e.g. ray://head:10001 or auto; default: "
                                          "$RAY_ADDRESS, else a Ray runtime on this machine); with --executor ray")
     return p
@@ -32,6 +32,11 @@ def run(args) -> int:
     from scorelab.summary import text_table
     from scorelab.tracking import Tracker
 
+    if args.config is None:
+        if not (args.resume or "").endswith((".yaml", ".yml")):
+            print("scorelab compare: a comparison config is required (scorelab compare CONFIG)", file=sys.stderr)
+            return 2
+        args.config, args.resume = args.resume, ""  # `--resume CONFIG`: the flag took the config for its RUN_ID
     comp = load_comparison(args.config)  # every config error before any work
     if comp.rng == "keyed" and comp.compile == "none":
         print("scorelab compare: rng: keyed with compile: none makes the keyed numbers eagerly, about ten times "
@@ -63,7 +68,10 @@ def run(args) -> int:
     w = result.cost_weights
     print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "
           f"{result.total_seconds:.1f} s in all, {result.tracking_seconds:.1f} s of it tracking")
+    if result.resumed is not None:
+        kept, rerun = result.resumed
+        print(f"resumed: {kept} children kept as they ended, {rerun} that never ended run again")
+    uri = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
     print(f"MLflow: {tracker.uri}  experiment '{comp.name}', parent run {result.parent_run_id}")
-    print("Browse it with: scorelab ui" + (f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else "")
-          + f"; rebuild the report with: scorelab report {result.parent_run_id}")
+    print(f"Browse it with: scorelab ui{uri}; rebuild the report with: scorelab report {result.parent_run_id}{uri}")
     return 0
