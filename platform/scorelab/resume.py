@@ -2,10 +2,10 @@
 
 What the killed comparison measured stands: its cost weights, quality floors and every child that
 ended are kept as logged, FAILED ones too (a sampler that raised, or a Ray worker that died, is an
-outcome of the comparison; run it without ``--resume`` to run every child afresh). A child that never ended
-(KILLED, or RUNNING when its process died) is run again from its start, as a new child; the old one
-stays in the store, tagged ``scorelab.superseded``, and reports read past it. Only the same
-comparison is resumed: its resolved config (weights as measured then) must be the one now.
+outcome of the comparison; run it without ``--resume`` to run every child afresh). A child that
+never ended (KILLED, or RUNNING when its process died) is run again from its start, as a new child;
+the old one stays in the store, tagged ``scorelab.superseded``, and reports read past it. Only the
+same comparison is resumed: its resolved config (weights as measured then) must be the one now.
 """
 
 from __future__ import annotations
@@ -115,7 +115,10 @@ def reopen(tracker: Tracker, resumed: Resumed, environment: dict) -> None:
     client = tracker.client
     for record in resumed.rerun:
         tracker.set_tags(record.run_id, {SUPERSEDED_TAG: "never ended; run again by a resume of its comparison"})
-        tracker.end(record.run_id, "KILLED") if record.status == "RUNNING" else tracker.flush(record.run_id)
+        if record.status == "RUNNING":
+            tracker.end(record.run_id, "KILLED")
+        else:
+            tracker.flush(record.run_id)
     parent = client.get_run(resumed.parent_id)
     logged = _logged_environment(client, resumed.parent_id)
     changed = sorted(k for k in environment if logged is not None and logged.get(k) != environment[k])
