@@ -86,19 +86,13 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     if resumed is not None:  # the same comparison, before any work
         check_same(resumed, config_now(comp, resumed.weights, device), comp.file)
     dtype, target, source, reference = materials(comp, device, tracker.uri)
-    if resumed is not None:
-        weights, weight_params = resumed.weights, {}
-    elif comp.cost_weights is not None:
-        weights, weight_params = CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
+    if resumed is not None:  # what the comparison measured before it was stopped
+        weights, weight_params, floors = resumed.weights, {}, resumed.floors
     else:
-        # Timed on one block of chains: the batch every step runs on (all of them, unless they run in blocks).
-        x = initial_chains(comp, target, comp.seeds[0], device, dtype, host=comp.blocked)
-        measured = measure_cost_weights(source, x[:comp.block].to(device))
-        weights, weight_params = measured.weights, measured.as_params()
-    # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
-    floors = resumed.floors if resumed is not None else {
-        name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
-        for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy}
+        weights, weight_params = _cost_weights(comp, target, source, device, dtype)
+        # Floors for discrepancies only: "under k x floor" means nothing for a likelihood, which collapse lowers.
+        floors = {name: quality_floor(metric, target, comp.chains, comp.reference_seed + 1)
+                  for name, metric in comp.metrics.items() if traits("metric", metric).discrepancy}
     study = Study(list(comp.metrics), comp.primary, comp.quality_multiple, comp.baseline, floors, comp.budget,
                   comp.cost_resolution)
 
@@ -141,6 +135,16 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
                             tracker.seconds, time.perf_counter() - started, skipped,
                             None if resumed is None else (len(resumed.kept), len(resumed.rerun)))
 
+
+
+def _cost_weights(comp: Comparison, target, source, device, dtype) -> tuple[CostWeights, dict]:
+    """The config's cost weights, or weights measured on the score source (with their spread as params)."""
+    if comp.cost_weights is not None:
+        return CostWeights(**dataclasses.asdict(comp.cost_weights)), {}
+    # Timed on one block of chains: the batch every step runs on (all of them, unless they run in blocks).
+    x = initial_chains(comp, target, comp.seeds[0], device, dtype, host=comp.blocked)
+    measured = measure_cost_weights(source, x[:comp.block].to(device))
+    return measured.weights, measured.as_params()
 
 
 def plan(comp: Comparison) -> tuple[list[ChildJob], Any]:

@@ -28,6 +28,15 @@ CONFIG = {**BASE, "name": "resumed"}
 KILLED_AT = 6  # the child interrupted: the second evaluation run, after tuning has chosen
 
 
+def _killed(host, uri: str, monkeypatch, at: int) -> MlflowClient:
+    """CONFIG's comparison on the store at ``uri``, interrupted at its ``at``-th child (from 1)."""
+    with monkeypatch.context() as patched:
+        interrupted_child(patched, at)
+        with pytest.raises(KeyboardInterrupt):
+            run_comparison(parse_comparison(CONFIG, None, host), Tracker(uri))
+    return MlflowClient(uri)
+
+
 def _dead_pid() -> int:
     """The id of a process that has ended."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -50,11 +59,7 @@ def test_a_killed_comparison_resumed_gives_the_uninterrupted_answer(host, tmp_pa
     whole = run_comparison(parse_comparison(CONFIG, None, host), Tracker(f"sqlite:///{tmp_path / 'whole.db'}"))
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with monkeypatch.context() as patched:
-        interrupted_child(patched, KILLED_AT)
-        with pytest.raises(KeyboardInterrupt):
-            run_comparison(parse_comparison(CONFIG, None, host), Tracker(uri))
-    client = MlflowClient(uri)
+    client = _killed(host, uri, monkeypatch, KILLED_AT)
     (killed,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
                                    "attributes.status = 'KILLED' and tags.`scorelab.role` = 'evaluation'")
 
@@ -79,11 +84,7 @@ def test_a_killed_comparison_resumed_gives_the_uninterrupted_answer(host, tmp_pa
 def test_tuning_alone_chooses_the_setting_a_resume_evaluates(host, tracking_uri, monkeypatch):
     """The kept evaluation runs of a resumed comparison do not enter tuning's choice: the first evaluation
     run of the chosen setting is made to read as diverged before the resume, and the setting stays."""
-    with monkeypatch.context() as patched:
-        interrupted_child(patched, KILLED_AT)
-        with pytest.raises(KeyboardInterrupt):
-            run_comparison(parse_comparison(CONFIG, None, host), Tracker(tracking_uri))
-    client = MlflowClient(tracking_uri)
+    client = _killed(host, tracking_uri, monkeypatch, KILLED_AT)
     (evaluated,) = client.search_runs([client.get_experiment_by_name("resumed").experiment_id],
                                       "attributes.status = 'FINISHED' and tags.`scorelab.role` = 'evaluation'")
     chosen = evaluated.data.tags["scorelab.setting"]
@@ -96,10 +97,7 @@ def test_tuning_alone_chooses_the_setting_a_resume_evaluates(host, tracking_uri,
 
 
 def test_only_the_same_unfinished_comparison_is_resumed(host, tracking_uri, monkeypatch):
-    with monkeypatch.context() as patched:
-        interrupted_child(patched, 1)
-        with pytest.raises(KeyboardInterrupt):
-            run_comparison(parse_comparison(CONFIG, "resumed.yaml", host), Tracker(tracking_uri))
+    _killed(host, tracking_uri, monkeypatch, 1)
     for changed, key in [({"budget": 80}, "budget"), ({"cost_weights": {"vjp": 5, "jvp": 4}}, "cost_weights")]:
         with pytest.raises(ConfigError, match=rf"resumed.yaml: {key}: comparison \w+ ran another config; it differs "
                                               rf"in {key}\. Resume it with the config it ran"):
@@ -131,10 +129,7 @@ def test_only_the_same_unfinished_comparison_is_resumed(host, tracking_uri, monk
         run_comparison(parse_comparison(CONFIG, None, host), tracker, resume=child)
 
     # A later comparison finished, an earlier one killed: the refusal names the one to resume.
-    with monkeypatch.context() as patched:
-        interrupted_child(patched, 1)
-        with pytest.raises(KeyboardInterrupt):
-            run_comparison(parse_comparison(CONFIG, None, host), tracker)
+    _killed(host, tracking_uri, monkeypatch, 1)
     (killed,) = client.search_runs([parent.info.experiment_id], "tags.`scorelab.role` = 'comparison' and "
                                    "attributes.status = 'KILLED'")
     later = run_comparison(parse_comparison(CONFIG, None, host), tracker).parent_run_id
