@@ -55,7 +55,7 @@ class ComparisonResult:
     tracking_seconds: float
     total_seconds: float
     skipped: list[str]  # samplers not evaluated: every setting diverged or failed on a tuning seed
-    resumed: tuple[int, int] | None = None  # for a resumed comparison: children kept, children run again
+    resumed: tuple[int, int] | None = None  # for a resumed comparison: children kept, children run now
 
 
 def run_comparison(comp: Comparison, tracker: Tracker, *, plugins: list | None = None, progress: Any = None,
@@ -133,7 +133,7 @@ def _run_comparison(comp: Comparison, tracker: Tracker, device, plugins, progres
     rows, skipped = _close_parent(tracker, parent, records, study, weights, started)
     return ComparisonResult(experiment_id, parent, records, rows, study, device_name(device), weights,
                             tracker.seconds, time.perf_counter() - started, skipped,
-                            None if resumed is None else (len(resumed.kept), len(resumed.rerun)))
+                            None if resumed is None else (len(resumed.kept), len(records) - len(resumed.kept)))
 
 
 

@@ -51,9 +51,11 @@ def unfinished(client, ref: str, name: str, uri: str) -> Resumed:
         raise ScorelabError(f"comparison {run_id} is in experiment '{experiment}', and the config's name is '{name}'")
     if status == "FINISHED":
         earlier = client.search_runs([parent.info.experiment_id], "tags.`scorelab.role` = 'comparison' and "
-                                     "attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+                                     "attributes.status != 'FINISHED' and attributes.start_time < "
+                                     f"{parent.info.start_time}", order_by=["attributes.start_time DESC"],
+                                     max_results=1)
         others = "".join(f"; an earlier one did not finish: {r.info.run_id} ({r.info.status}), --resume "
-                         f"{r.info.run_id} finishes it" for r in earlier[:1])
+                         f"{r.info.run_id} finishes it" for r in earlier)
         raise ScorelabError(f"comparison {run_id} ('{name}') finished; nothing to resume (run it without --resume "
                             f"for a new one){others}")
     tags = parent.data.tags

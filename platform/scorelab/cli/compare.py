@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def add(sub):
@@ -32,11 +33,11 @@ def run(args) -> int:
     from scorelab.summary import text_table
     from scorelab.tracking import Tracker
 
+    if args.resume and Path(args.resume).is_file() and not (args.config and Path(args.config).is_file()):
+        args.config, args.resume = args.resume, args.config or ""  # `--resume CONFIG`: the flag took the config
     if args.config is None:
-        if not (args.resume or "").endswith((".yaml", ".yml")):
-            print("scorelab compare: a comparison config is required (scorelab compare CONFIG)", file=sys.stderr)
-            return 2
-        args.config, args.resume = args.resume, ""  # `--resume CONFIG`: the flag took the config for its RUN_ID
+        print("scorelab compare: a comparison config is required (scorelab compare CONFIG)", file=sys.stderr)
+        return 2
     comp = load_comparison(args.config)  # every config error before any work
     if comp.rng == "keyed" and comp.compile == "none":
         print("scorelab compare: rng: keyed with compile: none makes the keyed numbers eagerly, about ten times "
@@ -69,8 +70,8 @@ def run(args) -> int:
     print(f"\ndevice {result.device}; cost = NFE + {w.vjp:.2f}·VJP + {w.jvp:.2f}·JVP + {w.curvature:.2f}·CURV; "
           f"{result.total_seconds:.1f} s in all, {result.tracking_seconds:.1f} s of it tracking")
     if result.resumed is not None:
-        kept, rerun = result.resumed
-        print(f"resumed: {kept} children kept as they ended, {rerun} that never ended run again")
+        kept, ran = result.resumed
+        print(f"resumed: {kept} children kept as they ended, {ran} run now")
     uri = f" --tracking-uri {args.tracking_uri}" if args.tracking_uri else ""
     print(f"MLflow: {tracker.uri}  experiment '{comp.name}', parent run {result.parent_run_id}")
     print(f"Browse it with: scorelab ui{uri}; rebuild the report with: scorelab report {result.parent_run_id}{uri}")

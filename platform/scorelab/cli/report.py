@@ -54,8 +54,8 @@ def run(args) -> int:
     client = open_store(args.tracking_uri or default_tracking_uri(), write=False)
     parent, study, records, weights = reporting.load_records(client, args.ref, partial=args.partial)
     problems = reporting.incomplete(parent, reporting.comparison_config(client, parent), records, study)
-    warning = ("INCOMPLETE comparison (--partial): " + "; ".join(problems) + "; rows from the children that "
-               "ended\n") if problems else ""
+    warning = ("INCOMPLETE comparison (--partial): " + "; ".join(problems) + "; tables and plots from the "
+               "children that ended\n") if problems else ""
     records = [r for r in records if r.status in ("FINISHED", "FAILED")]  # one killed is neither ok nor failed
     if args.cost_weights:
         weights = parse_weights(args.cost_weights, weights)
