@@ -76,7 +76,7 @@ def open_store(uri: str, *, write: bool = True):
         if not path.exists():
             _create(path)
         client = MlflowClient(uri)
-        client.search_experiments(max_results=1)  # upgrades an older schema, one process at a time
+        client.search_experiments(max_results=1)  # MLflow fills an empty file with tables; one process at a time
         _relocate(path)
         _end_dead_runs(client)
     return client
