@@ -105,8 +105,8 @@ def _tuning_key(runs: list[RunRecord], study: Study) -> tuple:
 def in_plan_order(records: list[RunRecord], labels: list[str], tuning_seeds: list[int],
                   seeds: list[int]) -> list[RunRecord]:
     """``records`` in the order a comparison plans its children: tuning, then evaluation; by setting (in
-    ``labels``' order), then seed. A comparison run in one go has them so; a resumed one runs its
-    children that never ended last, and Ray's may end in any order."""
+    ``labels``' order), then seed. A comparison run in one go has them so (either executor); a resumed
+    one runs its children that never ended last."""
     setting = {label: i for i, label in enumerate(labels)}
     order = {"tuning": list(tuning_seeds), "evaluation": list(seeds)}
 

@@ -72,6 +72,11 @@ RECOMPILE_LIMIT = 64
 STEPS_PER_CALL = {"cuda": 8, "cpu": 4}
 
 
+#: The keys of Dynamo's timings that are making steps, not running them (``CUDAGraphNode.record`` runs
+#: at a step's call, outside ``compile_inner``, so neither is counted twice).
+_COMPILING = ("_compile.compile_inner", "CUDAGraphNode.record")
+
+
 def seconds_compiling() -> float:
     """Seconds spent making compiled steps in this process so far, by Dynamo's own tally (0 where this
     torch keeps none): ``torch.compile``'s compiling, and under ``cuda_graph`` the recording of each
@@ -83,11 +88,6 @@ def seconds_compiling() -> float:
     except ImportError:
         return 0.0
     return sum(sum(compilation_time_metrics.get(key, ())) for key in _COMPILING)
-
-
-#: The keys of Dynamo's timings that are making steps, not running them (``CUDAGraphNode.record`` runs
-#: at a step's call, outside ``compile_inner``, so neither is counted twice).
-_COMPILING = ("_compile.compile_inner", "CUDAGraphNode.record")
 
 
 def steps_per_call(device: torch.device) -> int:
